@@ -1,0 +1,74 @@
+"""tracegrad: PyTorch-style tensors and autograd on NumPy, with a compiler for whole training steps."""
+from __future__ import annotations
+
+import importlib
+
+from . import tensor_methods  # noqa: F401  (binds ops as Tensor methods)
+from . import autograd
+from .autograd import enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled
+from .creation import (arange, bernoulli, empty, empty_like, eye, full, full_like, get_rng_state, initial_seed,
+                       linspace, logspace, manual_seed, multinomial, normal, ones, ones_like, rand, rand_like, randint,
+                       randint_like, randn, randn_like, randperm, seed, set_rng_state)
+from .dtypes import (bool_ as bool, dtype, float16, float32, float64, get_default_dtype, int8, int16, int32, int64,
+                     promote_types, set_default_dtype, uint8)
+from .dtypes import result_type as _result_type
+from .ops import (abs, add, addcdiv, addcmul, addmm, all, allclose, amax, amin, any, argmax, argmin, bitwise_and,
+                  bitwise_not, bitwise_or, bitwise_xor, bmm, broadcast_to, cat, ceil, chunk, clamp, clamp_max, clamp_min,
+                  clip, clone, concat, cos, cumsum, div, dot, eq, equal, erf, exp, expm1, flatten, flip, floor,
+                  floor_divide, gather, ge, gt, index_put, index_select, isclose, isfinite, isinf, isnan, le, lerp, log,
+                  log1p, log2, log10, log_softmax, logical_and, logical_not, logical_or, logsumexp, lt, masked_fill,
+                  masked_select, matmul, max, maximum, mean, min, minimum, mm, movedim, mul, mv, narrow, ne, neg,
+                  nonzero, norm, outer, permute, pow, prod, reciprocal, relu, remainder, repeat, reshape, round, rsqrt,
+                  scatter_add, sigmoid, sign, sin, softmax, split, sqrt, square, squeeze, stack, std, sub, sum, swapaxes,
+                  t, tan, tanh, transpose, tril, triu, trunc, unbind, unflatten, unsqueeze, var, where, zeros,
+                  zeros_like)
+from .ops import div as divide, div as true_divide, mul as multiply, sub as subtract
+from .tensor import Size, Tensor, as_tensor, from_numpy, tensor
+
+__version__ = "0.1.0"
+
+float = float32
+double = float64
+half = float16
+long = int64
+int = int32
+short = int16
+
+FloatTensor = DoubleTensor = LongTensor = Tensor  # type names for isinstance checks
+
+
+def is_tensor(obj) -> bool:
+    """True if obj is a tracegrad Tensor."""
+    return isinstance(obj, Tensor)
+
+
+def is_floating_point(input: Tensor) -> bool:
+    """True if input has a floating dtype."""
+    return input.is_floating_point()
+
+
+def numel(input: Tensor) -> int:
+    """The number of elements of input."""
+    return input.numel()
+
+
+def result_type(tensor1, tensor2) -> dtype:
+    """The dtype an op on these operands produces (PyTorch's promotion rule)."""
+    return _result_type(tensor1, tensor2)
+
+
+def device(name: str = "cpu") -> str:
+    """A device name; only 'cpu' exists."""
+    if not str(name).startswith("cpu"):
+        raise RuntimeError(f"tracegrad runs on the CPU; device {name!r} is not available")
+    return "cpu"
+
+
+_SUBMODULES = {"nn", "optim", "utils", "viz"}
+
+
+def __getattr__(name: str):
+    # Submodules load on first use, which keeps `import tracegrad` fast.
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'tracegrad' has no attribute {name!r}")

@@ -1,0 +1,306 @@
+"""The eager autograd graph (nodes recorded by ops) and the reverse-mode engine that runs it."""
+from __future__ import annotations
+
+import weakref
+from typing import Callable, Sequence
+
+from .grad_mode import STATE, set_grad_enabled
+
+_FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after "
+    "they have already been freed). Saved intermediate values of the graph are freed when you call "
+    ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the "
+    "graph a second time or if you need to access saved tensors after calling backward.")
+
+
+class RemovableHandle:
+    """Returned by hook registration; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: list, hook: Callable) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        """Unregister the hook (idempotent)."""
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+class Node:
+    """A recorded backward step: maps cotangents of its outputs to cotangents of its inputs."""
+
+    __slots__ = ("next_functions", "needs_input_grad", "_saved", "_versions", "_freed",
+                 "_tensor_hooks", "_retained", "_hooks", "metadata", "__weakref__")
+
+    def __init__(self, inputs: Sequence, saved: Sequence = ()) -> None:
+        self.next_functions = tuple(_edge(t) for t in inputs)
+        self.needs_input_grad = tuple(e[0] is not None for e in self.next_functions)
+        self._saved = ()
+        self._versions = ()
+        self._freed = False
+        self._tensor_hooks = None  # output index -> hooks registered on that output tensor
+        self._retained = None      # output index -> weakref of a tensor that retains its grad
+        self._hooks = None         # post hooks: fn(grad_inputs, grad_outputs)
+        self.metadata = {}
+        if saved:
+            self.save(saved)
+
+    def save(self, tensors: Sequence) -> None:
+        """Keep tensors for the backward; their version is checked when they are used."""
+        for t in tensors:
+            if t is not None and t._inference:
+                raise RuntimeError(
+                    "Inference tensors cannot be saved for backward. To work around you can make a "
+                    "clone to get a normal tensor and use it in autograd.")
+        self._saved = tuple(tensors)
+        self._versions = tuple(None if t is None else t._vc[0] for t in tensors)
+
+    def saved_tensors(self) -> tuple:
+        """The saved tensors, checked against in-place modification and release."""
+        if self._freed:
+            raise RuntimeError(_FREED_MESSAGE)
+        for t, v in zip(self._saved, self._versions):
+            if t is not None and t._vc[0] != v:
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified by an "
+                    f"inplace operation: [{t.type()} {list(t.shape)}], which is used by "
+                    f"{self.name()}, is at version {t._vc[0]}; expected version {v} instead. "
+                    f"Hint: avoid modifying the tensor in place, or clone() it before the op.")
+        return self._saved
+
+    def release(self) -> None:
+        """Free the saved tensors after a backward without retain_graph."""
+        if self._saved:
+            self._saved = ()
+            self._freed = True
+
+    def name(self) -> str:
+        """The node's name, e.g. 'MulBackward0'."""
+        return type(self).__name__
+
+    def register_hook(self, fn: Callable) -> RemovableHandle:
+        """Register fn(grad_inputs, grad_outputs), called after this node ran."""
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(fn)
+        return RemovableHandle(self._hooks, fn)
+
+    def add_tensor_hook(self, output_nr: int, fn: Callable) -> RemovableHandle:
+        """Register a hook on the gradient of output ``output_nr`` (Tensor.register_hook)."""
+        if self._tensor_hooks is None:
+            self._tensor_hooks = {}
+        hooks = self._tensor_hooks.setdefault(output_nr, [])
+        hooks.append(fn)
+        return RemovableHandle(hooks, fn)
+
+    def retain(self, output_nr: int, tensor) -> None:
+        """Store the gradient of output ``output_nr`` in ``tensor.grad`` (Tensor.retain_grad)."""
+        if self._retained is None:
+            self._retained = {}
+        self._retained[output_nr] = weakref.ref(tensor)
+
+    def num_outputs(self) -> int:
+        """How many outputs the recorded op had."""
+        return 1
+
+    def backward(self, grads: list) -> tuple:
+        """Cotangents of the inputs given cotangents of the outputs."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{self.name()} object>"
+
+
+class PrimitiveNode(Node):
+    """The backward of one primitive application; runs the primitive's VJP rule."""
+
+    __slots__ = ("prim", "attrs", "in_shapes", "in_dtypes", "_saved_out")
+
+    def __init__(self, prim, inputs: Sequence, attrs: dict, out) -> None:
+        super().__init__(inputs)
+        self.prim = prim
+        self.attrs = attrs
+        self.in_shapes = tuple(t._data.shape for t in inputs)
+        self.in_dtypes = tuple(t.dtype for t in inputs)
+        saves = prim.saves
+        saved = list(inputs[saves]) if isinstance(saves, slice) else [inputs[i] for i in saves]
+        if prim.saves_output:
+            saved.append(out)
+        if saved:
+            self.save(saved)
+
+    def name(self) -> str:
+        return self.prim.node_name
+
+    def saved(self, i: int):
+        """Input ``i`` as it was when the op ran (the primitive must declare it in ``saves``)."""
+        return self.saved_tensors()[self.prim.saves.index(i)]
+
+    def saved_output(self):
+        """The op's result (the primitive must declare ``saves_output``)."""
+        return self.saved_tensors()[-1]
+
+    def backward(self, grads: list) -> tuple:
+        return self.prim.vjp(self, grads[0])
+
+
+class AccumulateGrad(Node):
+    """The sink for a leaf tensor that requires grad: adds incoming gradients to ``.grad``."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable) -> None:
+        super().__init__(())
+        self.variable = variable
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    def accumulate(self, grad, create_graph: bool) -> None:
+        """Add ``grad`` to the leaf's ``.grad`` like PyTorch: a fresh copy first, then in place."""
+        var = self.variable
+        if var._grad is None:
+            var._grad = grad if create_graph else grad.detach()._owned_copy()
+        elif create_graph or var._grad.requires_grad:
+            var._grad = var._grad + grad
+        else:
+            var._grad._data += grad._data
+            var._grad._vc[0] += 1
+
+
+def _edge(t) -> tuple:
+    """Where a gradient for tensor t must go: (its grad_fn or its AccumulateGrad, output index)."""
+    if t is None or not t._requires_grad:
+        return (None, 0)
+    if t.grad_fn is not None:
+        return (t.grad_fn, t._output_nr)
+    return (t._accumulator(), 0)
+
+
+# ---- the engine -----------------------------------------------------------------------------
+
+def _run_tensor_hooks(node: Node, nr: int, grad):
+    hooks = node._tensor_hooks.get(nr) if node._tensor_hooks else None
+    for hook in hooks or ():
+        result = hook(grad)
+        if result is not None:
+            if tuple(result.shape) != tuple(grad.shape):
+                raise RuntimeError(f"hook '{getattr(hook, '__name__', hook)}' has changed the size of "
+                                   f"value: expected {list(grad.shape)}, got {list(result.shape)}")
+            grad = result
+    if node._retained and nr in node._retained:
+        tensor = node._retained[nr]()
+        if tensor is not None:
+            tensor._grad = grad.detach() if tensor._grad is None else tensor._grad + grad.detach()
+    return grad
+
+
+def _collect(roots: list) -> dict:
+    """Count, for every node reachable from the roots, how many edges point at it."""
+    deps: dict = {}
+    stack = [n for n in roots]
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
+        for child, _ in node.next_functions:
+            if child is None:
+                continue
+            deps[child] = deps.get(child, 0) + 1
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return deps
+
+
+def _needed_nodes(roots: list, targets: set) -> set:
+    """Nodes from which some target node can be reached (the only ones worth running)."""
+    needed: set = set()
+    visiting: dict = {}
+    order = []
+    stack = [(n, False) for n in roots]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if node in visiting:
+            continue
+        visiting[node] = True
+        stack.append((node, True))
+        for child, _ in node.next_functions:
+            if child is not None and child not in visiting:
+                stack.append((child, False))
+    for node in order:  # post-order: children first
+        if node in targets or any(c in needed for c, _ in node.next_functions if c is not None):
+            needed.add(node)
+    return needed
+
+
+def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, create_graph: bool,
+                 capture: Sequence | None = None, accumulate: bool = True) -> list | None:
+    """Propagate cotangents from ``roots`` through the graph.
+
+    With ``capture`` (a list of edges), returns the total gradient reaching each edge instead of
+    accumulating into leaves' ``.grad`` when ``accumulate`` is False (autograd.grad); with
+    ``accumulate`` and ``capture`` it accumulates only into the captured leaves (backward(inputs=)).
+    """
+    buffers: dict = {}
+    root_nodes = []
+    for t, g in zip(roots, grad_roots):
+        node, nr = _edge(t)
+        if node is None:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+        slot = buffers.setdefault(node, {})
+        slot[nr] = g if nr not in slot else slot[nr] + g
+        if node not in root_nodes:
+            root_nodes.append(node)
+    deps = _collect(root_nodes)
+    targets = None
+    captured: dict = {}
+    if capture is not None:
+        capture_set = set(capture)
+        targets = {node for node, _ in capture}
+        needed = _needed_nodes(root_nodes, targets)
+    ready = [n for n in root_nodes if deps.get(n, 0) == 0]
+    with set_grad_enabled(create_graph):
+        while ready:
+            node = ready.pop()
+            grads = buffers.pop(node, {})
+            for nr in list(grads):
+                if node._tensor_hooks or node._retained:
+                    grads[nr] = _run_tensor_hooks(node, nr, grads[nr])
+                if targets is not None and (node, nr) in capture_set:
+                    captured[(node, nr)] = grads[nr]
+            if isinstance(node, AccumulateGrad):
+                if grads and (targets is None or (accumulate and node in targets)):
+                    node.accumulate(grads[0], create_graph)
+                continue
+            run = bool(grads) and (targets is None or node in needed)
+            if run:
+                full = [grads.get(i) for i in range(node.num_outputs())]
+                grad_inputs = node.backward(full)
+                if len(grad_inputs) != len(node.next_functions):
+                    raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients "
+                                       f"(expected {len(node.next_functions)}, got {len(grad_inputs)})")
+                if node._hooks:
+                    for hook in node._hooks:
+                        hook(grad_inputs, full)
+            for i, (child, nr) in enumerate(node.next_functions):
+                if child is None:
+                    continue
+                if run and grad_inputs[i] is not None:
+                    slot = buffers.setdefault(child, {})
+                    slot[nr] = grad_inputs[i] if nr not in slot else slot[nr] + grad_inputs[i]
+                deps[child] -= 1
+                if deps[child] == 0:
+                    ready.append(child)
+            if not retain_graph:
+                node.release()
+    if capture is None:
+        return None
+    return [captured.get(edge) for edge in capture]

@@ -1,0 +1,198 @@
+"""Creation functions and the global random number generator."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from . import dtypes
+from .ops import _shape_arg, zeros, zeros_like
+from .tensor import Tensor
+
+
+def _dtype_or_default(dtype) -> dtypes.dtype:
+    return dtypes.to_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+
+
+def _finish(arr: np.ndarray, requires_grad: bool) -> Tensor:
+    t = Tensor._make(arr)
+    return t.requires_grad_() if requires_grad else t
+
+
+def ones(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """A tensor of ones."""
+    return _finish(np.ones(_shape_arg(size), dtype=_dtype_or_default(dtype).np), requires_grad)
+
+
+def empty(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """An uninitialized tensor (zero-filled here, so results never depend on garbage)."""
+    return zeros(*size, dtype=dtype, requires_grad=requires_grad)
+
+
+def full(size, fill_value, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """A tensor filled with fill_value; the dtype follows the value (bool, int64 or float32)."""
+    d = dtypes.to_dtype(dtype) if dtype is not None else dtypes.scalar_dtype(
+        fill_value.item() if isinstance(fill_value, Tensor) else fill_value)
+    return _finish(np.full(_shape_arg((size,) if isinstance(size, int) else tuple(size)), fill_value, dtype=d.np),
+                   requires_grad)
+
+
+def ones_like(input: Tensor, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """Ones with input's shape and dtype."""
+    return ones(input._data.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
+
+
+def empty_like(input: Tensor, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """An uninitialized (zero-filled) tensor with input's shape and dtype."""
+    return zeros_like(input, dtype=dtype, requires_grad=requires_grad)
+
+
+def full_like(input: Tensor, fill_value, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """fill_value with input's shape and dtype."""
+    return full(input._data.shape, fill_value, dtype=dtype or input.dtype, requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """Values start, start+step, ... below end (int64 for integer arguments, else float32)."""
+    if end is None:
+        start, end = 0, start
+    values = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
+    if values[2] == 0:
+        raise RuntimeError("step must be nonzero")
+    if dtype is None:
+        dtype = dtypes.int64 if all(isinstance(v, (int, np.integer)) for v in values) else dtypes.get_default_dtype()
+    d = dtypes.to_dtype(dtype)
+    count = max(0, math.ceil((values[1] - values[0]) / values[2]))
+    arr = (values[0] + np.arange(count, dtype=np.float64 if d.category == dtypes.FLOAT else np.int64) * values[2])
+    return _finish(arr.astype(d.np), requires_grad)
+
+
+def linspace(start, end, steps: int, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """steps evenly spaced values from start to end inclusive."""
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+    return _finish(np.linspace(start, end, steps).astype(_dtype_or_default(dtype).np), requires_grad)
+
+
+def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, requires_grad: bool = False) -> Tensor:
+    """base ** linspace(start, end, steps)."""
+    return _finish((base ** np.linspace(start, end, steps)).astype(_dtype_or_default(dtype).np), requires_grad)
+
+
+def eye(n: int, m: int | None = None, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """The identity matrix (n x m)."""
+    return _finish(np.eye(n, m, dtype=_dtype_or_default(dtype).np), requires_grad)
+
+
+# ---- random -------------------------------------------------------------------------------------
+
+class _RNG:
+    """The global generator; manual_seed makes every random op reproducible."""
+
+    def __init__(self) -> None:
+        self.seed_value = 0
+        self.gen = np.random.default_rng(0)
+
+    def seed(self, value: int) -> None:
+        self.seed_value = int(value)
+        self.gen = np.random.default_rng(int(value))
+
+
+RNG = _RNG()
+
+
+def manual_seed(seed: int):
+    """Seed the global generator (tracegrad's streams differ from PyTorch's for the same seed)."""
+    RNG.seed(seed)
+    return RNG
+
+
+def seed() -> int:
+    """Seed the generator from the operating system and return the seed."""
+    value = int(np.random.SeedSequence().entropy % (2 ** 63))
+    RNG.seed(value)
+    return value
+
+
+def initial_seed() -> int:
+    """The last seed set."""
+    return RNG.seed_value
+
+
+def get_rng_state() -> Tensor:
+    """The generator state, for set_rng_state (used by checkpointing to replay dropout)."""
+    state = json.dumps(RNG.gen.bit_generator.state)
+    return Tensor._make(np.frombuffer(state.encode(), dtype=np.uint8).copy())
+
+
+def set_rng_state(new_state: Tensor) -> None:
+    """Restore a state from get_rng_state."""
+    RNG.gen.bit_generator.state = json.loads(bytes(new_state._data).decode())
+
+
+def rand(*size, dtype=None, requires_grad: bool = False, generator=None, device=None) -> Tensor:
+    """Uniform samples in [0, 1)."""
+    d = _dtype_or_default(dtype)
+    return _finish(RNG.gen.random(_shape_arg(size), dtype=np.float64).astype(d.np), requires_grad)
+
+
+def randn(*size, dtype=None, requires_grad: bool = False, generator=None, device=None) -> Tensor:
+    """Standard normal samples."""
+    d = _dtype_or_default(dtype)
+    return _finish(RNG.gen.standard_normal(_shape_arg(size)).astype(d.np), requires_grad)
+
+
+def randint(low, high=None, size=None, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """Uniform integers in [low, high)."""
+    if size is None:
+        low, high, size = 0, low, high
+    if high is None:
+        low, high = 0, low
+    d = dtypes.to_dtype(dtype) if dtype is not None else dtypes.int64
+    return _finish(RNG.gen.integers(low, high, size=tuple(size)).astype(d.np), requires_grad)
+
+
+def randperm(n: int, *, dtype=None, device=None) -> Tensor:
+    """A random permutation of 0..n-1."""
+    d = dtypes.to_dtype(dtype) if dtype is not None else dtypes.int64
+    return Tensor._make(RNG.gen.permutation(n).astype(d.np))
+
+
+def rand_like(input: Tensor, *, dtype=None) -> Tensor:
+    """Uniform samples with input's shape and dtype."""
+    return rand(input._data.shape, dtype=dtype or input.dtype)
+
+
+def randn_like(input: Tensor, *, dtype=None) -> Tensor:
+    """Standard normal samples with input's shape and dtype."""
+    return randn(input._data.shape, dtype=dtype or input.dtype)
+
+
+def randint_like(input: Tensor, low, high=None, *, dtype=None) -> Tensor:
+    """Uniform integers with input's shape."""
+    return randint(low, high, input._data.shape, dtype=dtype or input.dtype)
+
+
+def normal(mean, std, size=None, *, dtype=None) -> Tensor:
+    """Normal samples with the given mean and std (numbers or tensors)."""
+    m = mean._data if isinstance(mean, Tensor) else mean
+    s = std._data if isinstance(std, Tensor) else std
+    shape = tuple(size) if size is not None else np.broadcast_shapes(np.shape(m), np.shape(s))
+    d = dtypes.to_dtype(dtype) if dtype is not None else (
+        mean.dtype if isinstance(mean, Tensor) else std.dtype if isinstance(std, Tensor) else dtypes.get_default_dtype())
+    return Tensor._make((m + s * RNG.gen.standard_normal(shape)).astype(d.np))
+
+
+def bernoulli(input: Tensor, p=None) -> Tensor:
+    """1 with probability input (or p), else 0."""
+    probs = input._data if p is None else p
+    return Tensor._make((RNG.gen.random(input._data.shape) < probs).astype(input._data.dtype))
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
+    """Sample category indices from (unnormalized) probabilities in the last dim."""
+    probs = input._data / input._data.sum(-1, keepdims=True)
+    rows = probs.reshape(-1, probs.shape[-1])
+    out = np.stack([RNG.gen.choice(rows.shape[1], num_samples, replace=replacement, p=r) for r in rows])
+    return Tensor._make(out.reshape(probs.shape[:-1] + (num_samples,)).astype(np.int64))

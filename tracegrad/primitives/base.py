@@ -1,0 +1,109 @@
+"""The primitive table: each primitive declared once, read by eager mode, autograd and (later) the compiler.
+
+A primitive has
+  * ``impl(*arrays, **attrs) -> ndarray``: the NumPy implementation,
+  * ``shape_rule(in_shapes, **attrs) -> shape`` and ``dtype_rule(in_dtypes, **attrs) -> dtype``:
+    abstract evaluation, used to check graphs without running them,
+  * ``vjp(node, g) -> tuple``: the vector-Jacobian product, written with tracegrad ops so it
+    works on tensors (eager backward, ``create_graph=True``) and on traced values alike.
+    ``node.saved(i)`` gives input ``i`` and ``node.saved_output()`` the result, when the
+    primitive declared it saves them; ``node.needs_input_grad[i]`` says which cotangents are
+    wanted (return None for the others).
+Everything else (softmax, losses, layers, optimizers) is composed from these.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+REGISTRY: dict[str, "Primitive"] = {}
+
+
+class Primitive:
+    """One entry of the primitive table."""
+
+    __slots__ = ("name", "kind", "impl", "vjp", "saves", "saves_output", "shape_rule",
+                 "dtype_rule", "ufunc", "node_name")
+
+    def __init__(self, name: str, kind: str, impl: Callable, *, shape_rule: Callable,
+                 dtype_rule: Callable, saves: tuple[int, ...] | slice = (), saves_output: bool = False,
+                 ufunc: np.ufunc | None = None) -> None:
+        if name in REGISTRY:
+            raise ValueError(f"primitive {name!r} is declared twice")
+        self.name = name
+        self.kind = kind  # elementwise | reduce | movement | index | linalg
+        self.impl = impl
+        self.vjp: Callable | None = None  # None: not differentiable (integer or boolean result)
+        self.saves = saves
+        self.saves_output = saves_output
+        self.shape_rule = shape_rule
+        self.dtype_rule = dtype_rule
+        self.ufunc = ufunc  # lets in-place ops write straight into the destination
+        self.node_name = "".join(p.capitalize() for p in name.split("_")) + "Backward0"
+        REGISTRY[name] = self
+
+    @property
+    def saves_first_input(self) -> bool:
+        """True when the VJP needs input 0 as it was (in-place ops must then keep a copy)."""
+        return isinstance(self.saves, tuple) and 0 in self.saves
+
+    def defvjp(self, vjp: Callable) -> Callable:
+        """Attach the VJP rule (used as a decorator)."""
+        self.vjp = vjp
+        return vjp
+
+    def __repr__(self) -> str:
+        return f"<primitive {self.name}>"
+
+
+# ---- shared shape and dtype rules -------------------------------------------------------
+
+def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """NumPy broadcasting of shapes; RuntimeError naming both sizes on mismatch."""
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for axis in range(-ndim, 0):
+        size = 1
+        for s in shapes:
+            if -axis <= len(s) and s[axis] != 1:
+                if size != 1 and s[axis] != size:
+                    raise RuntimeError(
+                        f"The size of tensor a ({size}) must match the size of tensor b ({s[axis]}) "
+                        f"at non-singleton dimension {ndim + axis}; shapes were "
+                        f"{' and '.join(str(list(x)) for x in shapes)}")
+                size = s[axis]
+        out.append(size)
+    return tuple(out)
+
+
+def same_dtype(in_dtypes, **attrs):
+    return in_dtypes[0]
+
+
+def bool_dtype(in_dtypes, **attrs):
+    from .. import dtypes
+    return dtypes.bool_
+
+
+def elementwise_shape(in_shapes, **attrs):
+    return broadcast_shapes(*in_shapes)
+
+
+def reduced_shape(in_shapes, axes, keepdim, **attrs):
+    shape = in_shapes[0]
+    if keepdim:
+        return tuple(1 if i in axes else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in axes)
+
+
+def sum_to_shape(g, shape: tuple[int, ...]):
+    """Reduce a broadcast cotangent back to an input's shape (the VJP of broadcasting)."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    ones = tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    if not ones:  # only leading axes were added: one sum gives the shape directly
+        return g.sum(tuple(range(lead)))
+    g = g.sum(tuple(range(lead)) + ones, keepdim=True)
+    return g.reshape(shape) if g.shape != shape else g

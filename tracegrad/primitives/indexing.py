@@ -1,0 +1,142 @@
+"""Indexing primitives: x[key] reads and writes, gather and scatter-add.
+
+A key is a static template (hashable, part of the attributes) whose tensor positions refer to
+extra tensor inputs: ("s", start, stop, step) a slice, ("i", n) an integer, ("n",) None,
+("e",) Ellipsis, ("t", k) the k-th index tensor (integer or boolean).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from .base import Primitive, same_dtype, sum_to_shape
+
+
+def build_key(key: tuple, arrays) -> tuple:
+    """The NumPy index for a key template and its index arrays."""
+    out = []
+    for item in key:
+        tag = item[0]
+        if tag == "s":
+            out.append(slice(item[1], item[2], item[3]))
+        elif tag == "i":
+            out.append(item[1])
+        elif tag == "t":
+            out.append(arrays[item[1]])
+        elif tag == "n":
+            out.append(None)
+        else:
+            out.append(Ellipsis)
+    return tuple(out)
+
+
+def is_basic(key: tuple) -> bool:
+    """True when the key has no index tensors (the result is a view)."""
+    return all(item[0] != "t" for item in key)
+
+
+def _index_impl(x, *index_arrays, key):
+    return x[build_key(key, index_arrays)]
+
+
+def _index_shape(in_shapes, key):
+    return np.empty(in_shapes[0], dtype=np.bool_)[build_key(key, [np.zeros(s, np.int64) for s in in_shapes[1:]])].shape
+
+
+# Both keep their index tensors (inputs after the data) for the backward.
+index = Primitive("index", "movement", _index_impl, shape_rule=_index_shape, dtype_rule=same_dtype,
+                  saves=slice(1, None))
+
+
+def _index_put_impl(x, values, *index_arrays, key, accumulate):
+    out = x.copy()
+    if not accumulate:
+        out[build_key(key, index_arrays)] = values
+    elif any(a.dtype.kind in "iu" for a in index_arrays):
+        # Integer indices may repeat: add.at accumulates every occurrence (boolean masks can't repeat,
+        # so they are turned into integer positions for it).
+        arrays = [np.nonzero(a) if a.dtype == np.bool_ else a for a in index_arrays]
+        np.add.at(out, _flatten_masks(build_key(key, arrays)), values)
+    else:
+        out[build_key(key, index_arrays)] += values
+    return out
+
+
+def _flatten_masks(key: tuple) -> tuple:
+    flat = []
+    for item in key:
+        flat.extend(item) if isinstance(item, tuple) else flat.append(item)
+    return tuple(flat)
+
+
+index_put = Primitive("index_put", "index", _index_put_impl,
+                      shape_rule=lambda in_shapes, **a: in_shapes[0], dtype_rule=same_dtype,
+                      saves=slice(2, None))
+
+
+@index.defvjp
+def _index_vjp(node, g):
+    key = node.attrs["key"]
+    idx = node.saved_tensors()
+    zeros = ops.zeros(node.in_shapes[0], dtype=g.dtype)
+    return (index_put_apply(zeros, g, idx, key, accumulate=True),) + (None,) * len(idx)
+
+
+@index_put.defvjp
+def _index_put_vjp(node, g):
+    key = node.attrs["key"]
+    idx = node.saved_tensors()
+    need_x, need_v = node.needs_input_grad[:2]
+    gx = index_put_apply(g, ops.zeros((), dtype=g.dtype), idx, key, accumulate=False) if need_x else None
+    gv = sum_to_shape(index_apply(g, idx, key), node.in_shapes[1]) if need_v else None
+    return (gx, gv) + (None,) * len(idx)
+
+
+def index_apply(x, idx: tuple, key: tuple):
+    """x[key] where the key's tensor positions refer to ``idx``."""
+    from ..tensor import apply
+    return apply(index, x, *idx, key=key)
+
+
+def index_put_apply(x, values, idx: tuple, key: tuple, accumulate: bool):
+    """A copy of x with x[key] set to (or, with accumulate, increased by) values."""
+    from ..tensor import apply
+    return apply(index_put, x, values, *idx, key=key, accumulate=accumulate)
+
+
+# ---- gather / scatter_add along one dimension ---------------------------------------------------
+
+def _along_axis_grid(index: np.ndarray, dim: int) -> tuple:
+    """Full NumPy index that picks index[i, j, ...] along ``dim`` and i, j, ... elsewhere."""
+    grid = list(np.indices(index.shape, sparse=True))
+    grid[dim] = index
+    return tuple(grid)
+
+
+def _gather_impl(x, idx, dim):
+    return x[_along_axis_grid(idx, dim)]
+
+
+def _scatter_add_impl(x, idx, src, dim):
+    out = x.copy()
+    np.add.at(out, _along_axis_grid(idx, dim), src)
+    return out
+
+
+gather = Primitive("gather", "index", _gather_impl, shape_rule=lambda in_shapes, **a: in_shapes[1],
+                   dtype_rule=same_dtype, saves=(1,))
+scatter_add = Primitive("scatter_add", "index", _scatter_add_impl,
+                        shape_rule=lambda in_shapes, **a: in_shapes[0], dtype_rule=same_dtype, saves=(1,))
+
+
+@gather.defvjp
+def _gather_vjp(node, g):
+    idx, dim = node.saved(1), node.attrs["dim"]
+    return ops.zeros(node.in_shapes[0], dtype=g.dtype).scatter_add(dim, idx, g), None
+
+
+@scatter_add.defvjp
+def _scatter_add_vjp(node, g):
+    idx, dim = node.saved(1), node.attrs["dim"]
+    need_x, _, need_src = node.needs_input_grad
+    return (g if need_x else None), None, (g.gather(dim, idx) if need_src else None)

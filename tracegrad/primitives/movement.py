@@ -1,0 +1,87 @@
+"""Movement primitives (views where NumPy allows), concatenation and matrix multiplication."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Primitive, broadcast_shapes, same_dtype, sum_to_shape
+
+
+def _reshape_shape(in_shapes, shape):
+    if int(np.prod(in_shapes[0])) != int(np.prod(shape)):
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {int(np.prod(in_shapes[0]))}")
+    return tuple(shape)
+
+
+def _permute_shape(in_shapes, dims):
+    return tuple(in_shapes[0][d] for d in dims)
+
+
+def _expand_shape(in_shapes, shape):
+    src = in_shapes[0]
+    lead = len(shape) - len(src)
+    for i, s in enumerate(src):
+        if s != 1 and s != shape[lead + i]:
+            raise RuntimeError(f"The expanded size of the tensor ({shape[lead + i]}) must match the existing "
+                               f"size ({s}) at non-singleton dimension {lead + i}.  Target sizes: "
+                               f"{list(shape)}.  Tensor sizes: {list(src)}")
+    return tuple(shape)
+
+
+reshape = Primitive("reshape", "movement", lambda x, shape: np.reshape(x, shape),
+                    shape_rule=_reshape_shape, dtype_rule=same_dtype)
+permute = Primitive("permute", "movement", lambda x, dims: np.transpose(x, dims),
+                    shape_rule=_permute_shape, dtype_rule=same_dtype)
+expand = Primitive("expand", "movement", lambda x, shape: np.broadcast_to(x, shape),
+                   shape_rule=_expand_shape, dtype_rule=same_dtype)
+
+reshape.defvjp(lambda node, g: (g.reshape(node.in_shapes[0]),))
+permute.defvjp(lambda node, g: (g.permute(tuple(np.argsort(node.attrs["dims"]).tolist())),))
+expand.defvjp(lambda node, g: (sum_to_shape(g, node.in_shapes[0]),))
+
+
+def _cat_shape(in_shapes, dim):
+    first = in_shapes[0]
+    for s in in_shapes[1:]:
+        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != dim):
+            raise RuntimeError(f"Sizes of tensors must match except in dimension {dim}. "
+                               f"Got shapes {list(first)} and {list(s)}")
+    return first[:dim] + (sum(s[dim] for s in in_shapes),) + first[dim + 1:]
+
+
+def _cat_impl(*arrays, dim):
+    return np.concatenate(arrays, axis=dim)
+
+
+cat = Primitive("cat", "concat", _cat_impl, shape_rule=_cat_shape,
+                dtype_rule=same_dtype)
+
+
+@cat.defvjp
+def _cat_vjp(node, g):
+    dim = node.attrs["dim"]
+    out, start = [], 0
+    for shape, need in zip(node.in_shapes, node.needs_input_grad):
+        stop = start + shape[dim]
+        out.append(g.narrow(dim, start, stop - start) if need else None)
+        start = stop
+    return tuple(out)
+
+
+def _matmul_shape(in_shapes):
+    a, b = in_shapes
+    if a[-1] != b[-2]:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({a[-2]}x{a[-1]} and {b[-2]}x{b[-1]})")
+    return broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
+
+
+matmul = Primitive("matmul", "linalg", np.matmul, shape_rule=_matmul_shape, dtype_rule=same_dtype,
+                   saves=(0, 1))
+
+
+@matmul.defvjp
+def _matmul_vjp(node, g):
+    a, b = node.saved(0), node.saved(1)
+    need_a, need_b = node.needs_input_grad
+    ga = sum_to_shape(g @ b.mT, node.in_shapes[0]) if need_a else None
+    gb = sum_to_shape(a.mT @ g, node.in_shapes[1]) if need_b else None
+    return ga, gb

@@ -1,0 +1,84 @@
+"""Reductions over a tuple of axes (``axes``) with ``keepdim``; the front end normalizes the axes."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes, ops
+from .base import Primitive, reduced_shape, same_dtype
+
+
+def _sum_dtype(in_dtypes, **attrs):
+    return dtypes.int64 if in_dtypes[0].category != dtypes.FLOAT else in_dtypes[0]
+
+
+def _index_dtype(in_dtypes, **attrs):
+    return dtypes.int64
+
+
+def _reduction(name: str, impl, *, dtype_rule=same_dtype, saves=(), saves_output=False) -> Primitive:
+    return Primitive(name, "reduce", impl, shape_rule=reduced_shape, dtype_rule=dtype_rule,
+                     saves=saves, saves_output=saves_output)
+
+
+def _sum_impl(x, axes, keepdim):
+    out = np.sum(x, axis=axes, keepdims=keepdim)
+    return out.astype(np.int64) if out.dtype.kind in "biu" and out.dtype != np.int64 else out
+
+
+reduce_sum = _reduction("sum", _sum_impl, dtype_rule=_sum_dtype)
+reduce_max = _reduction("amax", lambda x, axes, keepdim: np.amax(x, axis=axes, keepdims=keepdim),
+                        saves=(0,), saves_output=True)
+reduce_min = _reduction("amin", lambda x, axes, keepdim: np.amin(x, axis=axes, keepdims=keepdim),
+                        saves=(0,), saves_output=True)
+reduce_prod = _reduction("prod", lambda x, axes, keepdim: np.prod(x, axis=axes, keepdims=keepdim),
+                         dtype_rule=_sum_dtype, saves=(0,))
+argmax = _reduction("argmax", lambda x, axes, keepdim: np.argmax(x, axis=axes[0], keepdims=keepdim),
+                    dtype_rule=_index_dtype)
+argmin = _reduction("argmin", lambda x, axes, keepdim: np.argmin(x, axis=axes[0], keepdims=keepdim),
+                    dtype_rule=_index_dtype)
+reduce_any = _reduction("any", lambda x, axes, keepdim: np.any(x, axis=axes, keepdims=keepdim),
+                        dtype_rule=lambda d, **a: dtypes.bool_)
+reduce_all = _reduction("all", lambda x, axes, keepdim: np.all(x, axis=axes, keepdims=keepdim),
+                        dtype_rule=lambda d, **a: dtypes.bool_)
+
+
+def keepdim_shape(node) -> tuple:
+    """The reduced shape with the reduced axes kept as size 1."""
+    axes = node.attrs["axes"]
+    return tuple(1 if i in axes else s for i, s in enumerate(node.in_shapes[0]))
+
+
+def _expand_back(node, g):
+    """Broadcast a reduction's cotangent back over the reduced axes."""
+    return g.reshape(keepdim_shape(node)).expand(node.in_shapes[0])
+
+
+@reduce_sum.defvjp
+def _sum_vjp(node, g):
+    return (_expand_back(node, g),)
+
+
+def _extremum_vjp(node, g):
+    """All positions equal to the extremum share its cotangent evenly."""
+    x = node.saved(0)
+    hit = (x == node.saved_output().reshape(keepdim_shape(node))).to(g.dtype)
+    count = hit.sum(node.attrs["axes"], keepdim=True)
+    return (_expand_back(node, g) * hit / count,)
+
+
+reduce_max.defvjp(_extremum_vjp)
+reduce_min.defvjp(_extremum_vjp)
+
+
+@reduce_prod.defvjp
+def _prod_vjp(node, g):
+    """d prod / d x_i is the product of the other elements, computed without dividing by zero."""
+    x = node.saved(0)
+    axes = node.attrs["axes"]
+    is_zero = x == 0
+    nonzero = ops.where(is_zero, 1.0, x)
+    prod_nonzero = nonzero.prod(axes, keepdim=True)
+    zeros = is_zero.sum(axes, keepdim=True)
+    others = ops.where(is_zero, ops.where(zeros == 1, prod_nonzero, 0.0),
+                       ops.where(zeros == 0, prod_nonzero / nonzero, 0.0))
+    return (_expand_back(node, g) * others,)

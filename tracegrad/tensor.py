@@ -1,0 +1,531 @@
+"""The Tensor: a NumPy array plus autograd state, and ``apply``, where every primitive runs."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import dtypes
+from .autograd.engine import AccumulateGrad, PrimitiveNode, RemovableHandle, run_backward
+from .autograd.grad_mode import STATE
+
+
+class Size(tuple):
+    """A tensor shape: a tuple of ints with ``numel()``."""
+
+    def numel(self) -> int:
+        """The number of elements of a tensor of this shape."""
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self) -> str:
+        return f"tracegrad.Size({list(self)})"
+
+    def __getitem__(self, item):
+        out = tuple.__getitem__(self, item)
+        return Size(out) if isinstance(item, slice) else out
+
+
+class Tensor:
+    """A multi-dimensional array with automatic differentiation."""
+
+    __slots__ = ("_data", "_requires_grad", "_grad", "grad_fn", "_output_nr", "_vc", "_acc",
+                 "_inference", "_base", "__dict__", "__weakref__")
+
+    # Tensors beat NumPy arrays in mixed binary operations (ndarray + Tensor -> Tensor).
+    __array_priority__ = 1000
+
+    def __init__(self, *args) -> None:
+        # The legacy constructor: Tensor(data) or Tensor(*sizes), always of the default float type.
+        float_type = dtypes.get_default_dtype().np
+        if args and all(isinstance(a, int) for a in args):
+            arr = np.zeros(args, dtype=float_type)
+        else:
+            arr = np.array(_unwrap_nested(args[0]) if args else [], dtype=float_type)
+        _init(self, arr, False)
+
+    @classmethod
+    def _make(cls, arr: np.ndarray, requires_grad: bool = False) -> "Tensor":
+        """Wrap an ndarray without copying (internal constructor)."""
+        t = object.__new__(cls)
+        _init(t, arr if type(arr) is np.ndarray else np.asarray(arr), requires_grad)
+        return t
+
+    # ---- basic properties ---------------------------------------------------------------
+
+    @property
+    def shape(self) -> Size:
+        """The shape as a ``Size``."""
+        return Size(self._data.shape)
+
+    def size(self, dim: int | None = None):
+        """The shape, or the size of one dimension."""
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[_wrap_dim(dim, self._data.ndim)]
+
+    @property
+    def dtype(self) -> dtypes.dtype:
+        """The element type."""
+        return dtypes._FROM_NP[self._data.dtype]
+
+    @property
+    def ndim(self) -> int:
+        """The number of dimensions."""
+        return self._data.ndim
+
+    def dim(self) -> int:
+        """The number of dimensions."""
+        return self._data.ndim
+
+    def numel(self) -> int:
+        """The number of elements."""
+        return self._data.size
+
+    def nelement(self) -> int:
+        """The number of elements."""
+        return self._data.size
+
+    def element_size(self) -> int:
+        """Bytes per element."""
+        return self._data.itemsize
+
+    @property
+    def device(self) -> str:
+        """Always 'cpu': tensors live in host memory."""
+        return "cpu"
+
+    @property
+    def is_cuda(self) -> bool:
+        """Always False: eager tensors live in host memory."""
+        return False
+
+    def is_floating_point(self) -> bool:
+        """True for floating dtypes."""
+        return self._data.dtype.kind == "f"
+
+    def is_contiguous(self) -> bool:
+        """True when the elements are laid out in row-major order without gaps."""
+        return self._data.flags.c_contiguous
+
+    def stride(self, dim: int | None = None):
+        """Strides in elements, like PyTorch."""
+        strides = tuple(s // self._data.itemsize for s in self._data.strides)
+        return strides if dim is None else strides[_wrap_dim(dim, self._data.ndim)]
+
+    def data_ptr(self) -> int:
+        """Address of the first element."""
+        return self._data.__array_interface__["data"][0]
+
+    def type(self, dtype=None):
+        """The legacy type name ('tracegrad.FloatTensor'), or a cast when dtype is given."""
+        if dtype is not None:
+            return self.to(dtype)
+        return f"tracegrad.{_LEGACY_NAMES[self._data.dtype.kind, self._data.itemsize]}"
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    # ---- autograd state -----------------------------------------------------------------
+
+    @property
+    def requires_grad(self) -> bool:
+        """Whether gradients are recorded for this tensor."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        if self.grad_fn is not None:
+            if not flag:
+                raise RuntimeError(
+                    "you can only change requires_grad flags of leaf variables. If you want to use a "
+                    "computed variable in a subgraph that doesn't require differentiation use "
+                    "var_no_grad = var.detach().")
+            return
+        if flag and self._data.dtype.kind != "f":
+            raise RuntimeError(
+                f"only Tensors of floating point dtype can require gradients (got {self.dtype})")
+        self._requires_grad = bool(flag)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        """Set requires_grad in place and return self."""
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors not produced by a recorded op."""
+        return self.grad_fn is None
+
+    @property
+    def grad(self) -> "Tensor | None":
+        """The accumulated gradient (leaves, and non-leaves after retain_grad())."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: "Tensor | None") -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got {type(value).__name__}")
+            if value._data.shape != self._data.shape:
+                raise RuntimeError(f"assigned grad has data of a different size: "
+                                   f"{list(value.shape)} vs parameter {list(self.shape)}")
+            if value._data.dtype != self._data.dtype:
+                raise RuntimeError(f"assigned grad has data of a different type: {value.dtype} vs {self.dtype}")
+        self._grad = value
+
+    @property
+    def retains_grad(self) -> bool:
+        """True for a non-leaf on which retain_grad() was called."""
+        node = self.grad_fn
+        return bool(node is not None and node._retained and self._output_nr in node._retained)
+
+    @property
+    def _version(self) -> int:
+        return self._vc[0]
+
+    @property
+    def output_nr(self) -> int:
+        """Which output of its grad_fn this tensor is."""
+        return self._output_nr
+
+    def _accumulator(self) -> AccumulateGrad:
+        if self._acc is None:
+            self._acc = AccumulateGrad(self)
+        return self._acc
+
+    def retain_grad(self) -> None:
+        """Keep the gradient of this non-leaf in ``.grad`` after backward."""
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is not None:
+            self.grad_fn.retain(self._output_nr, self)
+
+    def register_hook(self, hook: Callable) -> RemovableHandle:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor replaces it."""
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        node = self.grad_fn if self.grad_fn is not None else self._accumulator()
+        return node.add_tensor_hook(self._output_nr, hook)
+
+    def backward(self, gradient: "Tensor | None" = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs=None) -> None:
+        """Accumulate d(self)/d(leaf) into each leaf's ``.grad``."""
+        from .autograd import backward
+        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    def detach(self) -> "Tensor":
+        """A tensor sharing the data, cut from the graph."""
+        t = Tensor._make(self._data)
+        t._vc = self._vc
+        t._inference = self._inference
+        return t
+
+    def detach_(self) -> "Tensor":
+        """Cut this tensor from the graph in place."""
+        if self._base is not None and self._base._requires_grad:
+            raise RuntimeError("Can't detach views in-place. Use detach() instead.")
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
+    @property
+    def data(self) -> "Tensor":
+        """The same storage without autograd history; changes through it are not tracked."""
+        t = Tensor._make(self._data)
+        t._inference = self._inference
+        return t
+
+    @data.setter
+    def data(self, value: "Tensor") -> None:
+        if not isinstance(value, Tensor):
+            raise TypeError(f"data must be a Tensor, got {type(value).__name__}")
+        self._data = value._data
+
+    def _owned_copy(self) -> "Tensor":
+        """A copy with its own buffer (used to store gradients safely)."""
+        return Tensor._make(self._data.copy())
+
+    # ---- conversion -------------------------------------------------------------------------
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        """The data as an ndarray sharing memory; raises if the tensor requires grad."""
+        if self._requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
+        return self._data
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+        return self._data.reshape(()).item()
+
+    def tolist(self):
+        """The data as (nested) Python lists."""
+        return self._data.tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        if self._requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
+        return self._data if dtype is None else self._data.astype(dtype)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self._data.reshape(()))
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        return _format(self)
+
+    def __reduce_ex__(self, protocol):
+        return (_rebuild, (self._data.copy(), self._requires_grad, type(self)))
+
+    def __deepcopy__(self, memo):
+        if self.grad_fn is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the "
+                               "deepcopy protocol at the moment. Use detach() or clone() first.")
+        t = type(self)._make(self._data.copy(), self._requires_grad)
+        if self._grad is not None:
+            t._grad = self._grad.__deepcopy__(memo)
+        t.__dict__.update({k: v for k, v in self.__dict__.items()})
+        memo[id(self)] = t
+        return t
+
+    # ---- in-place machinery -------------------------------------------------------------
+
+    def _check_inplace(self) -> None:
+        if self._inference and not STATE.inference:
+            raise RuntimeError("Inplace update to inference tensor outside InferenceMode is not allowed. "
+                               "You can make a clone to get a normal tensor before doing inplace update.")
+        if STATE.grad_enabled and self._requires_grad and self.grad_fn is None:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        base = self._base
+        if STATE.grad_enabled and base is not None and base._requires_grad and base.grad_fn is None:
+            raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
+
+    def _inplace(self, prim, *others, direct: Callable | None = None, **attrs) -> "Tensor":
+        """Run ``prim(self, *others)`` and store the result in self's buffer, rebinding its history.
+
+        Without autograd recording, ``direct(dst, *other_arrays)`` (or the primitive's ufunc) writes
+        straight into the buffer, which is the fast path of optimizer updates.
+        """
+        self._check_inplace()
+        out_dtype = prim.dtype_rule([self.dtype] + [o.dtype for o in others], **attrs)
+        if out_dtype.category > self.dtype.category:
+            raise RuntimeError(f"result type {_legacy_kind(out_dtype)} can't be cast to the desired "
+                               f"output type {_legacy_kind(self.dtype)}")
+        tracking = STATE.grad_enabled and (self._requires_grad or any(o._requires_grad for o in others))
+        if not tracking:
+            arrays = [o._data for o in others]
+            if direct is not None and self._data.flags.writeable:
+                direct(self._data, *arrays)
+            elif prim.ufunc is not None and not attrs and self._data.flags.writeable:
+                out_shape = np.broadcast_shapes(self._data.shape, *[a.shape for a in arrays])
+                _check_inplace_shape(self, out_shape)
+                prim.ufunc(self._data, *arrays, out=self._data, casting="unsafe")
+            else:
+                _store(self, prim.impl(self._data, *arrays, **attrs))
+        else:
+            if self._base is not None:
+                raise RuntimeError(
+                    "in-place operation on a view while recording gradients is not supported; "
+                    "apply it to the base tensor, or clone() the view first")
+            old = Tensor._make(self._data.copy() if prim.saves_first_input else self._data, self._requires_grad)
+            old.grad_fn, old._output_nr = self.grad_fn, self._output_nr
+            if self._requires_grad and self.grad_fn is None:
+                old._acc = self._accumulator()
+            result = apply(prim, old, *others, **attrs)
+            if result._data.dtype != self._data.dtype:
+                result = result.to(self.dtype)
+            _store(self, result._data)
+            self.grad_fn, self._output_nr, self._requires_grad = result.grad_fn, 0, True
+        self._vc[0] += 1
+        return self
+
+
+_LEGACY_NAMES = {("f", 4): "FloatTensor", ("f", 8): "DoubleTensor", ("f", 2): "HalfTensor",
+                 ("i", 8): "LongTensor", ("i", 4): "IntTensor", ("i", 2): "ShortTensor",
+                 ("i", 1): "CharTensor", ("u", 1): "ByteTensor", ("b", 1): "BoolTensor"}
+
+
+def _legacy_kind(d: dtypes.dtype) -> str:
+    return {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
+            "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}[d.name]
+
+
+def _init(t: Tensor, arr: np.ndarray, requires_grad: bool) -> None:
+    t._data = arr
+    t._requires_grad = requires_grad
+    t._grad = None
+    t.grad_fn = None
+    t._output_nr = 0
+    t._vc = [0]
+    t._acc = None
+    t._inference = STATE.inference
+    t._base = None
+
+
+def _rebuild(arr: np.ndarray, requires_grad: bool, cls=Tensor) -> Tensor:
+    return cls._make(arr, requires_grad)
+
+
+def _check_inplace_shape(t: Tensor, out_shape: tuple) -> None:
+    if tuple(out_shape) != t._data.shape:
+        raise RuntimeError(f"output with shape {list(t._data.shape)} doesn't match the broadcast shape "
+                           f"{list(out_shape)}")
+
+
+def _store(t: Tensor, values: np.ndarray) -> None:
+    _check_inplace_shape(t, np.broadcast_shapes(t._data.shape, np.shape(values)))
+    if not t._data.flags.writeable:
+        raise RuntimeError("unsupported operation: the tensor is an expanded (broadcast) view whose "
+                           "elements share memory; clone() it before writing to it")
+    np.copyto(t._data, values, casting="unsafe")
+
+
+def _wrap_dim(dim: int, ndim: int) -> int:
+    """Normalize a possibly negative dim; IndexError like PyTorch when out of range."""
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+    return dim % n
+
+
+def _float_formatter(arr: np.ndarray):
+    """PyTorch-like float printing: '1.' for whole numbers, 4 decimals, scientific for extreme ranges."""
+    finite = np.abs(arr[np.isfinite(arr)]) if arr.size else arr
+    if finite.size == 0 or np.all(finite == np.round(finite)) and finite.max(initial=0) < 1e8:
+        return lambda v: f"{v:.0f}." if np.isfinite(v) else str(v)
+    nonzero = finite[finite > 0]
+    if finite.max() >= 1e8 or (nonzero.size and nonzero.min() < 1e-4):
+        return lambda v: f"{v:.4e}"
+    return lambda v: f"{v:.4f}" if np.isfinite(v) else str(v)
+
+
+def _format(t: Tensor) -> str:
+    arr = t._data
+    formatter = {"float_kind": _float_formatter(arr)} if arr.dtype.kind == "f" else None
+    body = np.array2string(arr, separator=", ", prefix="tensor(", formatter=formatter, threshold=1000)
+    extras = []
+    if t.dtype not in (dtypes.float32, dtypes.int64, dtypes.bool_) or arr.size == 0:
+        extras.append(f"dtype={t.dtype}")
+    if t.grad_fn is not None:
+        extras.append(f"grad_fn=<{t.grad_fn.name()}>")
+    elif t._requires_grad:
+        extras.append("requires_grad=True")
+    return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+
+# ---- apply: the one place where a primitive runs --------------------------------------------
+
+def apply(prim, *inputs: Tensor, **attrs) -> Tensor:
+    """Run a primitive on tensors: compute with NumPy, and record a graph node when needed."""
+    try:
+        result = prim.impl(*[t._data for t in inputs], **attrs)
+    except ValueError as e:
+        # Shape errors get the message of the shape rule, which names both shapes.
+        prim.shape_rule([t._data.shape for t in inputs], **attrs)
+        raise RuntimeError(f"{prim.name}: {e}") from None
+    out = Tensor._make(result)
+    if prim.kind == "movement" and np.may_share_memory(result, inputs[0]._data):
+        src = inputs[0]
+        out._vc = src._vc
+        out._base = src._base if src._base is not None else src
+    if STATE.grad_enabled:
+        if prim.vjp is not None:
+            for t in inputs:
+                if t._requires_grad:
+                    out.grad_fn = PrimitiveNode(prim, inputs, attrs, out)
+                    out._requires_grad = True
+                    break
+    return out
+
+
+def as_tensor_arg(value, like: Tensor | None = None) -> Tensor:
+    """Wrap a Python number (or array-like) as a tensor for use as an op argument."""
+    if isinstance(value, Tensor):
+        return value
+    if like is not None and isinstance(value, (int, float, bool)):
+        return Tensor._make(np.array(value, dtype=like._data.dtype))
+    return tensor(value)
+
+
+# ---- tensors from data ------------------------------------------------------------------------
+
+def _infer_array(data, dtype) -> np.ndarray:
+    if isinstance(data, Tensor):
+        arr = data._data
+    elif isinstance(data, (list, tuple)):
+        arr = np.array(_unwrap_nested(data))
+    else:
+        arr = np.asarray(data)
+    if dtype is not None:
+        return arr.astype(dtypes.to_dtype(dtype).np, copy=False)
+    if arr.dtype.kind == "f" and not isinstance(data, (np.ndarray, Tensor, np.floating)):
+        return arr.astype(dtypes.get_default_dtype().np, copy=False)
+    if arr.dtype.kind in "iu" and not isinstance(data, (np.ndarray, Tensor, np.integer)):
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind in "OUS":
+        raise TypeError(f"can't make a tensor from data of type {type(data).__name__}; "
+                        f"expected numbers, nested lists of numbers or an ndarray")
+    return arr
+
+
+def _unwrap_nested(data):
+    if isinstance(data, Tensor):
+        return data._data
+    if isinstance(data, (list, tuple)):
+        return [_unwrap_nested(x) for x in data]
+    return data
+
+
+def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of ``data`` (numbers, nested lists, ndarrays or tensors)."""
+    arr = _infer_array(data, dtype)
+    arr = np.array(arr, copy=True)
+    dtypes.from_numpy(arr.dtype)
+    t = Tensor._make(arr)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """A tensor sharing memory with ``data`` where possible (ndarrays of the same dtype)."""
+    if isinstance(data, Tensor) and (dtype is None or dtypes.to_dtype(dtype) is data.dtype):
+        return data
+    arr = _infer_array(data, dtype)
+    dtypes.from_numpy(arr.dtype)
+    return Tensor._make(arr)
+
+
+def from_numpy(arr: np.ndarray) -> Tensor:
+    """A tensor sharing memory with an ndarray."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(arr).__name__})")
+    dtypes.from_numpy(arr.dtype)
+    return Tensor._make(arr)

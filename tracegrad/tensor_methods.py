@@ -1,0 +1,222 @@
+"""Tensor methods and operators: the ops of ops.py bound to Tensor, plus the in-place variants."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import creation, dtypes, ops
+from .primitives import elementwise as E
+from .primitives import indexing as I
+from .tensor import Tensor, _legacy_kind
+
+# ---- methods that are the functions of ops.py ----------------------------------------------------
+
+_SAME_NAME = """
+add sub mul div floor_divide remainder pow maximum minimum neg exp log log1p expm1 sqrt rsqrt sin cos tan
+tanh sigmoid erf relu abs sign floor ceil trunc round reciprocal square log2 log10 isnan isinf isfinite
+clamp clip clamp_min clamp_max lerp addcmul addcdiv eq ne lt le gt ge equal allclose isclose
+bitwise_and bitwise_or bitwise_xor bitwise_not logical_not logical_and logical_or masked_fill nonzero
+sum mean amax amin max min argmax argmin prod any all var std norm logsumexp softmax log_softmax cumsum
+matmul mm bmm dot mv outer addmm reshape view view_as reshape_as permute transpose swapaxes t movedim
+unsqueeze squeeze expand expand_as broadcast_to flatten unflatten narrow split chunk unbind flip repeat
+clone contiguous tril triu index_select gather scatter_add masked_select index_put to type_as double
+half long
+""".split()
+
+for _name in _SAME_NAME:
+    setattr(Tensor, _name, getattr(ops, _name))
+Tensor.float = ops.float_
+Tensor.int = ops.int_
+Tensor.bool = ops.bool_
+Tensor.multiply, Tensor.divide, Tensor.subtract, Tensor.true_divide = ops.mul, ops.div, ops.sub, ops.div
+Tensor.greater, Tensor.less, Tensor.absolute = ops.gt, ops.lt, ops.abs
+Tensor.__getitem__ = ops.getitem
+Tensor.__setitem__ = ops.setitem
+
+
+def _cpu(self: Tensor) -> Tensor:
+    """The tensor itself (tensors live on the CPU)."""
+    return self
+
+
+Tensor.cpu = _cpu
+Tensor.T = property(lambda self: self.permute(tuple(range(self.ndim))[::-1]), doc="All dims reversed.")
+Tensor.mT = property(lambda self: self.transpose(-2, -1), doc="The last two dims swapped.")
+
+# ---- operators --------------------------------------------------------------------------------
+
+_OPERAND_TYPES = (Tensor, int, float, bool, np.number, np.bool_)
+
+
+def _operator(fn, reflected: bool = False):
+    def method(self, other):
+        if not isinstance(other, _OPERAND_TYPES):
+            return NotImplemented
+        return fn(other, self) if reflected else fn(self, other)
+    method.__doc__ = fn.__doc__
+    return method
+
+
+for _dunder, _fn in [("add", ops.add), ("sub", ops.sub), ("mul", ops.mul), ("truediv", ops.div),
+                     ("floordiv", ops.floor_divide), ("mod", ops.remainder), ("pow", ops.pow),
+                     ("matmul", ops.matmul), ("and", ops.bitwise_and), ("or", ops.bitwise_or),
+                     ("xor", ops.bitwise_xor)]:
+    setattr(Tensor, f"__{_dunder}__", _operator(_fn))
+    setattr(Tensor, f"__r{_dunder}__", _operator(_fn, reflected=True))
+for _dunder, _fn in [("eq", ops.eq), ("ne", ops.ne), ("lt", ops.lt), ("le", ops.le), ("gt", ops.gt),
+                     ("ge", ops.ge)]:
+    setattr(Tensor, f"__{_dunder}__", _operator(_fn))
+Tensor.__neg__ = ops.neg
+Tensor.__pos__ = lambda self: self
+Tensor.__abs__ = ops.abs
+Tensor.__invert__ = ops.bitwise_not
+
+# ---- in-place variants ----------------------------------------------------------------------------
+
+
+def _inplace_operand(self: Tensor, other, op: str) -> Tensor:
+    """other as a tensor of self's dtype; an in-place op can't change self's dtype to a wider category."""
+    d = dtypes.result_type(self, other)
+    if d.category > self.dtype.category:
+        raise RuntimeError(f"result type {_legacy_kind(d)} can't be cast to the desired output type "
+                           f"{_legacy_kind(self.dtype)}")
+    return ops._cast(other, self.dtype)
+
+
+def _binary_inplace(prim):
+    def method(self: Tensor, other) -> Tensor:
+        return self._inplace(prim, _inplace_operand(self, other, prim.name))
+    method.__doc__ = f"In-place {prim.name} (returns self)."
+    return method
+
+
+def _unary_inplace(prim):
+    def method(self: Tensor) -> Tensor:
+        if self.dtype.category != dtypes.FLOAT and prim.kind == "elementwise" and prim.name not in ("neg", "abs", "relu"):
+            raise RuntimeError(f"result type Float can't be cast to the desired output type {_legacy_kind(self.dtype)}")
+        return self._inplace(prim)
+    method.__doc__ = f"In-place {prim.name} (returns self)."
+    return method
+
+
+_mul_inplace = _binary_inplace(E.mul)
+
+
+def _scaled(other, alpha):
+    return other if alpha == 1 else ops.mul(other, alpha)
+
+
+def add_(self: Tensor, other, *, alpha=1) -> Tensor:
+    """self += alpha * other."""
+    return self._inplace(E.add, _inplace_operand(self, _scaled(other, alpha), "add_"))
+
+
+def sub_(self: Tensor, other, *, alpha=1) -> Tensor:
+    """self -= alpha * other."""
+    return self._inplace(E.sub, _inplace_operand(self, _scaled(other, alpha), "sub_"))
+
+
+def div_(self: Tensor, other, *, rounding_mode=None) -> Tensor:
+    """self /= other."""
+    if rounding_mode is not None:
+        return self.copy_(ops.div(self, other, rounding_mode=rounding_mode))
+    if self.dtype.category != dtypes.FLOAT:
+        raise RuntimeError(f"result type Float can't be cast to the desired output type {_legacy_kind(self.dtype)}")
+    return self._inplace(E.div, _inplace_operand(self, other, "div_"))
+
+
+def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
+    """Copy src (broadcast, any dtype) into self."""
+    ops.setitem(self, Ellipsis, src if isinstance(src, Tensor) else ops._const(src, self.dtype))
+    return self
+
+
+def fill_(self: Tensor, value) -> Tensor:
+    """Set every element to value."""
+    value = value.item() if isinstance(value, Tensor) and not value._requires_grad else value
+    ops.setitem(self, Ellipsis, value)
+    return self
+
+
+def zero_(self: Tensor) -> Tensor:
+    """Set every element to zero."""
+    return fill_(self, 0)
+
+
+def _composite_inplace(fn):
+    """In-place form of an out-of-place op: compute, then copy into self."""
+    def method(self: Tensor, *args, **kwargs) -> Tensor:
+        result = fn(self, *args, **kwargs)
+        if result.dtype.category > self.dtype.category:
+            raise RuntimeError(f"result type {_legacy_kind(result.dtype)} can't be cast to the desired output "
+                               f"type {_legacy_kind(self.dtype)}")
+        return copy_(self, result)
+    method.__doc__ = f"In-place {fn.__name__} (returns self)."
+    return method
+
+
+def uniform_(self: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+    """Fill with uniform samples from [a, b)."""
+    return copy_(self, creation.rand_like(self) * (b - a) + a)
+
+
+def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    """Fill with normal samples."""
+    return copy_(self, creation.randn_like(self) * std + mean)
+
+
+def bernoulli_(self: Tensor, p: float = 0.5) -> Tensor:
+    """Fill with 1 with probability p, else 0."""
+    return copy_(self, creation.bernoulli(self, p))
+
+
+def index_put_(self: Tensor, indices: tuple, values: Tensor, accumulate: bool = False) -> Tensor:
+    """self[indices] = values (or += with accumulate), in place."""
+    if not accumulate:
+        ops.setitem(self, tuple(indices), values)
+        return self
+    return copy_(self, ops.index_put(self, indices, values, accumulate=True))
+
+
+def scatter_add_(self: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    """In-place scatter_add."""
+    return copy_(self, ops.scatter_add(self, dim, index, src))
+
+
+for _name, _prim in [("mul_", E.mul), ("pow_", E.pow), ("remainder_", E.remainder)]:
+    setattr(Tensor, _name, _binary_inplace(_prim))
+for _name, _prim in [("neg_", E.neg), ("exp_", E.exp), ("log_", E.log), ("sqrt_", E.sqrt), ("abs_", E.abs),
+                     ("relu_", E.relu), ("sigmoid_", E.sigmoid), ("tanh_", E.tanh), ("sin_", E.sin),
+                     ("cos_", E.cos), ("floor_", E.floor), ("ceil_", E.ceil), ("round_", E.round),
+                     ("trunc_", E.trunc), ("sign_", E.sign), ("erf_", E.erf), ("log1p_", E.log1p)]:
+    setattr(Tensor, _name, _unary_inplace(_prim))
+for _name in ["clamp", "clamp_min", "clamp_max", "lerp", "addcmul", "addcdiv", "masked_fill", "maximum",
+              "minimum", "floor_divide", "rsqrt", "reciprocal", "square"]:
+    setattr(Tensor, _name + "_", _composite_inplace(getattr(ops, _name)))
+Tensor.clip_ = Tensor.clamp_
+Tensor.add_, Tensor.sub_, Tensor.div_ = add_, sub_, div_
+Tensor.copy_, Tensor.fill_, Tensor.zero_ = copy_, fill_, zero_
+Tensor.uniform_, Tensor.normal_, Tensor.bernoulli_ = uniform_, normal_, bernoulli_
+Tensor.index_put_, Tensor.scatter_add_ = index_put_, scatter_add_
+Tensor.multiply_, Tensor.divide_, Tensor.subtract_ = Tensor.mul_, div_, sub_
+Tensor.__iadd__, Tensor.__isub__, Tensor.__imul__, Tensor.__itruediv__ = add_, sub_, Tensor.mul_, div_
+Tensor.__ipow__ = Tensor.pow_
+
+
+def _ior(self: Tensor, other) -> Tensor:
+    return copy_(self, ops.bitwise_or(self, other))
+
+
+def _iand(self: Tensor, other) -> Tensor:
+    return copy_(self, ops.bitwise_and(self, other))
+
+
+Tensor.__ior__, Tensor.__iand__ = _ior, _iand
+Tensor.new_zeros = lambda self, *size, dtype=None, requires_grad=False: ops.zeros(
+    *size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+Tensor.new_ones = lambda self, *size, dtype=None, requires_grad=False: creation.ones(
+    *size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+Tensor.new_full = lambda self, size, fill_value, dtype=None, requires_grad=False: creation.full(
+    size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad)
+Tensor.new_tensor = lambda self, data, dtype=None, requires_grad=False: __import__(
+    "tracegrad").tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+Tensor.new_empty = Tensor.new_zeros
