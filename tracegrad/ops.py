@@ -28,7 +28,7 @@ def _const(value, d: dtypes.dtype) -> Tensor:
 def _cast(x, d: dtypes.dtype) -> Tensor:
     """x as a tensor of dtype d (Python numbers become constants)."""
     if isinstance(x, Tensor):
-        return x if x._data.dtype == d.np else apply(E.cast, x, dtype=d)
+        return x if x._data.dtype == d.np else apply(E.cast, x, dtype=d, src=x.dtype)
     return _const(x, d)
 
 
@@ -39,8 +39,12 @@ def _check_operand(x, op: str) -> None:
 
 def _promote(a, b, op: str) -> tuple[Tensor, Tensor]:
     """Two operands as tensors of their common dtype (PyTorch's promotion rule)."""
-    if isinstance(a, Tensor) and isinstance(b, Tensor) and a._data.dtype == b._data.dtype:
-        return a, b
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor):
+            if a._data.dtype == b._data.dtype:
+                return a, b
+        elif type(b) is float and a._data.dtype.kind == "f" or type(b) is int and a._data.dtype.kind in "fi":
+            return a, Tensor._make(np.array(b, dtype=a._data.dtype))  # the common case: tensor op number
     _check_operand(a, op)
     _check_operand(b, op)
     d = dtypes.result_type(a, b)
@@ -690,10 +694,11 @@ def permute(input: Tensor, *dims) -> Tensor:
 
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     """Swap two dimensions (a view)."""
-    if input.ndim < 2 and dim0 in (0, -1) and dim1 in (0, -1):
+    ndim = input._data.ndim
+    if ndim < 2 and dim0 in (0, -1) and dim1 in (0, -1):
         return input
-    order = list(range(input.ndim))
-    d0, d1 = _wrap_dim(dim0, input.ndim), _wrap_dim(dim1, input.ndim)
+    order = list(range(ndim))
+    d0, d1 = _wrap_dim(dim0, ndim), _wrap_dim(dim1, ndim)
     order[d0], order[d1] = order[d1], order[d0]
     return apply(M.permute, input, dims=tuple(order))
 
@@ -703,9 +708,10 @@ swapaxes = transpose
 
 def t(input: Tensor) -> Tensor:
     """Transpose a matrix (0-D and 1-D tensors are returned as they are)."""
-    if input.ndim > 2:
-        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
-    return transpose(input, 0, 1) if input.ndim == 2 else input
+    ndim = input._data.ndim
+    if ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {ndim}D")
+    return apply(M.permute, input, dims=(1, 0)) if ndim == 2 else input
 
 
 def movedim(input: Tensor, source: int, destination: int) -> Tensor:
@@ -1006,7 +1012,7 @@ def to(input: Tensor, *args, **kwargs) -> Tensor:
             raise TypeError(f"to() received an invalid argument {a!r}")
     if target is None or target is input.dtype:
         return clone(input) if kwargs.get("copy") else input
-    return apply(E.cast, input, dtype=target)
+    return apply(E.cast, input, dtype=target, src=input.dtype)
 
 
 def type_as(input: Tensor, other: Tensor) -> Tensor:

@@ -31,8 +31,14 @@ class Size(tuple):
 class Tensor:
     """A multi-dimensional array with automatic differentiation."""
 
-    __slots__ = ("_data", "_requires_grad", "_grad", "grad_fn", "_output_nr", "_vc", "_acc",
-                 "_inference", "_base", "__dict__", "__weakref__")
+    # Class-level defaults: creating a tensor only sets _data and _vc, which keeps ops cheap.
+    _requires_grad = False
+    _grad = None
+    grad_fn = None
+    _output_nr = 0
+    _acc = None           # the AccumulateGrad node of a leaf that requires grad
+    _inference = False    # made inside inference_mode
+    _base = None          # the tensor whose memory this view shares
 
     # Tensors beat NumPy arrays in mixed binary operations (ndarray + Tensor -> Tensor).
     __array_priority__ = 1000
@@ -333,19 +339,16 @@ class Tensor:
         Without autograd recording, ``direct(dst, *other_arrays)`` (or the primitive's ufunc) writes
         straight into the buffer, which is the fast path of optimizer updates.
         """
+        # Callers cast the other operands to self's dtype first, so the result keeps self's dtype.
         self._check_inplace()
-        out_dtype = prim.dtype_rule([self.dtype] + [o.dtype for o in others], **attrs)
-        if out_dtype.category > self.dtype.category:
-            raise RuntimeError(f"result type {_legacy_kind(out_dtype)} can't be cast to the desired "
-                               f"output type {_legacy_kind(self.dtype)}")
         tracking = STATE.grad_enabled and (self._requires_grad or any(o._requires_grad for o in others))
         if not tracking:
             arrays = [o._data for o in others]
             if direct is not None and self._data.flags.writeable:
                 direct(self._data, *arrays)
             elif prim.ufunc is not None and not attrs and self._data.flags.writeable:
-                out_shape = np.broadcast_shapes(self._data.shape, *[a.shape for a in arrays])
-                _check_inplace_shape(self, out_shape)
+                if any(a.shape != self._data.shape for a in arrays):
+                    _check_inplace_shape(self, np.broadcast_shapes(self._data.shape, *[a.shape for a in arrays]))
                 prim.ufunc(self._data, *arrays, out=self._data, casting="unsafe")
             else:
                 _store(self, prim.impl(self._data, *arrays, **attrs))
@@ -379,14 +382,11 @@ def _legacy_kind(d: dtypes.dtype) -> str:
 
 def _init(t: Tensor, arr: np.ndarray, requires_grad: bool) -> None:
     t._data = arr
-    t._requires_grad = requires_grad
-    t._grad = None
-    t.grad_fn = None
-    t._output_nr = 0
-    t._vc = [0]
-    t._acc = None
-    t._inference = STATE.inference
-    t._base = None
+    t._vc = [0]  # the version counter, shared by views of one memory
+    if requires_grad:
+        t._requires_grad = True
+    if STATE.inference:
+        t._inference = True
 
 
 def _rebuild(arr: np.ndarray, requires_grad: bool, cls=Tensor) -> Tensor:
@@ -450,7 +450,9 @@ def apply(prim, *inputs: Tensor, **attrs) -> Tensor:
         # Shape errors get the message of the shape rule, which names both shapes.
         prim.shape_rule([t._data.shape for t in inputs], **attrs)
         raise RuntimeError(f"{prim.name}: {e}") from None
-    out = Tensor._make(result)
+    out = _new_tensor(Tensor)
+    out._data = result if type(result) is np.ndarray else np.asarray(result)
+    out._vc = [0]
     if prim.kind == "movement" and np.may_share_memory(result, inputs[0]._data):
         src = inputs[0]
         out._vc = src._vc
@@ -462,7 +464,12 @@ def apply(prim, *inputs: Tensor, **attrs) -> Tensor:
                     out.grad_fn = PrimitiveNode(prim, inputs, attrs, out)
                     out._requires_grad = True
                     break
+    elif STATE.inference:
+        out._inference = True
     return out
+
+
+_new_tensor = object.__new__
 
 
 def as_tensor_arg(value, like: Tensor | None = None) -> Tensor:

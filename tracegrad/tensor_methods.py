@@ -6,6 +6,7 @@ import numpy as np
 from . import creation, dtypes, ops
 from .primitives import elementwise as E
 from .primitives import indexing as I
+from .primitives import movement as M
 from .tensor import Tensor, _legacy_kind
 
 # ---- methods that are the functions of ops.py ----------------------------------------------------
@@ -39,7 +40,8 @@ def _cpu(self: Tensor) -> Tensor:
 
 
 Tensor.cpu = _cpu
-Tensor.T = property(lambda self: self.permute(tuple(range(self.ndim))[::-1]), doc="All dims reversed.")
+Tensor.T = property(lambda self: ops.apply(M.permute, self, dims=tuple(range(self._data.ndim))[::-1]),
+                    doc="All dims reversed.")
 Tensor.mT = property(lambda self: self.transpose(-2, -1), doc="The last two dims swapped.")
 
 # ---- operators --------------------------------------------------------------------------------
@@ -75,6 +77,8 @@ Tensor.__invert__ = ops.bitwise_not
 
 def _inplace_operand(self: Tensor, other, op: str) -> Tensor:
     """other as a tensor of self's dtype; an in-place op can't change self's dtype to a wider category."""
+    if isinstance(other, Tensor) and other._data.dtype == self._data.dtype:
+        return other
     d = dtypes.result_type(self, other)
     if d.category > self.dtype.category:
         raise RuntimeError(f"result type {_legacy_kind(d)} can't be cast to the desired output type "

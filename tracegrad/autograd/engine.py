@@ -34,21 +34,25 @@ class RemovableHandle:
 class Node:
     """A recorded backward step: maps cotangents of its outputs to cotangents of its inputs."""
 
-    __slots__ = ("next_functions", "needs_input_grad", "_saved", "_versions", "_freed",
-                 "_tensor_hooks", "_retained", "_hooks", "metadata", "__weakref__")
+    # Class-level defaults keep node creation (once per recorded op) cheap.
+    _saved = ()
+    _versions = ()
+    _freed = False
+    _tensor_hooks = None  # output index -> hooks registered on that output tensor
+    _retained = None      # output index -> weakref of a tensor that retains its grad
+    _hooks = None         # post hooks: fn(grad_inputs, grad_outputs)
 
-    def __init__(self, inputs: Sequence, saved: Sequence = ()) -> None:
-        self.next_functions = tuple(_edge(t) for t in inputs)
-        self.needs_input_grad = tuple(e[0] is not None for e in self.next_functions)
-        self._saved = ()
-        self._versions = ()
-        self._freed = False
-        self._tensor_hooks = None  # output index -> hooks registered on that output tensor
-        self._retained = None      # output index -> weakref of a tensor that retains its grad
-        self._hooks = None         # post hooks: fn(grad_inputs, grad_outputs)
-        self.metadata = {}
-        if saved:
-            self.save(saved)
+    def __init__(self, inputs: Sequence) -> None:
+        edges = [_edge(t) for t in inputs]
+        self.next_functions = tuple(edges)
+        self.needs_input_grad = tuple([e[0] is not None for e in edges])
+
+    @property
+    def metadata(self) -> dict:
+        """A dict for users to attach information to the node."""
+        if "_metadata" not in self.__dict__:
+            self._metadata = {}
+        return self._metadata
 
     def save(self, tensors: Sequence) -> None:
         """Keep tensors for the backward; their version is checked when they are used."""
@@ -119,14 +123,20 @@ class Node:
 class PrimitiveNode(Node):
     """The backward of one primitive application; runs the primitive's VJP rule."""
 
-    __slots__ = ("prim", "attrs", "in_shapes", "in_dtypes", "_saved_out")
-
     def __init__(self, prim, inputs: Sequence, attrs: dict, out) -> None:
-        super().__init__(inputs)
+        edges = []
+        for t in inputs:  # _edge, inlined: this runs once per recorded op
+            if not t._requires_grad:
+                edges.append(_NO_EDGE)
+            elif t.grad_fn is not None:
+                edges.append((t.grad_fn, t._output_nr))
+            else:
+                edges.append((t._accumulator(), 0))
+        self.next_functions = tuple(edges)
+        self.needs_input_grad = tuple([e is not _NO_EDGE for e in edges])
         self.prim = prim
         self.attrs = attrs
-        self.in_shapes = tuple(t._data.shape for t in inputs)
-        self.in_dtypes = tuple(t.dtype for t in inputs)
+        self.in_shapes = tuple([t._data.shape for t in inputs])
         saves = prim.saves
         saved = list(inputs[saves]) if isinstance(saves, slice) else [inputs[i] for i in saves]
         if prim.saves_output:
@@ -152,8 +162,6 @@ class PrimitiveNode(Node):
 class AccumulateGrad(Node):
     """The sink for a leaf tensor that requires grad: adds incoming gradients to ``.grad``."""
 
-    __slots__ = ("variable",)
-
     def __init__(self, variable) -> None:
         super().__init__(())
         self.variable = variable
@@ -173,10 +181,13 @@ class AccumulateGrad(Node):
             var._grad._vc[0] += 1
 
 
+_NO_EDGE = (None, 0)
+
+
 def _edge(t) -> tuple:
     """Where a gradient for tensor t must go: (its grad_fn or its AccumulateGrad, output index)."""
     if t is None or not t._requires_grad:
-        return (None, 0)
+        return _NO_EDGE
     if t.grad_fn is not None:
         return (t.grad_fn, t._output_nr)
     return (t._accumulator(), 0)

@@ -43,8 +43,6 @@ class FunctionCtx:
 class FunctionNode(Node):
     """The graph node of one Function.apply call."""
 
-    __slots__ = ("fn", "ctx", "outputs_meta", "inputs_meta")
-
     def __init__(self, fn, ctx: FunctionCtx, args: tuple) -> None:
         from ..tensor import Tensor
         super().__init__([a if isinstance(a, Tensor) else None for a in args])

@@ -99,11 +99,12 @@ def reduced_shape(in_shapes, axes, keepdim, **attrs):
 
 def sum_to_shape(g, shape: tuple[int, ...]):
     """Reduce a broadcast cotangent back to an input's shape (the VJP of broadcasting)."""
-    if g.shape == shape:
+    g_shape = g._data.shape
+    if g_shape == shape:
         return g
-    lead = g.ndim - len(shape)
-    ones = tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    lead = len(g_shape) - len(shape)
+    ones = tuple(lead + i for i, s in enumerate(shape) if s == 1 and g_shape[lead + i] != 1)
     if not ones:  # only leading axes were added: one sum gives the shape directly
         return g.sum(tuple(range(lead)))
     g = g.sum(tuple(range(lead)) + ones, keepdim=True)
-    return g.reshape(shape) if g.shape != shape else g
+    return g.reshape(shape) if g._data.shape != shape else g

@@ -93,17 +93,18 @@ for _p in (sign, floor, ceil, round, trunc):
     _p.defvjp(_zero_vjp)
 
 
-def _cast_dtype(in_dtypes, dtype):
+def _cast_dtype(in_dtypes, dtype, src):
     return dtype
 
 
-cast = Primitive("cast", "elementwise", lambda x, dtype: x.astype(dtype.np),
+# ``src`` (the input dtype) is an attribute so that the VJP can cast the cotangent back.
+cast = Primitive("cast", "elementwise", lambda x, dtype, src: x.astype(dtype.np),
                  shape_rule=elementwise_shape, dtype_rule=_cast_dtype)
 
 
 @cast.defvjp
 def _cast_vjp(node, g):
-    return (g.to(node.in_dtypes[0]),)
+    return (g.to(node.attrs["src"]),)
 
 
 copy = _unary("copy", np.copy, ufunc=False)

@@ -21,14 +21,16 @@ def _reduction(name: str, impl, *, dtype_rule=same_dtype, saves=(), saves_output
 
 
 def _sum_impl(x, axes, keepdim):
-    out = np.sum(x, axis=axes, keepdims=keepdim)
+    if x.dtype.kind in "bu" or x.dtype.itemsize < 8 and x.dtype.kind == "i":
+        x = x.astype(np.int64)
+    out = np.add.reduce(x, axis=axes, keepdims=keepdim)
     return out.astype(np.int64) if out.dtype.kind in "biu" and out.dtype != np.int64 else out
 
 
 reduce_sum = _reduction("sum", _sum_impl, dtype_rule=_sum_dtype)
-reduce_max = _reduction("amax", lambda x, axes, keepdim: np.amax(x, axis=axes, keepdims=keepdim),
+reduce_max = _reduction("amax", lambda x, axes, keepdim: np.maximum.reduce(x, axis=axes, keepdims=keepdim),
                         saves=(0,), saves_output=True)
-reduce_min = _reduction("amin", lambda x, axes, keepdim: np.amin(x, axis=axes, keepdims=keepdim),
+reduce_min = _reduction("amin", lambda x, axes, keepdim: np.minimum.reduce(x, axis=axes, keepdims=keepdim),
                         saves=(0,), saves_output=True)
 reduce_prod = _reduction("prod", lambda x, axes, keepdim: np.prod(x, axis=axes, keepdims=keepdim),
                          dtype_rule=_sum_dtype, saves=(0,))
