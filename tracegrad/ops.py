@@ -80,6 +80,9 @@ def add(input, other, *, alpha=1) -> Tensor:
 
 def sub(input, other, *, alpha=1) -> Tensor:
     """input - alpha * other, with broadcasting."""
+    if getattr(input, "dtype", None) is dtypes.bool_ and getattr(other, "dtype", None) is dtypes.bool_:
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
+                           "Use the `^` or `logical_xor()` operator instead.")
     if alpha != 1:
         other = mul(other, alpha)
     return _binary(E.sub, input, other)
@@ -209,21 +212,15 @@ def isfinite(input: Tensor) -> Tensor:
 
 
 def clamp(input: Tensor, min=None, max=None) -> Tensor:
-    """Limit values to [min, max] (either may be None)."""
+    """Limit values to [min, max] (either may be None); the gradient passes where min <= x <= max."""
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
     out = input
-    # Clamping must not promote: a float32 tensor clamped by a float stays float32.
     if min is not None:
-        out = _clamp_side(E.maximum, out, min)
+        out = where(out < min, min, out)
     if max is not None:
-        out = _clamp_side(E.minimum, out, max)
+        out = where(out > max, max, out)
     return out
-
-
-def _clamp_side(prim, x: Tensor, bound) -> Tensor:
-    b = _cast(bound, dtypes.result_type(x, bound))
-    return apply(prim, _cast(x, b.dtype), b)
 
 
 clip = clamp
@@ -410,23 +407,28 @@ def _legacy(d: dtypes.dtype) -> str:
     return _legacy_kind(d)
 
 
-def _check_nonempty(input: Tensor, axes: tuple, name: str) -> None:
-    if builtins.any(input._data.shape[a] == 0 for a in axes) or (not axes and input._data.size == 0):
-        raise IndexError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
-                         f"Specify the reduction dim with the 'dim' argument.")
+def _check_nonempty(input: Tensor, dim, axes: tuple, name: str) -> None:
+    if dim is None or dim == ():
+        if input._data.size == 0:
+            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                               f"Specify the reduction dim with the 'dim' argument.")
+        return
+    for a in axes:
+        if input._data.shape[a] == 0:
+            raise IndexError(f"{name}(): Expected reduction dim {a} to have non-zero size.")
 
 
 def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     """Maximum over dim (all dims when dim is empty); ties share the gradient."""
     axes = _axes(dim if dim != () else None, input.ndim)
-    _check_nonempty(input, axes, "amax")
+    _check_nonempty(input, dim, axes, "max" if dim == () else "amax")
     return apply(R.reduce_max, input, axes=axes, keepdim=keepdim)
 
 
 def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     """Minimum over dim (all dims when dim is empty); ties share the gradient."""
     axes = _axes(dim if dim != () else None, input.ndim)
-    _check_nonempty(input, axes, "amin")
+    _check_nonempty(input, dim, axes, "min" if dim == () else "amin")
     return apply(R.reduce_min, input, axes=axes, keepdim=keepdim)
 
 
@@ -513,7 +515,10 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
     if dtype is not None:
         input = _cast(input, dtypes.to_dtype(dtype))
     if p in ("fro", 2, 2.0, None):
-        return sqrt(sum(input * input, dim, keepdim))
+        squares = sum(input * input, dim, keepdim)
+        # sqrt'(0) is infinite; routing zeros around it gives the zero gradient PyTorch defines there.
+        is_zero = squares == 0
+        return where(is_zero, 0.0, sqrt(where(is_zero, 1.0, squares)))
     magnitude = abs(input)
     if p == float("inf"):
         return amax(magnitude, dim if dim is not None else (), keepdim)
@@ -570,7 +575,10 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
     """Matrix product with NumPy rules: 1-D operands are vectors, leading dims broadcast."""
     if not isinstance(input, Tensor) or not isinstance(other, Tensor):
         raise TypeError("matmul(): argument 'other' must be a Tensor")
-    a, b = _promote(input, other, "matmul")
+    if input._data.dtype != other._data.dtype:
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {_legacy(input.dtype).lower()} "
+                           f"!= {_legacy(other.dtype).lower()}")
+    a, b = input, other
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D")
     if a.ndim == 1 and b.ndim == 1:
@@ -767,6 +775,8 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if input.ndim == 0:
         return input.reshape(1)
     start, end = _wrap_dim(start_dim, input.ndim), _wrap_dim(end_dim, input.ndim)
+    if start > end:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shape = input._data.shape
     return reshape(input, shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:])
 
@@ -820,7 +830,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate tensors along an existing dim."""
     tensors = [t for t in tensors]
     if not tensors:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
     d = dtypes.result_type(*[t for t in tensors if t.ndim]) if builtins.any(t.ndim for t in tensors) else tensors[0].dtype
     tensors = [_cast(t, d) for t in tensors if not (t.ndim == 1 and t._data.shape[0] == 0)] or tensors[:1]
     if builtins.any(t.ndim == 0 for t in tensors):
@@ -973,6 +983,10 @@ def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
         raise RuntimeError(f"gather(): Expected dtype int64 for index, got {index.dtype}")
     if index.ndim != input.ndim:
         raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
+    size = input._data.shape[dim] if input.ndim else 1
+    if index._data.size and (index._data.max() >= size or index._data.min() < -size):
+        bad = index._data.max() if index._data.max() >= size else index._data.min()
+        raise RuntimeError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
     for d in range(input.ndim):
         if d != dim and index._data.shape[d] > input._data.shape[d]:
             raise RuntimeError(f"Size does not match at dimension {d} expected index {list(index.shape)} to be "

@@ -6,6 +6,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import dtypes
+from .autograd import views
 from .autograd.engine import AccumulateGrad, PrimitiveNode, RemovableHandle, run_backward
 from .autograd.grad_mode import STATE
 
@@ -39,6 +40,8 @@ class Tensor:
     _acc = None           # the AccumulateGrad node of a leaf that requires grad
     _inference = False    # made inside inference_mode
     _base = None          # the tensor whose memory this view shares
+    _base_history = None  # the base's grad_fn when the view was taken (an in-place op changes it)
+    _view_steps = ()      # the movement steps (primitive, attrs) that derive this view from _base
 
     # Tensors beat NumPy arrays in mixed binary operations (ndarray + Tensor -> Tensor).
     __array_priority__ = 1000
@@ -333,6 +336,14 @@ class Tensor:
             raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
                                "operation.")
 
+    def _snapshot(self, copy: bool = True) -> "Tensor":
+        """This tensor's current value and history as a separate tensor, for an op that overwrites it."""
+        old = Tensor._make(self._data.copy() if copy else self._data, self._requires_grad)
+        old.grad_fn, old._output_nr = self.grad_fn, self._output_nr
+        if self._requires_grad and self.grad_fn is None:
+            old._acc = self._accumulator()
+        return old
+
     def _inplace(self, prim, *others, direct: Callable | None = None, **attrs) -> "Tensor":
         """Run ``prim(self, *others)`` and store the result in self's buffer, rebinding its history.
 
@@ -353,19 +364,16 @@ class Tensor:
             else:
                 _store(self, prim.impl(self._data, *arrays, **attrs))
         else:
-            if self._base is not None:
-                raise RuntimeError(
-                    "in-place operation on a view while recording gradients is not supported; "
-                    "apply it to the base tensor, or clone() the view first")
-            old = Tensor._make(self._data.copy() if prim.saves_first_input else self._data, self._requires_grad)
-            old.grad_fn, old._output_nr = self.grad_fn, self._output_nr
-            if self._requires_grad and self.grad_fn is None:
-                old._acc = self._accumulator()
-            result = apply(prim, old, *others, **attrs)
+            if self._base is not None and self._base.grad_fn is not self._base_history:
+                views.refresh(self)
+            result = apply(prim, self._snapshot(copy=prim.saves_first_input), *others, **attrs)
             if result._data.dtype != self._data.dtype:
                 result = result.to(self.dtype)
-            _store(self, result._data)
-            self.grad_fn, self._output_nr, self._requires_grad = result.grad_fn, 0, True
+            if self._base is not None:
+                views.write_through_view(self, result)
+            else:
+                _store(self, result._data)
+                self.grad_fn, self._output_nr, self._requires_grad = result.grad_fn, 0, True
         self._vc[0] += 1
         return self
 
@@ -456,9 +464,13 @@ def apply(prim, *inputs: Tensor, **attrs) -> Tensor:
     if prim.kind == "movement" and np.may_share_memory(result, inputs[0]._data):
         src = inputs[0]
         out._vc = src._vc
-        out._base = src._base if src._base is not None else src
+        if src._base is not None:
+            out._base, out._view_steps = src._base, src._view_steps + ((prim, attrs),)
+        else:
+            out._base, out._view_steps = src, ((prim, attrs),)
+        out._base_history = out._base.grad_fn
     if STATE.grad_enabled:
-        if prim.vjp is not None:
+        if prim.vjp is not None and out._data.dtype.kind == "f":  # integer results carry no gradient
             for t in inputs:
                 if t._requires_grad:
                     out.grad_fn = PrimitiveNode(prim, inputs, attrs, out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import creation, dtypes, ops
+from .autograd.grad_mode import is_grad_enabled
 from .primitives import elementwise as E
 from .primitives import indexing as I
 from .primitives import movement as M
@@ -31,6 +32,14 @@ Tensor.bool = ops.bool_
 Tensor.multiply, Tensor.divide, Tensor.subtract, Tensor.true_divide = ops.mul, ops.div, ops.sub, ops.div
 Tensor.greater, Tensor.less, Tensor.absolute = ops.gt, ops.lt, ops.abs
 Tensor.__getitem__ = ops.getitem
+
+
+def _where_method(self: Tensor, condition: Tensor, other) -> Tensor:
+    """self where condition holds, else other."""
+    return ops.where(condition, self, other)
+
+
+Tensor.where = _where_method
 Tensor.__setitem__ = ops.setitem
 
 
@@ -149,7 +158,9 @@ def zero_(self: Tensor) -> Tensor:
 def _composite_inplace(fn):
     """In-place form of an out-of-place op: compute, then copy into self."""
     def method(self: Tensor, *args, **kwargs) -> Tensor:
-        result = fn(self, *args, **kwargs)
+        recording = is_grad_enabled() and (self._requires_grad or any(getattr(a, "_requires_grad", False) for a in args))
+        # The result may keep self for its backward, so it must see a copy that copy_ won't overwrite.
+        result = fn(self._snapshot() if recording else self, *args, **kwargs)
         if result.dtype.category > self.dtype.category:
             raise RuntimeError(f"result type {_legacy_kind(result.dtype)} can't be cast to the desired output "
                                f"type {_legacy_kind(self.dtype)}")

@@ -128,7 +128,11 @@ class PrimitiveNode(Node):
         for t in inputs:  # _edge, inlined: this runs once per recorded op
             if not t._requires_grad:
                 edges.append(_NO_EDGE)
-            elif t.grad_fn is not None:
+                continue
+            if t._base is not None and t._base.grad_fn is not t._base_history:
+                from .views import refresh  # the base was written in place after this view was taken
+                refresh(t)
+            if t.grad_fn is not None:
                 edges.append((t.grad_fn, t._output_nr))
             else:
                 edges.append((t._accumulator(), 0))
@@ -182,7 +186,6 @@ class AccumulateGrad(Node):
 
 
 _NO_EDGE = (None, 0)
-
 
 def _edge(t) -> tuple:
     """Where a gradient for tensor t must go: (its grad_fn or its AccumulateGrad, output index)."""

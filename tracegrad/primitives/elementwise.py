@@ -107,7 +107,7 @@ def _cast_vjp(node, g):
     return (g.to(node.attrs["src"]),)
 
 
-copy = _unary("copy", np.copy, ufunc=False)
+copy = _unary("copy", lambda x: np.array(x, order="C"), ufunc=False)  # always row-major, like contiguous()
 copy.defvjp(lambda node, g: (g,))
 
 

@@ -36,6 +36,9 @@ def is_basic(key: tuple) -> bool:
 
 
 def _index_impl(x, *index_arrays, key):
+    if not index_arrays and ("e",) not in key:
+        # A trailing Ellipsis makes NumPy return a 0-d view instead of a scalar copy (x[0] of a vector).
+        key = key + (("e",),)
     return x[build_key(key, index_arrays)]
 
 
