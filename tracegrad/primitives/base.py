@@ -57,6 +57,15 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
+def quiet(fn: Callable) -> Callable:
+    """NumPy's floating-point warnings off: like PyTorch, inf and nan are values, not warnings."""
+    def impl(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    impl.__name__ = getattr(fn, "__name__", "impl")
+    return impl
+
+
 # ---- shared shape and dtype rules -------------------------------------------------------
 
 def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:

@@ -10,20 +10,11 @@ import numpy as np
 import scipy.special
 
 from .. import ops
-from .base import Primitive, bool_dtype, elementwise_shape, same_dtype, sum_to_shape
+from .base import Primitive, bool_dtype, elementwise_shape, quiet, same_dtype, sum_to_shape
 
 
-def _quiet(fn):
-    """NumPy's floating-point warnings off: like PyTorch, inf and nan are values, not warnings."""
-    def impl(*args, **kwargs):
-        with np.errstate(all="ignore"):
-            return fn(*args, **kwargs)
-    impl.__name__ = getattr(fn, "__name__", "impl")
-    return impl
-
-
-def _unary(name: str, fn, *, saves=(), saves_output=False, quiet=False, ufunc=True) -> Primitive:
-    impl = _quiet(fn) if quiet else fn
+def _unary(name: str, fn, *, saves=(), saves_output=False, silent=False, ufunc=True) -> Primitive:
+    impl = quiet(fn) if silent else fn
     return Primitive(name, "elementwise", impl, shape_rule=elementwise_shape, dtype_rule=same_dtype,
                      saves=saves, saves_output=saves_output,
                      ufunc=fn if ufunc and isinstance(fn, np.ufunc) else None)
@@ -32,11 +23,11 @@ def _unary(name: str, fn, *, saves=(), saves_output=False, quiet=False, ufunc=Tr
 # ---- unary -------------------------------------------------------------------------------------
 
 neg = _unary("neg", np.negative)
-exp = _unary("exp", np.exp, saves_output=True, quiet=True)
-log = _unary("log", np.log, saves=(0,), quiet=True)
-log1p = _unary("log1p", np.log1p, saves=(0,), quiet=True)
-expm1 = _unary("expm1", np.expm1, saves_output=True, quiet=True)
-sqrt = _unary("sqrt", np.sqrt, saves_output=True, quiet=True)
+exp = _unary("exp", np.exp, saves_output=True, silent=True)
+log = _unary("log", np.log, saves=(0,), silent=True)
+log1p = _unary("log1p", np.log1p, saves=(0,), silent=True)
+expm1 = _unary("expm1", np.expm1, saves_output=True, silent=True)
+sqrt = _unary("sqrt", np.sqrt, saves_output=True, silent=True)
 sin = _unary("sin", np.sin, saves=(0,))
 cos = _unary("cos", np.cos, saves=(0,))
 tanh = _unary("tanh", np.tanh, saves_output=True)
@@ -113,20 +104,20 @@ copy.defvjp(lambda node, g: (g,))
 
 # ---- binary ------------------------------------------------------------------------------------
 
-def _binary(name: str, fn, *, saves=(), quiet=False, dtype_rule=same_dtype) -> Primitive:
-    return Primitive(name, "elementwise", _quiet(fn) if quiet else fn, shape_rule=elementwise_shape,
+def _binary(name: str, fn, *, saves=(), silent=False, dtype_rule=same_dtype) -> Primitive:
+    return Primitive(name, "elementwise", quiet(fn) if silent else fn, shape_rule=elementwise_shape,
                      dtype_rule=dtype_rule, saves=saves, ufunc=fn if isinstance(fn, np.ufunc) else None)
 
 
-add = _binary("add", np.add)
-sub = _binary("sub", np.subtract)
-mul = _binary("mul", np.multiply, saves=(0, 1))
-div = _binary("div", np.true_divide, saves=(0, 1), quiet=True)
-pow = _binary("pow", np.power, saves=(0, 1), quiet=True)
+add = _binary("add", np.add, silent=True)
+sub = _binary("sub", np.subtract, silent=True)
+mul = _binary("mul", np.multiply, saves=(0, 1), silent=True)
+div = _binary("div", np.true_divide, saves=(0, 1), silent=True)
+pow = _binary("pow", np.power, saves=(0, 1), silent=True)
 maximum = _binary("maximum", np.maximum, saves=(0, 1))
 minimum = _binary("minimum", np.minimum, saves=(0, 1))
-remainder = _binary("remainder", np.remainder, saves=(0, 1), quiet=True)
-floor_divide = _binary("floor_divide", np.floor_divide, quiet=True)
+remainder = _binary("remainder", np.remainder, saves=(0, 1), silent=True)
+floor_divide = _binary("floor_divide", np.floor_divide, silent=True)
 eq = _binary("eq", np.equal, dtype_rule=bool_dtype)
 ne = _binary("ne", np.not_equal, dtype_rule=bool_dtype)
 lt = _binary("lt", np.less, dtype_rule=bool_dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes, ops
-from .base import Primitive, reduced_shape, same_dtype
+from .base import Primitive, quiet, reduced_shape, same_dtype
 
 
 def _sum_dtype(in_dtypes, **attrs):
@@ -20,6 +20,7 @@ def _reduction(name: str, impl, *, dtype_rule=same_dtype, saves=(), saves_output
                      saves=saves, saves_output=saves_output)
 
 
+@quiet
 def _sum_impl(x, axes, keepdim):
     if x.dtype.kind in "bu" or x.dtype.itemsize < 8 and x.dtype.kind == "i":
         x = x.astype(np.int64)
