@@ -214,7 +214,7 @@ def isfinite(input: Tensor) -> Tensor:
 def clamp(input: Tensor, min=None, max=None) -> Tensor:
     """Limit values to [min, max] (either may be None); the gradient passes where min <= x <= max."""
     if min is None and max is None:
-        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        raise RuntimeError("clamp: At least one of 'min' or 'max' must not be None")
     out = input
     if min is not None:
         out = where(out < min, min, out)
@@ -830,7 +830,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate tensors along an existing dim."""
     tensors = [t for t in tensors]
     if not tensors:
-        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("cat(): expected a non-empty list of Tensors")
     d = dtypes.result_type(*[t for t in tensors if t.ndim]) if builtins.any(t.ndim for t in tensors) else tensors[0].dtype
     tensors = [_cast(t, d) for t in tensors if not (t.ndim == 1 and t._data.shape[0] == 0)] or tensors[:1]
     if builtins.any(t.ndim == 0 for t in tensors):

@@ -6,10 +6,12 @@ turns them into its own tensors (floating ones require grad unless told
 otherwise), runs ``f``, back-propagates a fixed random cotangent through every
 floating output that requires grad, and then the outputs, the inputs and the
 inputs' ``.grad`` are compared: types, shapes, dtypes, ``requires_grad`` flags
-and values.
+and values. Where PyTorch gives no RuntimeWarning (floating-point noise such as
+"invalid value encountered"), tracegrad must not give one either.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -37,8 +39,15 @@ def check(f: Snippet, *arrays: np.ndarray, requires_grad: bool | None = None,
     ``requires_grad=None`` makes floating inputs require grad and the others not.
     ``backward=False`` is for snippets that run their own backward pass.
     """
-    results = [_run(lib, f, arrays, requires_grad, backward) for lib in LIBRARIES]
+    results, warned = [], []
+    for lib in LIBRARIES:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results.append(_run(lib, f, arrays, requires_grad, backward))
+        warned.append([str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)])
     assert_same(*results, where="snippet", rtol=rtol, atol=atol)
+    ours, theirs = warned
+    assert theirs or not ours, f"tracegrad gave RuntimeWarnings where PyTorch is silent: {ours}"
 
 
 def check_error(f: Snippet, *arrays: np.ndarray, requires_grad: bool | None = None) -> None:
