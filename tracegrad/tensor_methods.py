@@ -8,7 +8,7 @@ from .autograd.grad_mode import is_grad_enabled
 from .primitives import elementwise as E
 from .primitives import indexing as I
 from .primitives import movement as M
-from .tensor import Tensor, _legacy_kind
+from .tensor import Tensor, _legacy_kind, apply
 
 # ---- methods that are the functions of ops.py ----------------------------------------------------
 
@@ -58,8 +58,12 @@ Tensor.mT = property(lambda self: self.transpose(-2, -1), doc="The last two dims
 _OPERAND_TYPES = (Tensor, int, float, bool, np.number, np.bool_)
 
 
-def _operator(fn, reflected: bool = False):
+def _operator(fn, reflected: bool = False, same_dtype_prim=None):
+    """An operator method; with same_dtype_prim, two tensors of one dtype skip promotion entirely
+    (the common case, and the whole of a backward pass, where every op sees matching dtypes)."""
     def method(self, other):
+        if same_dtype_prim is not None and isinstance(other, Tensor) and other._data.dtype == self._data.dtype:
+            return apply(same_dtype_prim, other, self) if reflected else apply(same_dtype_prim, self, other)
         if not isinstance(other, _OPERAND_TYPES):
             return NotImplemented
         return fn(other, self) if reflected else fn(self, other)
@@ -67,15 +71,16 @@ def _operator(fn, reflected: bool = False):
     return method
 
 
-for _dunder, _fn in [("add", ops.add), ("sub", ops.sub), ("mul", ops.mul), ("truediv", ops.div),
-                     ("floordiv", ops.floor_divide), ("mod", ops.remainder), ("pow", ops.pow),
-                     ("matmul", ops.matmul), ("and", ops.bitwise_and), ("or", ops.bitwise_or),
-                     ("xor", ops.bitwise_xor)]:
-    setattr(Tensor, f"__{_dunder}__", _operator(_fn))
-    setattr(Tensor, f"__r{_dunder}__", _operator(_fn, reflected=True))
-for _dunder, _fn in [("eq", ops.eq), ("ne", ops.ne), ("lt", ops.lt), ("le", ops.le), ("gt", ops.gt),
-                     ("ge", ops.ge)]:
-    setattr(Tensor, f"__{_dunder}__", _operator(_fn))
+for _dunder, _fn, _prim in [("add", ops.add, E.add), ("sub", ops.sub, None), ("mul", ops.mul, E.mul),
+                            ("truediv", ops.div, None), ("floordiv", ops.floor_divide, E.floor_divide),
+                            ("mod", ops.remainder, E.remainder), ("pow", ops.pow, E.pow),
+                            ("matmul", ops.matmul, None), ("and", ops.bitwise_and, None),
+                            ("or", ops.bitwise_or, None), ("xor", ops.bitwise_xor, None)]:
+    setattr(Tensor, f"__{_dunder}__", _operator(_fn, same_dtype_prim=_prim))
+    setattr(Tensor, f"__r{_dunder}__", _operator(_fn, reflected=True, same_dtype_prim=_prim))
+for _dunder, _fn, _prim in [("eq", ops.eq, E.eq), ("ne", ops.ne, E.ne), ("lt", ops.lt, E.lt), ("le", ops.le, E.le),
+                            ("gt", ops.gt, E.gt), ("ge", ops.ge, E.ge)]:
+    setattr(Tensor, f"__{_dunder}__", _operator(_fn, same_dtype_prim=_prim))
 Tensor.__neg__ = ops.neg
 Tensor.__pos__ = lambda self: self
 Tensor.__abs__ = ops.abs
