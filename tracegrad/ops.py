@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import math
 from typing import Sequence
 
 import numpy as np
@@ -373,6 +374,9 @@ def nonzero(input: Tensor, *, as_tuple: bool = False):
 
 def _axes(dim, ndim: int) -> tuple[int, ...]:
     """Normalize dim (None, int, or a sequence) to sorted non-negative axes; None means all."""
+    if type(dim) is tuple and dim and builtins.all(type(d) is int and 0 <= d < ndim for d in dim) \
+            and builtins.all(a < b for a, b in zip(dim, dim[1:])):
+        return dim  # already normalized (the backward pass always passes this form)
     if dim is None:
         return tuple(range(ndim))
     if isinstance(dim, (int, np.integer)):
@@ -398,7 +402,7 @@ def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a floating "
                            f"point or complex dtype. Got: {_legacy(input.dtype)}")
     axes = _axes(dim, input.ndim)
-    count = int(np.prod([input._data.shape[a] for a in axes]))
+    count = math.prod([input._data.shape[a] for a in axes])
     return apply(R.reduce_sum, input, axes=axes, keepdim=keepdim) / count
 
 
@@ -500,7 +504,7 @@ def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
     axes = _axes(dim, input.ndim)
-    count = int(np.prod([input._data.shape[a] for a in axes]))
+    count = math.prod([input._data.shape[a] for a in axes])
     centered = input - mean(input, axes, keepdim=True)
     return sum(centered * centered, axes, keepdim=keepdim) / builtins.max(count - correction, 0)
 
@@ -637,6 +641,8 @@ def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tens
 def _shape_arg(shape) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    if builtins.all(type(s) is int for s in shape):
+        return shape
     for s in shape:
         if not isinstance(s, (int, np.integer)):
             raise TypeError(f"shape entries must be ints, got {type(s).__name__}")
@@ -647,11 +653,11 @@ def _infer_shape(shape: tuple, numel: int) -> tuple:
     if shape.count(-1) > 1:
         raise RuntimeError("only one dimension can be inferred")
     if -1 in shape:
-        known = int(np.prod([s for s in shape if s != -1]))
+        known = math.prod([s for s in shape if s != -1])
         if known == 0 or numel % known:
             raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
         shape = tuple(numel // known if s == -1 else s for s in shape)
-    if int(np.prod(shape)) != numel:
+    if math.prod(shape) != numel:
         raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
     return shape
 
@@ -778,7 +784,7 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if start > end:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shape = input._data.shape
-    return reshape(input, shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:])
+    return reshape(input, shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
 
 
 def unflatten(input: Tensor, dim: int, sizes) -> Tensor:

@@ -1,14 +1,16 @@
 """Movement primitives (views where NumPy allows), concatenation and matrix multiplication."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .base import Primitive, broadcast_shapes, same_dtype, sum_to_shape
 
 
 def _reshape_shape(in_shapes, shape):
-    if int(np.prod(in_shapes[0])) != int(np.prod(shape)):
-        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {int(np.prod(in_shapes[0]))}")
+    if math.prod(in_shapes[0]) != math.prod(shape):
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {math.prod(in_shapes[0])}")
     return tuple(shape)
 
 
@@ -35,7 +37,11 @@ expand = Primitive("expand", "movement", lambda x, shape: np.broadcast_to(x, sha
                    shape_rule=_expand_shape, dtype_rule=same_dtype)
 
 reshape.defvjp(lambda node, g: (g.reshape(node.in_shapes[0]),))
-permute.defvjp(lambda node, g: (g.permute(tuple(np.argsort(node.attrs["dims"]).tolist())),))
+def _inverse_permutation(dims: tuple) -> tuple:
+    return tuple(sorted(range(len(dims)), key=dims.__getitem__))
+
+
+permute.defvjp(lambda node, g: (g.permute(_inverse_permutation(node.attrs["dims"])),))
 expand.defvjp(lambda node, g: (sum_to_shape(g, node.in_shapes[0]),))
 
 
