@@ -352,14 +352,19 @@ class Tensor:
         """
         # Callers cast the other operands to self's dtype first, so the result keeps self's dtype.
         self._check_inplace()
-        tracking = STATE.grad_enabled and (self._requires_grad or any(o._requires_grad for o in others))
+        tracking = False
+        if STATE.grad_enabled:
+            tracking = self._requires_grad
+            for o in others:
+                tracking = tracking or o._requires_grad
         if not tracking:
             arrays = [o._data for o in others]
             if direct is not None and self._data.flags.writeable:
                 direct(self._data, *arrays)
             elif prim.ufunc is not None and not attrs and self._data.flags.writeable:
-                if any(a.shape != self._data.shape for a in arrays):
-                    _check_inplace_shape(self, np.broadcast_shapes(self._data.shape, *[a.shape for a in arrays]))
+                for a in arrays:
+                    if a.shape != self._data.shape:
+                        _check_inplace_shape(self, np.broadcast_shapes(self._data.shape, *[a.shape for a in arrays]))
                 prim.ufunc(self._data, *arrays, out=self._data, casting="unsafe")
             else:
                 _store(self, prim.impl(self._data, *arrays, **attrs))
