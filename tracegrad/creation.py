@@ -8,7 +8,7 @@ import numpy as np
 
 from . import dtypes
 from .ops import _shape_arg, zeros, zeros_like
-from .tensor import Tensor
+from .tensor import TRACE, Tensor
 
 
 def _dtype_or_default(dtype) -> dtypes.dtype:
@@ -131,20 +131,29 @@ def set_rng_state(new_state: Tensor) -> None:
     RNG.gen.bit_generator.state = json.loads(bytes(new_state._data).decode())
 
 
+def _random(name: str) -> None:
+    """Random numbers are drawn in Python: a traced step stops tracing there (runs eagerly)."""
+    if TRACE.tracer is not None:
+        TRACE.tracer.unsupported(f"random numbers ({name})")
+
+
 def rand(*size, dtype=None, requires_grad: bool = False, generator=None, device=None) -> Tensor:
     """Uniform samples in [0, 1)."""
+    _random("rand")
     d = _dtype_or_default(dtype)
     return _finish(RNG.gen.random(_shape_arg(size), dtype=np.float64).astype(d.np), requires_grad)
 
 
 def randn(*size, dtype=None, requires_grad: bool = False, generator=None, device=None) -> Tensor:
     """Standard normal samples."""
+    _random("randn")
     d = _dtype_or_default(dtype)
     return _finish(RNG.gen.standard_normal(_shape_arg(size)).astype(d.np), requires_grad)
 
 
 def randint(low, high=None, size=None, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """Uniform integers in [low, high)."""
+    _random("randint")
     if size is None:
         low, high, size = 0, low, high
     if high is None:
@@ -155,6 +164,7 @@ def randint(low, high=None, size=None, *, dtype=None, requires_grad: bool = Fals
 
 def randperm(n: int, *, dtype=None, device=None) -> Tensor:
     """A random permutation of 0..n-1."""
+    _random("randperm")
     d = dtypes.to_dtype(dtype) if dtype is not None else dtypes.int64
     return Tensor._make(RNG.gen.permutation(n).astype(d.np))
 
@@ -176,6 +186,7 @@ def randint_like(input: Tensor, low, high=None, *, dtype=None) -> Tensor:
 
 def normal(mean, std, size=None, *, dtype=None) -> Tensor:
     """Normal samples with the given mean and std (numbers or tensors)."""
+    _random("normal")
     m = mean._data if isinstance(mean, Tensor) else mean
     s = std._data if isinstance(std, Tensor) else std
     shape = tuple(size) if size is not None else np.broadcast_shapes(np.shape(m), np.shape(s))
@@ -186,12 +197,14 @@ def normal(mean, std, size=None, *, dtype=None) -> Tensor:
 
 def bernoulli(input: Tensor, p=None) -> Tensor:
     """1 with probability input (or p), else 0."""
+    _random("bernoulli")
     probs = input._data if p is None else p
     return Tensor._make((RNG.gen.random(input._data.shape) < probs).astype(input._data.dtype))
 
 
 def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
     """Sample category indices from (unnormalized) probabilities in the last dim."""
+    _random("multinomial")
     probs = input._data / input._data.sum(-1, keepdims=True)
     rows = probs.reshape(-1, probs.shape[-1])
     out = np.stack([RNG.gen.choice(rows.shape[1], num_samples, replace=replacement, p=r) for r in rows])

@@ -913,7 +913,7 @@ def _index_tensor(item) -> Tensor:
     if kind == "b":
         return t
     if kind in "iu":
-        return t if t._data.dtype == np.int64 else Tensor._make(t._data.astype(np.int64))
+        return t if t._data.dtype == np.int64 else _cast(t, dtypes.int64)
     if t._data.size == 0:
         return Tensor._make(t._data.astype(np.int64))
     raise IndexError("tensors used as indices must be long, int, byte or bool tensors")

@@ -11,6 +11,28 @@ from .autograd.engine import AccumulateGrad, PrimitiveNode, RemovableHandle, run
 from .autograd.grad_mode import STATE
 
 
+class _TraceState:
+    """The active tracer (tracegrad.compiler sets it while it records a step), else None."""
+
+    tracer = None
+
+
+TRACE = _TraceState()
+
+
+def _alias(new: "Tensor", src: "Tensor") -> "Tensor":
+    """Register that new holds src's value (detach, .data, copies): one value for the tracer."""
+    if TRACE.tracer is not None:
+        TRACE.tracer.alias(new, src)
+    return new
+
+
+def _reads_data(t: "Tensor", how: str) -> None:
+    """Tell an active tracer that Python code looks at a tensor's values (a data-dependent step)."""
+    if TRACE.tracer is not None:
+        TRACE.tracer.observe(t, how)
+
+
 class Size(tuple):
     """A tensor shape: a tuple of ints with ``numel()``."""
 
@@ -186,6 +208,8 @@ class Tensor:
             if value._data.dtype != self._data.dtype:
                 raise RuntimeError(f"assigned grad has data of a different type: {value.dtype} vs {self.dtype}")
         self._grad = value
+        if TRACE.tracer is not None:
+            TRACE.tracer.grad_assigned(self)
 
     @property
     def retains_grad(self) -> bool:
@@ -232,7 +256,7 @@ class Tensor:
         t = Tensor._make(self._data)
         t._vc = self._vc
         t._inference = self._inference
-        return t
+        return _alias(t, self)
 
     def detach_(self) -> "Tensor":
         """Cut this tensor from the graph in place."""
@@ -247,7 +271,7 @@ class Tensor:
         """The same storage without autograd history; changes through it are not tracked."""
         t = Tensor._make(self._data)
         t._inference = self._inference
-        return t
+        return _alias(t, self)
 
     @data.setter
     def data(self, value: "Tensor") -> None:
@@ -257,7 +281,7 @@ class Tensor:
 
     def _owned_copy(self) -> "Tensor":
         """A copy with its own buffer (used to store gradients safely)."""
-        return Tensor._make(self._data.copy())
+        return _alias(Tensor._make(self._data.copy()), self)
 
     # ---- conversion -------------------------------------------------------------------------
 
@@ -265,19 +289,23 @@ class Tensor:
         """The data as an ndarray sharing memory; raises if the tensor requires grad."""
         if self._requires_grad and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
+        _reads_data(self, "numpy()")
         return self._data
 
     def item(self):
         """The value of a one-element tensor as a Python number."""
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+        _reads_data(self, "item()")
         return self._data.reshape(()).item()
 
     def tolist(self):
         """The data as (nested) Python lists."""
+        _reads_data(self, "tolist()")
         return self._data.tolist()
 
     def __array__(self, dtype=None, copy=None):
+        _reads_data(self, "conversion to a NumPy array")
         if self._requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
         return self._data if dtype is None else self._data.astype(dtype)
@@ -295,7 +323,8 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self._data.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+        _reads_data(self, "bool()")
         return bool(self._data.reshape(()))
 
     def __iter__(self):
@@ -342,7 +371,7 @@ class Tensor:
         old.grad_fn, old._output_nr = self.grad_fn, self._output_nr
         if self._requires_grad and self.grad_fn is None:
             old._acc = self._accumulator()
-        return old
+        return _alias(old, self)
 
     def _inplace(self, prim, *others, direct: Callable | None = None, **attrs) -> "Tensor":
         """Run ``prim(self, *others)`` and store the result in self's buffer, rebinding its history.
@@ -357,7 +386,8 @@ class Tensor:
             tracking = self._requires_grad
             for o in others:
                 tracking = tracking or o._requires_grad
-        if not tracking:
+        tracer = TRACE.tracer
+        if not tracking and tracer is None:
             arrays = [o._data for o in others]
             if direct is not None and self._data.flags.writeable:
                 direct(self._data, *arrays)
@@ -369,16 +399,22 @@ class Tensor:
             else:
                 _store(self, prim.impl(self._data, *arrays, **attrs))
         else:
-            if self._base is not None and self._base.grad_fn is not self._base_history:
+            if tracer is not None and self._base is not None:
+                tracer.unsupported("an in-place write into a view")  # tracing stops; the step goes on eagerly
+            is_view = tracking and self._base is not None
+            if is_view and self._base.grad_fn is not self._base_history:
                 views.refresh(self)
             result = apply(prim, self._snapshot(copy=prim.saves_first_input), *others, **attrs)
             if result._data.dtype != self._data.dtype:
                 result = result.to(self.dtype)
-            if self._base is not None:
+            if is_view:
                 views.write_through_view(self, result)
             else:
                 _store(self, result._data)
-                self.grad_fn, self._output_nr, self._requires_grad = result.grad_fn, 0, True
+                if tracking:
+                    self.grad_fn, self._output_nr, self._requires_grad = result.grad_fn, 0, True
+            if TRACE.tracer is not None:
+                TRACE.tracer.rebind(self, result)
         self._vc[0] += 1
         return self
 
@@ -400,6 +436,8 @@ def _init(t: Tensor, arr: np.ndarray, requires_grad: bool) -> None:
         t._requires_grad = True
     if STATE.inference:
         t._inference = True
+    if TRACE.tracer is not None:
+        TRACE.tracer.born_tensor(t)
 
 
 def _rebuild(arr: np.ndarray, requires_grad: bool, cls=Tensor) -> Tensor:
@@ -483,6 +521,8 @@ def apply(prim, *inputs: Tensor, **attrs) -> Tensor:
                     break
     elif STATE.inference:
         out._inference = True
+    if TRACE.tracer is not None:
+        TRACE.tracer.record(prim, inputs, attrs, out)
     return out
 
 

@@ -181,8 +181,7 @@ class AccumulateGrad(Node):
         elif create_graph or var._grad.requires_grad:
             var._grad = var._grad + grad
         else:
-            var._grad._data += grad._data
-            var._grad._vc[0] += 1
+            var._grad.add_(grad)
 
 
 _NO_EDGE = (None, 0)

@@ -74,6 +74,7 @@ class Graph:
     nodes: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
     writebacks: list = field(default_factory=list)  # (input value, new value)
+    guards: list = field(default_factory=list)      # (value, expected Python scalar, source line)
     _next_id: int = 0
 
     def new_value(self, type_: Type, role: str | None = None, name: str = "") -> Value:
@@ -109,6 +110,8 @@ class Graph:
             if source_lines and n.source:
                 line += f"   # {n.source}"
             lines.append(line)
+        for value, expected, source in self.guards:
+            lines.append(f"  guard {value} == {expected!r}" + (f"   # {source}" if source_lines and source else ""))
         lines.append(f"  return {', '.join(str(v) for v in self.outputs)}")
         for dst, src in self.writebacks:
             lines.append(f"  writeback {dst} <- {src}")
@@ -154,7 +157,10 @@ def parse(text: str) -> Graph:
         graph.inputs.append(v)
     for line in lines[1:-1]:
         stripped = line.strip()
-        if stripped.startswith("return"):
+        if stripped.startswith("guard"):
+            m = re.fullmatch(r"guard %(\d+) == (.+?)(?:\s+# (.*))?", stripped)
+            graph.guards.append((values[int(m.group(1))], ast.literal_eval(m.group(2)), m.group(3) or ""))
+        elif stripped.startswith("return"):
             graph.outputs = [values[int(i)] for i in re.findall(r"%(\d+)", stripped)]
         elif stripped.startswith("writeback"):
             dst, src = (values[int(i)] for i in re.findall(r"%(\d+)", stripped))

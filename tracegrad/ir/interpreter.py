@@ -7,13 +7,28 @@ from ..primitives import REGISTRY
 from .graph import Graph
 
 
+class GuardFailure(Exception):
+    """A value the traced step branched on differs now; nothing was written back."""
+
+    def __init__(self, source: str, expected, got) -> None:
+        super().__init__(f"guard at {source or '?'}: traced with {expected!r}, now {got!r}")
+        self.source = source
+
+
 def run(graph: Graph, inputs: list) -> list:
-    """Execute ``graph`` on NumPy arrays (one per graph input); apply write-backs; return the outputs."""
+    """Execute ``graph`` on NumPy arrays (one per graph input); check guards, then apply write-backs.
+
+    Returns the outputs; raises GuardFailure, with no input modified, when a guard does not hold.
+    """
     if len(inputs) != len(graph.inputs):
         raise ValueError(f"graph {graph.name} takes {len(graph.inputs)} inputs, got {len(inputs)}")
     env = {v.id: a for v, a in zip(graph.inputs, inputs)}
     for n in graph.nodes:
         env[n.out.id] = np.asarray(REGISTRY[n.prim].impl(*[env[o.id] for o in n.operands], **n.attrs))
+    for value, expected, source in graph.guards:
+        got = env[value.id].item()
+        if got != expected:
+            raise GuardFailure(source, expected, got)
     for dst, src in graph.writebacks:
         np.copyto(env[dst.id], env[src.id])
     return [env[v.id] for v in graph.outputs]

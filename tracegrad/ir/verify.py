@@ -1,6 +1,8 @@
 """Graph verifier: SSA form, known primitives, and types that agree with the primitives' rules."""
 from __future__ import annotations
 
+import math
+
 from ..primitives import REGISTRY
 from .graph import Graph, Type
 
@@ -38,6 +40,9 @@ def verify(graph: Graph) -> None:
     for v in graph.outputs:
         if v.id not in defined:
             raise IRError(f"output %{v.id} is not defined")
+    for value, _, source in graph.guards:
+        if value.id not in defined or math.prod(value.type.shape) != 1:
+            raise IRError(f"guard on %{value.id} ({source}) needs a defined one-element value")
     inputs = {v.id for v in graph.inputs}
     for dst, src in graph.writebacks:
         if dst.id not in inputs:

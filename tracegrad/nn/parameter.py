@@ -1,7 +1,7 @@
 """Parameter: a leaf tensor that modules register as trainable."""
 from __future__ import annotations
 
-from ..tensor import Tensor
+from ..tensor import Tensor, _alias
 
 
 class Parameter(Tensor):
@@ -15,6 +15,7 @@ class Parameter(Tensor):
             raise TypeError(f"Parameter expects a Tensor, got {type(data).__name__}")
         param = cls._make(data._data)
         param._vc = data._vc
+        _alias(param, data)
         if requires_grad:
             param.requires_grad_(True)
         return param

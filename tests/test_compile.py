@@ -1,0 +1,174 @@
+"""The compiler front half with the reference interpreter: compiled steps equal eager steps."""
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import tracegrad as tg
+from tracegrad.compiler import CompileWarning, TraceUnsupported
+from tracegrad.ir import parse, verify
+
+RNG = np.random.default_rng(0)
+X = tg.tensor(RNG.standard_normal((16, 3)).astype(np.float32))
+Y = X @ tg.tensor([[1.0], [-2.0], [0.5]]) + 0.25
+
+
+def _params():
+    return tg.zeros(3, 1, requires_grad=True), tg.zeros(1, requires_grad=True)
+
+
+def sgd_step(x, y, w, b):
+    loss = ((x @ w + b - y) ** 2).mean()
+    loss.backward()
+    with tg.no_grad():
+        w -= 0.1 * w.grad
+        b -= 0.1 * b.grad
+        w.grad.zero_()
+        b.grad.zero_()
+    return loss
+
+
+def _run_both(step, n, *make_args):
+    eager_args, compiled_args = make_args[0](), make_args[0]()
+    compiled = tg.compile(step)
+    for i in range(n):
+        expected = step(*make_args[1](i), *eager_args)
+        got = compiled(*make_args[1](i), *compiled_args)
+        np.testing.assert_allclose(got.detach().numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-7)
+    for a, b in zip(eager_args, compiled_args):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-6, atol=1e-7)
+        if a.grad is not None or b.grad is not None:
+            np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-6, atol=1e-7)
+    return compiled
+
+
+def test_compiled_steps_equal_eager_steps_and_trace_once():
+    compiled = _run_both(sgd_step, 12, _params, lambda i: (X, Y))
+    info = compiled.cache_info()
+    assert (info.misses, info.compiles, info.fallbacks, info.entries) == (1, 1, 0, 1)
+    assert info.hits == 10  # call 1 warms up eagerly, call 2 traces, the rest replay
+
+
+def test_new_batch_size_retraces():
+    w, b = _params()
+    compiled = tg.compile(sgd_step)
+    for n in (16, 16, 16, 8, 8, 8):
+        compiled(X[:n], Y[:n], w, b)
+    assert compiled.cache_info().misses == 2
+
+
+def test_data_dependent_branch_compiles_one_variant_per_outcome():
+    def step(x, w):
+        h = x @ w
+        if h.mean() > 0:  # a guard on the comparison's outcome
+            h = h.detach()
+        loss = (h * h).sum() + (w * w).sum()
+        loss.backward()
+        with tg.no_grad():
+            w -= 0.01 * w.grad
+            w.grad = None
+        return loss
+
+    def inputs(i):
+        sign = 1.0 if i % 2 else -1.0
+        return (tg.ones(4, 3) * sign,)
+
+    compiled = _run_both(step, 10, lambda: (tg.ones(3, 2, requires_grad=True),), inputs)
+    info = compiled.cache_info()
+    assert info.entries == 2 and info.guard_failures > 0 and info.fallbacks == 0
+
+
+def test_branch_on_item_stays_correct_and_falls_back_after_the_limit():
+    def step(x, w):
+        loss = ((x @ w) ** 2).mean()
+        if loss.item() > 0.5:  # guards on the exact value: every step differs
+            loss.backward()
+            with tg.no_grad():
+                w -= 0.05 * w.grad
+                w.grad = None
+        return loss
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = _run_both(step, 14, lambda: (tg.ones(3, 1, requires_grad=True),), lambda i: (X,))
+    assert compiled.cache_info().fallbacks == 1
+    assert any("recompile limit" in str(w.message) for w in caught if w.category is CompileWarning)
+
+
+def test_untraceable_step_falls_back_with_the_cause_and_line():
+    def step(x, w):
+        noise = tg.randn(*x.shape)
+        return ((x + noise) @ w).sum()
+
+    compiled = tg.compile(step)
+    w = tg.ones(3, 1)
+    compiled(X, w)
+    with pytest.warns(CompileWarning, match=r"random numbers \(randn\) at test_compile.py:\d+"):
+        compiled(X, w)
+    assert compiled.cache_info().fallbacks == 1
+
+
+def test_fullgraph_raises_instead_of_falling_back():
+    def step(x):
+        return (x + tg.rand(*x.shape)).sum()
+
+    compiled = tg.compile(step, fullgraph=True)
+    compiled(X)
+    with pytest.raises(TraceUnsupported, match="random numbers"):
+        compiled(X)
+
+
+def test_bad_input_gives_the_eager_error_and_leaves_parameters_untouched():
+    w, b = _params()
+    compiled = tg.compile(sgd_step)
+    for _ in range(3):
+        compiled(X, Y, w, b)
+    before = w.detach().numpy().copy()
+    with pytest.raises(RuntimeError, match="size of tensor"):
+        compiled(X, Y[:5], w, b)
+    np.testing.assert_array_equal(w.detach().numpy(), before)
+
+
+def test_eager_backend_and_disable_variable_never_trace():
+    compiled = tg.compile(sgd_step, backend="eager")
+    w, b = _params()
+    for _ in range(3):
+        compiled(X, Y, w, b)
+    assert compiled.cache_info().misses == 0
+    script = ("import tracegrad as tg\nf = tg.compile(lambda x: x * 2)\n"
+              "[f(tg.ones(2)) for _ in range(3)]\nprint(f.cache_info().misses)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "TRACEGRAD_DISABLE": "1"})
+    assert out.stdout.strip() == "0"
+
+
+def test_unknown_and_planned_backends_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown backend"):
+        tg.compile(sgd_step, backend="tpu")
+    with pytest.raises(NotImplementedError, match="not available yet"):
+        tg.compile(sgd_step, backend="numba")
+
+
+def test_make_ir_text_round_trips_and_verifies():
+    graph = tg.make_ir(sgd_step)(X, Y, *_params())
+    verify(graph)
+    text = graph.text()
+    assert "matmul" in text and "writeback" in text and "# test_compile.py:" in text
+    again = parse(text)
+    assert again.text() == text and again.hash() == graph.hash()
+
+
+def test_golden_ir_of_a_small_graph():
+    def f(x, w):
+        return (x * w).sum(1)
+
+    graph = tg.make_ir(f)(tg.ones(2, 3), tg.ones(3))
+    assert graph.text(source_lines=False) == (
+        "graph f(%0: f32[2,3] data 'arg0', %1: f32[3] data 'arg1') {\n"
+        "  %2 = mul %0, %1 : f32[2,3]\n"
+        "  %3 = sum %2 {axes=(1,) keepdim=False} : f32[2]\n"
+        "  return %3\n"
+        "}")

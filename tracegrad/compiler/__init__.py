@@ -1,0 +1,5 @@
+"""The compiler front half: tracer, compile (guards, variants, eager fallback), make_ir."""
+from .compile import CacheInfo, CompiledFunction, CompileWarning, compile, make_ir
+from .tracer import TraceUnsupported, Tracer
+
+__all__ = ["compile", "make_ir", "CompiledFunction", "CacheInfo", "CompileWarning", "Tracer", "TraceUnsupported"]

@@ -1,0 +1,167 @@
+"""``tracegrad.compile``: trace a whole step once, then replay the graph; guards pick or rebuild variants."""
+from __future__ import annotations
+
+import collections
+import functools
+import os
+import warnings
+
+from ..autograd.grad_mode import is_grad_enabled
+from ..ir import GuardFailure, run, verify
+from ..tensor import Tensor
+from .tracer import Trace, Tracer, fill_outputs
+
+CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
+
+BACKENDS = ("interpreter", "eager")
+PLANNED_BACKENDS = ("numba", "numba-parallel", "cuda")
+
+
+class CompileWarning(UserWarning):
+    """A step (or one variant of it) runs eagerly instead of compiled."""
+
+
+def _flatten(obj, leaves: list) -> object:
+    """Leaves of nested tuples/lists/dicts, and a hashable description of the structure."""
+    if isinstance(obj, (tuple, list)):
+        return (type(obj).__name__, tuple(_flatten(o, leaves) for o in obj))
+    if isinstance(obj, dict):
+        return ("dict", tuple((k, _flatten(v, leaves)) for k, v in sorted(obj.items(), key=repr)))
+    leaves.append(obj)
+    return "*"
+
+
+def _leaf_key(x) -> tuple:
+    """What a traced variant assumes about one argument."""
+    if isinstance(x, Tensor):
+        return ("tensor", x._data.shape, x._data.dtype.str, x._requires_grad)
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return ("value", type(x).__name__, x)
+    return ("object", id(x))
+
+
+class Variant:
+    """One traced graph with its guards, runnable on new arguments."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        verify(trace.graph)
+
+    def run(self, leaves: list):
+        """Replay on new arguments; GuardFailure (nothing modified) when an assumption fails."""
+        graph, arrays = self.trace.graph, []
+        for value, (kind, src) in zip(graph.inputs, self.trace.sources):
+            if kind == "arg":
+                arrays.append(leaves[src]._data)
+            elif kind == "ref":
+                if src._data.shape != value.type.shape or src._data.dtype != value.type.dtype.np:
+                    raise GuardFailure("a captured tensor", str(value.type), f"{src.dtype}{list(src.shape)}")
+                arrays.append(src._data)
+            else:
+                arrays.append(src)
+        outputs = run(graph, arrays)
+        for value, _ in graph.writebacks:
+            kind, src = self.trace.sources[graph.inputs.index(value)]
+            (leaves[src] if kind == "arg" else src)._vc[0] += 1
+        for tensor, grad in self.trace.grads:
+            if grad is None:
+                tensor._grad = None
+            elif grad[0] == "keep":
+                tensor._grad = grad[1]
+            else:
+                tensor._grad = Tensor._make(outputs[grad[1]].copy())
+        return fill_outputs(self.trace.output_tree, outputs)
+
+
+class CompiledFunction:
+    """A function whose calls run a traced graph (see tracegrad.compile)."""
+
+    def __init__(self, fn, backend: str, fullgraph: bool, recompile_limit: int = 8) -> None:
+        if backend in PLANNED_BACKENDS:
+            raise NotImplementedError(f"backend {backend!r} is not available yet; use backend='interpreter' "
+                                      f"(the NumPy reference) or backend='eager'")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS + PLANNED_BACKENDS}")
+        functools.update_wrapper(self, fn)
+        self.fn, self.backend, self.fullgraph, self.recompile_limit = fn, backend, fullgraph, recompile_limit
+        self.cache_clear()
+
+    def cache_clear(self) -> None:
+        """Forget every traced variant and reset the counters."""
+        self._variants: dict = {}
+        self._warmed: set = set()
+        self._eager: set = set()
+        self._counts = collections.Counter()
+
+    def cache_info(self) -> CacheInfo:
+        """hits, misses (traces), compiles, fallbacks, guard_failures, entries."""
+        c = self._counts
+        return CacheInfo(c["hits"], c["misses"], c["compiles"], c["fallbacks"], c["guard_failures"],
+                         sum(len(v) for v in self._variants.values()))
+
+    def __call__(self, *args, **kwargs):
+        if self.backend == "eager" or os.environ.get("TRACEGRAD_DISABLE") == "1":
+            return self.fn(*args, **kwargs)
+        leaves: list = []
+        structure = _flatten((args, kwargs), leaves)
+        key = (structure, tuple(_leaf_key(x) for x in leaves), is_grad_enabled())
+        if key in self._eager:
+            return self.fn(*args, **kwargs)
+        variants = self._variants.setdefault(key, [])
+        for variant in variants:
+            try:
+                result = variant.run(leaves)
+            except GuardFailure:
+                self._counts["guard_failures"] += 1
+                continue
+            self._counts["hits"] += 1
+            return result
+        if key not in self._warmed:
+            # The first call runs eagerly: optimizers and modules create their state lazily.
+            self._warmed.add(key)
+            return self.fn(*args, **kwargs)
+        if len(variants) >= self.recompile_limit:
+            return self._give_up(key, f"the values it branches on changed {len(variants)} times "
+                                      f"(recompile limit {self.recompile_limit})", args, kwargs)
+        return self._trace(key, leaves, args, kwargs)
+
+    def _trace(self, key, leaves: list, args, kwargs):
+        tracer = Tracer(getattr(self.fn, "__name__", "step"), leaves, self.fullgraph)
+        with tracer:
+            result = self.fn(*args, **kwargs)
+        self._counts["misses"] += 1
+        if tracer.failure is not None:
+            self._eager.add(key)
+            self._counts["fallbacks"] += 1
+            warnings.warn(f"tracegrad.compile: {self.__name__} runs eagerly: {tracer.failure}", CompileWarning,
+                          stacklevel=3)
+            return result
+        self._variants[key].append(Variant(tracer.finish(result)))
+        self._counts["compiles"] += 1
+        return result
+
+    def _give_up(self, key, reason: str, args, kwargs):
+        self._eager.add(key)
+        self._counts["fallbacks"] += 1
+        warnings.warn(f"tracegrad.compile: {self.__name__} runs eagerly from now on: {reason}", CompileWarning,
+                      stacklevel=3)
+        return self.fn(*args, **kwargs)
+
+
+def compile(fn=None, *, backend: str = "interpreter", fullgraph: bool = False, **options):
+    """Compile a whole step (forward, backward, optimizer update); usable as @compile or @compile(...)."""
+    if fn is None:
+        return lambda f: CompiledFunction(f, backend, fullgraph, **options)
+    return CompiledFunction(fn, backend, fullgraph, **options)
+
+
+def make_ir(fn):
+    """``make_ir(fn)(*args)`` runs fn once under the tracer and returns the traced Graph."""
+    def traced(*args, **kwargs):
+        leaves: list = []
+        _flatten((args, kwargs), leaves)
+        tracer = Tracer(getattr(fn, "__name__", "step"), leaves, fullgraph=True)
+        with tracer:
+            result = fn(*args, **kwargs)
+        return tracer.finish(result).graph
+    return traced

@@ -1,0 +1,200 @@
+"""The tracer: records every primitive a step runs (forward, backward, optimizer) into an IR graph.
+
+Tracing runs the real code: ops compute their values as in eager mode, and ``tensor.apply`` also
+hands each application to the active tracer. Tensors the step did not create (arguments,
+parameters, optimizer state, gradient buffers) become graph inputs; in-place updates rebind a
+tensor to a new SSA value and become write-backs; Python code reading a value becomes a guard.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir import Graph, Type
+from ..tensor import TRACE, Tensor
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class TraceUnsupported(Exception):
+    """The step did something tracing can't capture (the reason says what and where)."""
+
+
+def user_line() -> str:
+    """'file.py:LINE' of the innermost frame outside tracegrad (the user's line)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+@dataclass
+class Trace:
+    """What one traced call produced: the graph and how to connect it to Python objects."""
+
+    graph: Graph
+    sources: list                 # per graph input: ("arg", i) | ("ref", tensor) | ("const", array)
+    output_tree: object           # the return value with tensors replaced by output indices
+    grads: list = field(default_factory=list)  # (tensor, None | ("value", output index) | ("keep", tensor))
+
+
+class _OutputSlot:
+    """Placeholder for the i-th graph output inside the returned structure."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+class Tracer:
+    """Records primitive applications into a Graph while the step runs eagerly."""
+
+    def __init__(self, name: str, args: list, fullgraph: bool = False) -> None:
+        self.graph = Graph(name)
+        self.fullgraph = fullgraph
+        self.values: dict[int, object] = {}   # id(tensor) -> current Value
+        self.keep: list = []                  # every tensor seen: keeps ids unique while tracing
+        self.born: set[int] = set()           # ids of tensors created during the trace
+        self.sources: list = []
+        self.lifted: dict[int, tuple] = {}    # id(external tensor) -> (tensor, its input Value)
+        self.rebound: dict[int, Tensor] = {}  # external tensors whose value an in-place op changed
+        self.grad_owners: dict[int, Tensor] = {}
+        self.arg_index = {id(t): i for i, t in enumerate(args)}
+        self.keep.extend(args)
+        self.failure: str | None = None
+
+    # ---- activation ------------------------------------------------------------------------
+
+    def __enter__(self) -> "Tracer":
+        if TRACE.tracer is not None:
+            raise RuntimeError("a compiled function was called while another one is being traced; "
+                               "compile the outer function only")
+        TRACE.tracer = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        TRACE.tracer = None
+
+    def unsupported(self, what: str) -> None:
+        """Stop tracing (the step goes on eagerly) or, with fullgraph=True, raise."""
+        reason = f"{what} at {user_line() or 'an unknown line'}"
+        TRACE.tracer = None
+        self.failure = reason
+        if self.fullgraph:
+            raise TraceUnsupported(f"can't compile the whole step: {reason}; remove it from the step or "
+                                   f"use fullgraph=False to run it eagerly")
+
+    # ---- hooks called by the core ----------------------------------------------------------------
+
+    def born_tensor(self, t: Tensor) -> None:
+        """A tensor created during the trace (its value is a constant of the graph unless bound)."""
+        self.born.add(id(t))
+        self.keep.append(t)
+
+    def value(self, t: Tensor):
+        """The SSA value a tensor holds now, lifting it to a graph input the first time."""
+        v = self.values.get(id(t))
+        return v if v is not None else self._lift(t)
+
+    def _lift(self, t: Tensor):
+        type_ = Type(t.dtype, t._data.shape)
+        if id(t) in self.born:
+            v = self.graph.add_input(type_, "constant")
+            self.sources.append(("const", t._data.copy()))
+        else:
+            index = self.arg_index.get(id(t))
+            if index is not None:
+                v = self.graph.add_input(type_, "parameter" if t._requires_grad else "data", f"arg{index}")
+                self.sources.append(("arg", index))
+            else:
+                v = self.graph.add_input(type_, "parameter" if t._requires_grad else "state")
+                self.sources.append(("ref", t))
+            self.lifted[id(t)] = (t, v)
+        self.values[id(t)] = v
+        self.keep.append(t)
+        return v
+
+    def record(self, prim, inputs, attrs: dict, out: Tensor) -> None:
+        """One primitive application: a node whose result the output tensor now holds."""
+        operands = [self.value(t) for t in inputs]
+        type_ = Type(out.dtype, out._data.shape)
+        self.values[id(out)] = self.graph.add_node(prim.name, operands, attrs, type_, user_line())
+        self.keep.append(out)
+
+    def alias(self, new: Tensor, src: Tensor) -> None:
+        """new holds src's value (detach, .data, a copy): the same SSA value."""
+        self.values[id(new)] = self.value(src)
+        self.keep.append(new)
+
+    def rebind(self, t: Tensor, result: Tensor) -> None:
+        """An in-place op stored result's value into t."""
+        self.value(t)  # lift first, so the buffer is an input that can be written back
+        self.values[id(t)] = self.value(result)
+        if id(t) in self.lifted:
+            self.rebound[id(t)] = t
+
+    def grad_assigned(self, t: Tensor) -> None:
+        """Python code set t.grad (zero_grad, manual assignment)."""
+        self.grad_owners[id(t)] = t
+        self.keep.append(t)
+
+    def observe(self, t: Tensor, how: str) -> None:
+        """Python code reads a value: a scalar becomes a guard, anything larger stops tracing."""
+        if t._data.size != 1:
+            self.unsupported(f"{how} of a {t._data.size}-element tensor (its values leave the graph)")
+            return
+        self.graph.guards.append((self.value(t), t._data.reshape(()).item(), user_line()))
+
+    # ---- result ---------------------------------------------------------------------------
+
+    def finish(self, result) -> Trace:
+        """Close the graph: outputs, write-backs and the final .grad of every tensor involved."""
+        outputs: list = []
+        tree = _replace_tensors(result, lambda t: self._output(t, outputs))
+        self.graph.outputs = outputs
+        for tid, t in self.rebound.items():
+            self.graph.writebacks.append((self.lifted[tid][1], self.values[tid]))
+        grads = []
+        owners = {tid: t for tid, (t, _) in self.lifted.items() if t._requires_grad and t.grad_fn is None}
+        owners.update(self.grad_owners)
+        for t in owners.values():
+            g = t._grad
+            if g is None:
+                grads.append((t, None))
+            elif id(g) in self.lifted or (id(g) not in self.values and id(g) not in self.born):
+                grads.append((t, ("keep", g)))  # a buffer from before the step; write-backs update it
+                if id(g) in self.lifted:
+                    self.lifted[id(g)][1].role = "grad"
+            else:
+                grads.append((t, ("value", self._output(g, outputs).index)))
+        return Trace(self.graph, self.sources, tree, grads)
+
+    def _output(self, t: Tensor, outputs: list) -> _OutputSlot:
+        outputs.append(self.value(t))
+        return _OutputSlot(len(outputs) - 1)
+
+
+def _replace_tensors(obj, fn):
+    """Map fn over the tensors of a nested tuple/list/dict structure."""
+    if isinstance(obj, Tensor):
+        return fn(obj)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_replace_tensors(o, fn) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _replace_tensors(v, fn) for k, v in obj.items()}
+    return obj
+
+
+def fill_outputs(tree, arrays: list):
+    """The return value of a replayed step: output slots replaced by new tensors."""
+    if isinstance(tree, _OutputSlot):
+        return Tensor._make(np.array(arrays[tree.index], copy=True))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(fill_outputs(o, arrays) for o in tree)
+    if isinstance(tree, dict):
+        return {k: fill_outputs(v, arrays) for k, v in tree.items()}
+    return tree
