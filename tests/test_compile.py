@@ -172,3 +172,36 @@ def test_golden_ir_of_a_small_graph():
         "  %3 = sum %2 {axes=(1,) keepdim=False} : f32[2]\n"
         "  return %3\n"
         "}")
+
+
+def test_passes_fold_simplify_cse_and_dce():
+    from tracegrad.ir import Graph, Type
+    from tracegrad.ir.passes import optimize
+    f32 = tg.float32
+    g = Graph("p")
+    x = g.add_input(Type(f32, (3,)), "data")
+    one = g.add_input(Type(f32, ()), "constant", const=np.array(1.0, np.float32))
+    two = g.add_input(Type(f32, ()), "constant", const=np.array(2.0, np.float32))
+    three = g.add_node("add", [one, two], {}, Type(f32, ()))          # folds to 3
+    a = g.add_node("mul", [x, three], {}, Type(f32, (3,)))
+    b = g.add_node("mul", [x, three], {}, Type(f32, (3,)))            # CSE with a
+    c = g.add_node("mul", [b, one], {}, Type(f32, (3,)))              # x * 1 -> x
+    g.add_node("exp", [x], {}, Type(f32, (3,)))                       # dead
+    g.outputs = [g.add_node("add", [a, c], {}, Type(f32, (3,)))]
+    report = optimize(g)
+    verify(g)
+    assert report == {"fold": 1, "simplify": 1, "cse": 1, "dce": 1}
+    assert [n.prim for n in g.nodes] == ["mul", "add"]
+    from tracegrad.ir import run
+    np.testing.assert_allclose(run(g, [np.arange(3, dtype=np.float32), *[v.const for v in g.inputs[1:]]])[0],
+                               np.arange(3) * 6)
+
+
+def test_compiled_variant_graph_is_optimized():
+    w, b = _params()
+    compiled = tg.compile(sgd_step)
+    for _ in range(3):
+        compiled(X, Y, w, b)
+    (variant,) = compiled._variants[next(iter(compiled._variants))]
+    assert len(variant.trace.graph.nodes) < len(variant.traced.nodes)
+    assert sum(variant.pass_report.values()) > 0

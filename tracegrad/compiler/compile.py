@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import collections
+import copy
 import functools
 import os
 import warnings
 
 from ..autograd.grad_mode import is_grad_enabled
 from ..ir import GuardFailure, run, verify
+from ..ir.passes import optimize
 from ..tensor import Tensor
 from .tracer import Trace, Tracer, fill_outputs
 
@@ -45,23 +47,27 @@ class Variant:
 
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
+        self.traced = copy.deepcopy(trace.graph)  # kept for dumps; the trace's graph gets optimized
+        self.pass_report = optimize(trace.graph)
         verify(trace.graph)
 
     def run(self, leaves: list):
         """Replay on new arguments; GuardFailure (nothing modified) when an assumption fails."""
         graph, arrays = self.trace.graph, []
-        for value, (kind, src) in zip(graph.inputs, self.trace.sources):
+        for value in graph.inputs:
+            if value.const is not None:
+                arrays.append(value.const)
+                continue
+            kind, src = self.trace.sources[value.id]
             if kind == "arg":
                 arrays.append(leaves[src]._data)
-            elif kind == "ref":
+            else:  # a captured tensor: it must still have the traced type
                 if src._data.shape != value.type.shape or src._data.dtype != value.type.dtype.np:
                     raise GuardFailure("a captured tensor", str(value.type), f"{src.dtype}{list(src.shape)}")
                 arrays.append(src._data)
-            else:
-                arrays.append(src)
         outputs = run(graph, arrays)
         for value, _ in graph.writebacks:
-            kind, src = self.trace.sources[graph.inputs.index(value)]
+            kind, src = self.trace.sources[value.id]
             (leaves[src] if kind == "arg" else src)._vc[0] += 1
         for tensor, grad in self.trace.grads:
             if grad is None:

@@ -8,6 +8,7 @@ tensor to a new SSA value and become write-backs; Python code reading a value be
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -38,7 +39,7 @@ class Trace:
     """What one traced call produced: the graph and how to connect it to Python objects."""
 
     graph: Graph
-    sources: list                 # per graph input: ("arg", i) | ("ref", tensor) | ("const", array)
+    sources: dict                 # non-constant input id -> ("arg", leaf index) | ("ref", tensor)
     output_tree: object           # the return value with tensors replaced by output indices
     grads: list = field(default_factory=list)  # (tensor, None | ("value", output index) | ("keep", tensor))
 
@@ -54,12 +55,12 @@ class Tracer:
     """Records primitive applications into a Graph while the step runs eagerly."""
 
     def __init__(self, name: str, args: list, fullgraph: bool = False) -> None:
-        self.graph = Graph(name)
+        self.graph = Graph(re.sub(r"\W", "_", name))
         self.fullgraph = fullgraph
         self.values: dict[int, object] = {}   # id(tensor) -> current Value
         self.keep: list = []                  # every tensor seen: keeps ids unique while tracing
         self.born: set[int] = set()           # ids of tensors created during the trace
-        self.sources: list = []
+        self.sources: dict = {}
         self.lifted: dict[int, tuple] = {}    # id(external tensor) -> (tensor, its input Value)
         self.rebound: dict[int, Tensor] = {}  # external tensors whose value an in-place op changed
         self.grad_owners: dict[int, Tensor] = {}
@@ -103,16 +104,15 @@ class Tracer:
     def _lift(self, t: Tensor):
         type_ = Type(t.dtype, t._data.shape)
         if id(t) in self.born:
-            v = self.graph.add_input(type_, "constant")
-            self.sources.append(("const", t._data.copy()))
+            v = self.graph.add_input(type_, "constant", const=t._data.copy())
         else:
             index = self.arg_index.get(id(t))
             if index is not None:
                 v = self.graph.add_input(type_, "parameter" if t._requires_grad else "data", f"arg{index}")
-                self.sources.append(("arg", index))
+                self.sources[v.id] = ("arg", index)
             else:
                 v = self.graph.add_input(type_, "parameter" if t._requires_grad else "state")
-                self.sources.append(("ref", t))
+                self.sources[v.id] = ("ref", t)
             self.lifted[id(t)] = (t, v)
         self.values[id(t)] = v
         self.keep.append(t)

@@ -12,6 +12,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .. import dtypes
 
 ROLES = ("data", "parameter", "state", "grad", "hyper", "constant")
@@ -49,6 +51,7 @@ class Value:
     type: Type
     role: str | None = None   # inputs only: one of ROLES
     name: str = ""            # inputs only: where it came from (e.g. 'model.0.weight')
+    const: object = None      # constant inputs only: the ndarray baked into the graph
 
     def __str__(self) -> str:
         return f"%{self.id}"
@@ -83,11 +86,14 @@ class Graph:
         self._next_id += 1
         return value
 
-    def add_input(self, type_: Type, role: str, name: str = "") -> Value:
-        """Append a graph input with its role."""
+    def add_input(self, type_: Type, role: str, name: str = "", const=None) -> Value:
+        """Append a graph input with its role (constants carry their array)."""
         if role not in ROLES:
             raise ValueError(f"unknown input role {role!r}; expected one of {ROLES}")
+        if (role == "constant") != (const is not None):
+            raise ValueError("constant inputs, and only they, carry a value")
         value = self.new_value(type_, role, name)
+        value.const = const
         self.inputs.append(value)
         return value
 
@@ -101,7 +107,7 @@ class Graph:
 
     def text(self, source_lines: bool = True) -> str:
         """The canonical text form (one line per node)."""
-        ins = ", ".join(f"{v}: {v.type} {v.role}" + (f" {v.name!r}" if v.name else "") for v in self.inputs)
+        ins = ", ".join(_input_text(v) for v in self.inputs)
         lines = [f"graph {self.name}({ins}) {{"]
         for n in self.nodes:
             attrs = "".join(f" {k}={_attr_text(v)}" for k, v in sorted(n.attrs.items()))
@@ -126,6 +132,14 @@ class Graph:
         return hashlib.sha256(structural.encode()).hexdigest()
 
 
+def _input_text(v: Value) -> str:
+    """'%3: f32[] constant =0.5': scalar constants show their value, larger ones only their type."""
+    text = f"{v}: {v.type} {v.role}" + (f" {v.name!r}" if v.name else "")
+    if v.const is not None and v.const.size == 1:
+        text += f" ={v.const.reshape(()).item()!r}"
+    return text
+
+
 def _attr_text(value) -> str:
     """Attributes print as Python literals; dtypes by their short name."""
     if isinstance(value, dtypes.dtype):
@@ -140,7 +154,7 @@ def _attr_parse(text: str):
 
 
 _NODE = re.compile(r"\s*%(\d+) = (\w+) ?(.*?)(?: \{(.*)\})? : (\S+)(?:\s+# (.*))?$")
-_INPUT = re.compile(r"%(\d+): (\S+) (\w+)(?: '([^']*)')?")
+_INPUT = re.compile(r"%(\d+): (\S+) (\w+)(?: '([^']*)')?(?: =([^,)]+))?")
 
 
 def parse(text: str) -> Graph:
@@ -153,6 +167,8 @@ def parse(text: str) -> Graph:
     values: dict[int, Value] = {}
     for m in _INPUT.finditer(head.group(2)):
         v = Value(int(m.group(1)), Type.parse(m.group(2)), m.group(3), m.group(4) or "")
+        if m.group(5) is not None:
+            v.const = np.full(v.type.shape, ast.literal_eval(m.group(5)), dtype=v.type.dtype.np)
         values[v.id] = v
         graph.inputs.append(v)
     for line in lines[1:-1]:
