@@ -403,7 +403,10 @@ def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
                            f"point or complex dtype. Got: {_legacy(input.dtype)}")
     axes = _axes(dim, input.ndim)
     count = math.prod([input._data.shape[a] for a in axes])
-    return apply(R.reduce_sum, input, axes=axes, keepdim=keepdim) / count
+    out = apply(R.reduce_sum, input, axes=axes, keepdim=keepdim) / count
+    if out.grad_fn is not None:
+        out.grad_fn.display_name = "MeanBackward0"
+    return out
 
 
 def _legacy(d: dtypes.dtype) -> str:

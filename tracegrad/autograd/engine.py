@@ -41,6 +41,7 @@ class Node:
     _tensor_hooks = None  # output index -> hooks registered on that output tensor
     _retained = None      # output index -> weakref of a tensor that retains its grad
     _hooks = None         # post hooks: fn(grad_inputs, grad_outputs)
+    display_name = None   # a composite op's name for its last node (e.g. 'MeanBackward0')
 
     def __init__(self, inputs: Sequence) -> None:
         edges = [_edge(t) for t in inputs]
@@ -149,7 +150,7 @@ class PrimitiveNode(Node):
             self.save(saved)
 
     def name(self) -> str:
-        return self.prim.node_name
+        return self.display_name or self.prim.node_name
 
     def saved(self, i: int):
         """Input ``i`` as it was when the op ran (the primitive must declare it in ``saves``)."""

@@ -96,6 +96,11 @@ class set_grad_enabled(_Mode):
     def clone(self):
         return _SetGradScope(self.mode)
 
+    def __call__(self, fn):
+        # Used as a decorator, the switch made by the constructor must not outlive the decoration.
+        STATE.grad_enabled, STATE.inference = self._saved
+        return super().__call__(fn)
+
 
 class _SetGradScope(_Mode):
     def __init__(self, mode: bool) -> None:
@@ -108,17 +113,20 @@ class _SetGradScope(_Mode):
 class inference_mode(_Mode):
     """Like no_grad, and tensors made inside can never enter autograd later."""
 
+    def __new__(cls, mode=True):
+        self = super().__new__(cls)
+        if callable(mode):  # bare @inference_mode
+            self.__init__(True)
+            return self(mode)
+        return self
+
     def __init__(self, mode: bool = True) -> None:
-        if callable(mode):
-            raise TypeError("use inference_mode as `@inference_mode()` (with parentheses) or `with inference_mode():`")
-        self.mode = bool(mode)
+        if not callable(mode):
+            self.mode = bool(mode)
 
     def _enter_state(self) -> None:
-        if self.mode:
-            STATE.grad_enabled = False
-            STATE.inference = True
-        else:
-            STATE.inference = False
+        STATE.grad_enabled = not self.mode
+        STATE.inference = self.mode
 
     def clone(self):
         return inference_mode(self.mode)

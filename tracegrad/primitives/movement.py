@@ -37,6 +37,7 @@ expand = Primitive("expand", "movement", lambda x, shape: np.broadcast_to(x, sha
                    shape_rule=_expand_shape, dtype_rule=same_dtype)
 
 reshape.defvjp(lambda node, g: (g.reshape(node.in_shapes[0]),))
+reshape.node_name = "ViewBackward0"  # reshapes are views, as in PyTorch's graphs
 def _inverse_permutation(dims: tuple) -> tuple:
     return tuple(sorted(range(len(dims)), key=dims.__getitem__))
 
