@@ -11,6 +11,7 @@ from ..autograd.grad_mode import is_grad_enabled
 from ..ir import GuardFailure, run, verify
 from ..ir.passes import optimize
 from ..tensor import Tensor
+from .capture import modules_and_optimizers, tensor_names
 from .tracer import Trace, Tracer, fill_outputs
 
 CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
@@ -95,6 +96,7 @@ class CompiledFunction:
     def cache_clear(self) -> None:
         """Forget every traced variant and reset the counters."""
         self._variants: dict = {}
+        self._modules: list | None = None  # the modules the step reaches (their training flags are guarded)
         self._warmed: set = set()
         self._eager: set = set()
         self._counts = collections.Counter()
@@ -110,7 +112,10 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)
         leaves: list = []
         structure = _flatten((args, kwargs), leaves)
-        key = (structure, tuple(_leaf_key(x) for x in leaves), is_grad_enabled())
+        if self._modules is None:
+            self._modules = modules_and_optimizers(self.fn, leaves)[0]
+        key = (structure, tuple(_leaf_key(x) for x in leaves), is_grad_enabled(),
+               tuple(m.training for m in self._modules))
         if key in self._eager:
             return self.fn(*args, **kwargs)
         variants = self._variants.setdefault(key, [])
@@ -132,7 +137,7 @@ class CompiledFunction:
         return self._trace(key, leaves, args, kwargs)
 
     def _trace(self, key, leaves: list, args, kwargs):
-        tracer = Tracer(getattr(self.fn, "__name__", "step"), leaves, self.fullgraph)
+        tracer = Tracer(getattr(self.fn, "__name__", "step"), leaves, self.fullgraph, tensor_names(self.fn, leaves))
         with tracer:
             result = self.fn(*args, **kwargs)
         self._counts["misses"] += 1
@@ -166,7 +171,7 @@ def make_ir(fn):
     def traced(*args, **kwargs):
         leaves: list = []
         _flatten((args, kwargs), leaves)
-        tracer = Tracer(getattr(fn, "__name__", "step"), leaves, fullgraph=True)
+        tracer = Tracer(getattr(fn, "__name__", "step"), leaves, fullgraph=True, names=tensor_names(fn, leaves))
         with tracer:
             result = fn(*args, **kwargs)
         return tracer.finish(result).graph

@@ -54,7 +54,7 @@ class _OutputSlot:
 class Tracer:
     """Records primitive applications into a Graph while the step runs eagerly."""
 
-    def __init__(self, name: str, args: list, fullgraph: bool = False) -> None:
+    def __init__(self, name: str, args: list, fullgraph: bool = False, names: dict | None = None) -> None:
         self.graph = Graph(re.sub(r"\W", "_", name))
         self.fullgraph = fullgraph
         self.values: dict[int, object] = {}   # id(tensor) -> current Value
@@ -65,6 +65,7 @@ class Tracer:
         self.rebound: dict[int, Tensor] = {}  # external tensors whose value an in-place op changed
         self.grad_owners: dict[int, Tensor] = {}
         self.arg_index = {id(t): i for i, t in enumerate(args)}
+        self.names = names or {}  # id(tensor) -> readable name for captured tensors
         self.keep.extend(args)
         self.failure: str | None = None
 
@@ -111,7 +112,7 @@ class Tracer:
                 v = self.graph.add_input(type_, "parameter" if t._requires_grad else "data", f"arg{index}")
                 self.sources[v.id] = ("arg", index)
             else:
-                v = self.graph.add_input(type_, "parameter" if t._requires_grad else "state")
+                v = self.graph.add_input(type_, "parameter" if t._requires_grad else "state", self.names.get(id(t), ""))
                 self.sources[v.id] = ("ref", t)
             self.lifted[id(t)] = (t, v)
         self.values[id(t)] = v

@@ -1,0 +1,77 @@
+"""What a step function reaches: modules and optimizers in its arguments, closure and globals.
+
+Used to name graph inputs ('model.0.weight', 'opt.state.3.exp_avg') and to put every module's
+training flag into the guard key (train() / eval() select different variants).
+"""
+from __future__ import annotations
+
+import inspect
+
+from ..tensor import Tensor
+
+
+def _is_module(obj) -> bool:
+    return hasattr(obj, "named_parameters") and hasattr(obj, "training") and hasattr(obj, "modules")
+
+
+def _is_optimizer(obj) -> bool:
+    return hasattr(obj, "param_groups") and hasattr(obj, "state")
+
+
+def reachable_objects(fn, args: list) -> dict:
+    """{name: object} for the step's arguments, closure cells and the globals its code names."""
+    found: dict = {}
+    target = inspect.unwrap(fn)
+    owner = getattr(target, "__self__", None)
+    if owner is not None:
+        found["self"] = owner
+        target = target.__func__
+    code = getattr(target, "__code__", None)
+    if code is not None:
+        for name, cell in zip(code.co_freevars, target.__closure__ or ()):
+            try:
+                found[name] = cell.cell_contents
+            except ValueError:  # an empty cell
+                pass
+        globals_ = getattr(target, "__globals__", {})
+        for name in code.co_names:
+            if name in globals_:
+                found.setdefault(name, globals_[name])
+    for i, arg in enumerate(args):
+        found[f"arg{i}"] = arg
+    return found
+
+
+def modules_and_optimizers(fn, args: list) -> tuple[list, list]:
+    """The modules (with submodules) and optimizers the step reaches, each once."""
+    modules, optimizers, seen = [], [], set()
+    for obj in reachable_objects(fn, args).values():
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if _is_module(obj):
+            modules.extend(m for m in obj.modules() if id(m) not in seen or m is obj)
+            seen.update(id(m) for m in obj.modules())
+        elif _is_optimizer(obj):
+            optimizers.append(obj)
+    return modules, optimizers
+
+
+def tensor_names(fn, args: list) -> dict:
+    """{id(tensor): readable name} for parameters, buffers, optimizer state and tensor arguments."""
+    names: dict = {}
+    for label, obj in reachable_objects(fn, args).items():
+        if isinstance(obj, Tensor):
+            names.setdefault(id(obj), label)
+        elif _is_module(obj):
+            for pname, p in obj.named_parameters():
+                names.setdefault(id(p), f"{label}.{pname}")
+            for bname, b in getattr(obj, "named_buffers", lambda: ())():
+                names.setdefault(id(b), f"{label}.{bname}")
+        elif _is_optimizer(obj):
+            index = {id(p): i for i, p in enumerate(p for g in obj.param_groups for p in g["params"])}
+            for p, state in obj.state.items():
+                for key, value in state.items():
+                    if isinstance(value, Tensor):
+                        names.setdefault(id(value), f"{label}.state.{index.get(id(p), '?')}.{key}")
+    return names
