@@ -205,3 +205,27 @@ def test_compiled_variant_graph_is_optimized():
     (variant,) = compiled._variants[next(iter(compiled._variants))]
     assert len(variant.trace.graph.nodes) < len(variant.traced.nodes)
     assert sum(variant.pass_report.values()) > 0
+
+
+def test_hyperparameters_are_inputs_so_changing_lr_does_not_retrace():
+    from tracegrad.compiler import hyperparameter
+    group = {"lr": 0.1}
+
+    def step(x, y, w):
+        loss = ((x @ w - y) ** 2).mean()
+        loss.backward()
+        with tg.no_grad():
+            w.sub_(w.grad * hyperparameter(group, "lr"))
+            w.grad = None
+        return loss
+
+    w_eager, w_comp = tg.zeros(3, 1, requires_grad=True), tg.zeros(3, 1, requires_grad=True)
+    compiled = tg.compile(step)
+    for i in range(8):
+        group["lr"] = 0.1 / (i + 1)  # a schedule
+        step(X, Y, w_eager)
+        compiled(X, Y, w_comp)
+    np.testing.assert_allclose(w_comp.detach().numpy(), w_eager.detach().numpy(), rtol=1e-6)
+    assert compiled.cache_info().misses == 1
+    (variant,) = next(iter(compiled._variants.values()))
+    assert [v.name for v in variant.trace.graph.inputs if v.role == "hyper"] == ["lr"]

@@ -7,6 +7,8 @@ import functools
 import os
 import warnings
 
+import numpy as np
+
 from ..autograd.grad_mode import is_grad_enabled
 from ..ir import GuardFailure, run, verify
 from ..ir.passes import optimize
@@ -62,6 +64,9 @@ class Variant:
             kind, src = self.trace.sources[value.id]
             if kind == "arg":
                 arrays.append(leaves[src]._data)
+            elif kind == "hyper":
+                container, key = src
+                arrays.append(np.array(container[key], dtype=value.type.dtype.np))
             else:  # a captured tensor: it must still have the traced type
                 if src._data.shape != value.type.shape or src._data.dtype != value.type.dtype.np:
                     raise GuardFailure("a captured tensor", str(value.type), f"{src.dtype}{list(src.shape)}")

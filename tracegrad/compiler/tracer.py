@@ -138,6 +138,16 @@ class Tracer:
         if id(t) in self.lifted:
             self.rebound[id(t)] = t
 
+    def hyper(self, container, key, dtype) -> Tensor:
+        """A hyperparameter (container[key], e.g. an optimizer's lr) as a graph input read at every call."""
+        value = container[key]
+        t = Tensor._make(np.array(value, dtype=dtype.np))
+        v = self.graph.add_input(Type(dtype, ()), "hyper", f"{key}")
+        self.sources[v.id] = ("hyper", (container, key))
+        self.values[id(t)] = v
+        self.keep.append(t)
+        return t
+
     def grad_assigned(self, t: Tensor) -> None:
         """Python code set t.grad (zero_grad, manual assignment)."""
         self.grad_owners[id(t)] = t
