@@ -1,8 +1,16 @@
-"""The `tracegrad` command line."""
+"""The `tracegrad` command line: `dump` shows each compiled step at every stage."""
 from __future__ import annotations
 
 import argparse
+import os
+import runpy
 import sys
+
+STAGES = ("traced", "adjoint", "optimized", "kernel")
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: printed as one line, exit status 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -11,8 +19,88 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracegrad", description="tracegrad: PyTorch-style tensors and autograd, compiled training steps.")
     parser.add_argument("--version", action="version", version=f"tracegrad {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    dump = commands.add_parser(
+        "dump", help="run a script and print the IR of each compiled step",
+        description="Run SCRIPT.py (with ARGS) and print, for each compiled function it traces, the IR at "
+                    "each stage: traced (the step's own ops), adjoint (with the backward), optimized "
+                    "(after the passes), kernel (generated code, with a code-generating backend). "
+                    "Options go before SCRIPT.py; everything after it is passed to the script.")
+    dump.add_argument("script", metavar="SCRIPT.py", help="the Python script to run")
+    dump.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the script")
+    dump.add_argument("--stage", choices=STAGES + ("all",), default="all", help="which stage (default: all)")
+    dump.add_argument("--format", choices=("text", "dot", "json"), default="text", help="output form")
+    dump.add_argument("-o", "--output", metavar="DIR", help="write one file per graph and stage into DIR")
     return parser
+
+
+def _stage_graph(variant, stage: str):
+    """(graph, nodes to show, header) of one stage of a variant."""
+    traced = variant.traced
+    if stage == "traced":
+        primal = [n for n in traced.nodes if not n.adjoint]
+        return traced, primal, f"traced: {len(primal)} nodes"
+    if stage == "adjoint":
+        adjoint = sum(n.adjoint for n in traced.nodes)
+        return traced, traced.nodes, (f"adjoint: {adjoint} adjoint nodes; {variant.trace.pruned} forward nodes "
+                                      f"pruned (no path from a leaf that requires grad to the loss)")
+    report = ", ".join(f"{k} -{v}" for k, v in variant.pass_report.items())
+    return variant.trace.graph, variant.trace.graph.nodes, f"optimized: {len(variant.trace.graph.nodes)} nodes ({report})"
+
+
+def _render(variant, stage: str, fmt: str) -> str:
+    from .ir.printer import to_dot, to_json
+    if stage == "kernel":
+        source = getattr(variant, "kernel_source", None)
+        return source or "# no kernel: the interpreter backend executes the optimized graph directly"
+    graph, nodes, header = _stage_graph(variant, stage)
+    if fmt == "dot":
+        return to_dot(graph, nodes)
+    if fmt == "json":
+        return to_json(graph, nodes)
+    return f"# {header}\n" + graph.text(nodes=nodes, mark_adjoint=stage == "adjoint")
+
+
+def dump(args) -> int:
+    """Run the script, collect every traced variant, print or write its stages."""
+    from .compiler.compile import OBSERVERS
+    if not os.path.isfile(args.script):
+        raise UserError(f"no such script: {args.script}")
+    events: list = []
+    OBSERVERS.append(lambda name, event: events.append((name, event)))
+    saved_argv = sys.argv
+    sys.argv = [args.script] + list(args.args)
+    try:
+        runpy.run_path(args.script, run_name="__main__")
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            raise UserError(f"{args.script} exited with status {e.code}") from None
+    except Exception as e:  # the user's script failed: say so in one line
+        raise UserError(f"{args.script} raised {type(e).__name__}: {e}") from None
+    finally:
+        sys.argv = saved_argv
+        OBSERVERS.pop()
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    variants = [(name, e) for name, e in events if not isinstance(e, str)]
+    for name, reason in ((n, e) for n, e in events if isinstance(e, str)):
+        print(f"# {name}: runs eagerly: {reason}", file=sys.stderr)
+    if not variants:
+        print("no compiled step was traced (a compiled function is traced on its second call)", file=sys.stderr)
+        return 0
+    ext = {"text": "ir", "dot": "dot", "json": "json"}[args.format]
+    for i, (name, variant) in enumerate(variants):
+        for stage in stages:
+            body = _render(variant, stage, args.format if stage != "kernel" else "text")
+            if args.output:
+                os.makedirs(args.output, exist_ok=True)
+                suffix = "py" if stage == "kernel" else ext
+                with open(os.path.join(args.output, f"{name}.{i}.{stage}.{suffix}"), "w") as f:
+                    f.write(body + "\n")
+            else:
+                print(f"=== {name} (variant {i}) · {stage} ===\n{body}\n")
+    if args.output:
+        print(f"wrote {len(variants) * len(stages)} files to {args.output}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    try:
+        return dump(args)
+    except UserError as e:
+        print(f"tracegrad {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -255,6 +255,15 @@ def _needed_nodes(roots: list, targets: set) -> set:
     return needed
 
 
+class _BackwardState:
+    """How many backward passes are running (the tracer marks the nodes they record as adjoint)."""
+
+    depth = 0
+
+
+BACKWARD = _BackwardState()
+
+
 def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, create_graph: bool,
                  capture: Sequence | None = None, accumulate: bool = True) -> list | None:
     """Propagate cotangents from ``roots`` through the graph.
@@ -281,40 +290,44 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
         targets = {node for node, _ in capture}
         needed = _needed_nodes(root_nodes, targets)
     ready = [n for n in root_nodes if deps.get(n, 0) == 0]
-    with set_grad_enabled(create_graph):
-        while ready:
-            node = ready.pop()
-            grads = buffers.pop(node, {})
-            for nr in list(grads):
-                if node._tensor_hooks or node._retained:
-                    grads[nr] = _run_tensor_hooks(node, nr, grads[nr])
-                if targets is not None and (node, nr) in capture_set:
-                    captured[(node, nr)] = grads[nr]
-            if isinstance(node, AccumulateGrad):
-                if grads and (targets is None or (accumulate and node in targets)):
-                    node.accumulate(grads[0], create_graph)
-                continue
-            run = bool(grads) and (targets is None or node in needed)
-            if run:
-                full = [grads.get(i) for i in range(node.num_outputs())]
-                grad_inputs = node.backward(full)
-                if len(grad_inputs) != len(node.next_functions):
-                    raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients "
-                                       f"(expected {len(node.next_functions)}, got {len(grad_inputs)})")
-                if node._hooks:
-                    for hook in node._hooks:
-                        hook(grad_inputs, full)
-            for i, (child, nr) in enumerate(node.next_functions):
-                if child is None:
+    BACKWARD.depth += 1  # the tracer marks what it records meanwhile as adjoint nodes
+    try:
+        with set_grad_enabled(create_graph):
+            while ready:
+                node = ready.pop()
+                grads = buffers.pop(node, {})
+                for nr in list(grads):
+                    if node._tensor_hooks or node._retained:
+                        grads[nr] = _run_tensor_hooks(node, nr, grads[nr])
+                    if targets is not None and (node, nr) in capture_set:
+                        captured[(node, nr)] = grads[nr]
+                if isinstance(node, AccumulateGrad):
+                    if grads and (targets is None or (accumulate and node in targets)):
+                        node.accumulate(grads[0], create_graph)
                     continue
-                if run and grad_inputs[i] is not None:
-                    slot = buffers.setdefault(child, {})
-                    slot[nr] = grad_inputs[i] if nr not in slot else slot[nr] + grad_inputs[i]
-                deps[child] -= 1
-                if deps[child] == 0:
-                    ready.append(child)
-            if not retain_graph:
-                node.release()
-    if capture is None:
-        return None
-    return [captured.get(edge) for edge in capture]
+                run = bool(grads) and (targets is None or node in needed)
+                if run:
+                    full = [grads.get(i) for i in range(node.num_outputs())]
+                    grad_inputs = node.backward(full)
+                    if len(grad_inputs) != len(node.next_functions):
+                        raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients "
+                                           f"(expected {len(node.next_functions)}, got {len(grad_inputs)})")
+                    if node._hooks:
+                        for hook in node._hooks:
+                            hook(grad_inputs, full)
+                for i, (child, nr) in enumerate(node.next_functions):
+                    if child is None:
+                        continue
+                    if run and grad_inputs[i] is not None:
+                        slot = buffers.setdefault(child, {})
+                        slot[nr] = grad_inputs[i] if nr not in slot else slot[nr] + grad_inputs[i]
+                    deps[child] -= 1
+                    if deps[child] == 0:
+                        ready.append(child)
+                if not retain_graph:
+                    node.release()
+        if capture is None:
+            return None
+        return [captured.get(edge) for edge in capture]
+    finally:
+        BACKWARD.depth -= 1

@@ -22,6 +22,16 @@ BACKENDS = ("interpreter", "eager")
 PLANNED_BACKENDS = ("numba", "numba-parallel", "cuda")
 
 
+# Callables told about every new variant and fallback: (function name, Variant | reason string).
+# `tracegrad dump` and `explain` listen here.
+OBSERVERS: list = []
+
+
+def _notify(name: str, event) -> None:
+    for observer in OBSERVERS:
+        observer(name, event)
+
+
 class CompileWarning(UserWarning):
     """A step (or one variant of it) runs eagerly instead of compiled."""
 
@@ -149,16 +159,20 @@ class CompiledFunction:
         if tracer.failure is not None:
             self._eager.add(key)
             self._counts["fallbacks"] += 1
+            _notify(self.__name__, tracer.failure)
             warnings.warn(f"tracegrad.compile: {self.__name__} runs eagerly: {tracer.failure}", CompileWarning,
                           stacklevel=3)
             return result
-        self._variants[key].append(Variant(tracer.finish(result)))
+        variant = Variant(tracer.finish(result))
+        self._variants[key].append(variant)
         self._counts["compiles"] += 1
+        _notify(self.__name__, variant)
         return result
 
     def _give_up(self, key, reason: str, args, kwargs):
         self._eager.add(key)
         self._counts["fallbacks"] += 1
+        _notify(self.__name__, reason)
         warnings.warn(f"tracegrad.compile: {self.__name__} runs eagerly from now on: {reason}", CompileWarning,
                       stacklevel=3)
         return self.fn(*args, **kwargs)

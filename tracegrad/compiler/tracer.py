@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..autograd.engine import BACKWARD
 from ..ir import Graph, Type
 from ..tensor import TRACE, Tensor
 
@@ -42,6 +43,7 @@ class Trace:
     sources: dict                 # non-constant input id -> ("arg", leaf index) | ("ref", tensor)
     output_tree: object           # the return value with tensors replaced by output indices
     grads: list = field(default_factory=list)  # (tensor, None | ("value", output index) | ("keep", tensor))
+    pruned: int = 0               # primal nodes that got no adjoint (off every gradient path)
 
 
 class _OutputSlot:
@@ -68,6 +70,8 @@ class Tracer:
         self.names = names or {}  # id(tensor) -> readable name for captured tensors
         self.keep.extend(args)
         self.failure: str | None = None
+        self.pruned = 0
+        self.backward_seen = False
 
     # ---- activation ------------------------------------------------------------------------
 
@@ -123,7 +127,11 @@ class Tracer:
         """One primitive application: a node whose result the output tensor now holds."""
         operands = [self.value(t) for t in inputs]
         type_ = Type(out.dtype, out._data.shape)
-        self.values[id(out)] = self.graph.add_node(prim.name, operands, attrs, type_, user_line())
+        adjoint = BACKWARD.depth > 0
+        self.backward_seen = self.backward_seen or adjoint
+        if not self.backward_seen and not out._requires_grad:
+            self.pruned += 1  # a forward node off every gradient path: the autodiff pass skips it
+        self.values[id(out)] = self.graph.add_node(prim.name, operands, attrs, type_, user_line(), adjoint)
         self.keep.append(out)
 
     def alias(self, new: Tensor, src: Tensor) -> None:
@@ -182,7 +190,7 @@ class Tracer:
                     self.lifted[id(g)][1].role = "grad"
             else:
                 grads.append((t, ("value", self._output(g, outputs).index)))
-        return Trace(self.graph, self.sources, tree, grads)
+        return Trace(self.graph, self.sources, tree, grads, self.pruned)
 
     def _output(self, t: Tensor, outputs: list) -> _OutputSlot:
         outputs.append(self.value(t))

@@ -66,6 +66,7 @@ class Node:
     attrs: dict
     out: Value
     source: str = ""  # 'file.py:41' of the user's line
+    adjoint: bool = False  # recorded by the autodiff pass (the backward of the step)
 
 
 @dataclass(eq=False)
@@ -97,24 +98,27 @@ class Graph:
         self.inputs.append(value)
         return value
 
-    def add_node(self, prim: str, operands: list, attrs: dict, type_: Type, source: str = "") -> Value:
+    def add_node(self, prim: str, operands: list, attrs: dict, type_: Type, source: str = "",
+                 adjoint: bool = False) -> Value:
         """Append a node and return its result."""
         out = self.new_value(type_)
-        self.nodes.append(Node(prim, list(operands), dict(attrs), out, source))
+        self.nodes.append(Node(prim, list(operands), dict(attrs), out, source, adjoint))
         return out
 
     # ---- text -------------------------------------------------------------------------------
 
-    def text(self, source_lines: bool = True) -> str:
-        """The canonical text form (one line per node)."""
+    def text(self, source_lines: bool = True, nodes: list | None = None, mark_adjoint: bool = False) -> str:
+        """The canonical text form (one line per node); ``nodes`` and ``mark_adjoint`` serve the dumps."""
         ins = ", ".join(_input_text(v) for v in self.inputs)
         lines = [f"graph {self.name}({ins}) {{"]
-        for n in self.nodes:
+        for n in self.nodes if nodes is None else nodes:
             attrs = "".join(f" {k}={_attr_text(v)}" for k, v in sorted(n.attrs.items()))
             operands = ", ".join(str(o) for o in n.operands)
             line = f"  {n.out} = {n.prim} {operands}{' {' + attrs.strip() + '}' if attrs else ''} : {n.out.type}"
             if source_lines and n.source:
                 line += f"   # {n.source}"
+            if mark_adjoint and n.adjoint:
+                line += "   [adjoint]" if source_lines and n.source else "   # [adjoint]"
             lines.append(line)
         for value, expected, source in self.guards:
             lines.append(f"  guard {value} == {expected!r}" + (f"   # {source}" if source_lines and source else ""))

@@ -1,0 +1,83 @@
+"""The `tracegrad` command: dump of each stage in each format, and clean errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = '''
+import sys
+import tracegrad as tg
+w = tg.ones(3, 1, requires_grad=True)
+
+@tg.compile(backend="interpreter")
+def step(x):
+    loss = (x @ w).relu().sum()
+    loss.backward()
+    with tg.no_grad():
+        w.sub_(0.1 * w.grad)
+        w.grad = None
+    return loss
+
+for _ in range(int(sys.argv[1])):
+    step(tg.ones(2, 3))
+'''
+
+
+def tracegrad(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tracegrad", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT)
+    return str(path)
+
+
+def test_version_and_help():
+    assert tracegrad("--version").stdout.startswith("tracegrad ")
+    out = tracegrad("dump", "--help")
+    assert out.returncode == 0 and "--stage" in out.stdout and "--format" in out.stdout
+
+
+def test_dump_text_shows_every_stage(script):
+    out = tracegrad("dump", script, "3")
+    assert out.returncode == 0, out.stderr
+    for stage in ("traced", "adjoint", "optimized", "kernel"):
+        assert f"· {stage} ===" in out.stdout
+    traced = out.stdout.split("· adjoint ===")[0]
+    assert "[adjoint]" not in traced and "matmul" in traced and "# train.py:" in traced
+    assert "[adjoint]" in out.stdout.split("· adjoint ===")[1].split("· optimized ===")[0]
+    assert "writeback" in out.stdout
+
+
+def test_dump_json_and_dot(script, tmp_path):
+    out = tracegrad("dump", "--stage", "optimized", "--format", "json", script, "3")
+    doc = json.loads(out.stdout.split("===\n", 1)[1])
+    assert doc["writebacks"] and {n["prim"] for n in doc["nodes"]} >= {"matmul", "relu"}
+    target = tmp_path / "dumps"
+    out = tracegrad("dump", "--format", "dot", "-o", str(target), script, "3")
+    assert out.returncode == 0
+    files = sorted(p.name for p in target.iterdir())
+    assert files == ["step.0.adjoint.dot", "step.0.kernel.py", "step.0.optimized.dot", "step.0.traced.dot"]
+    assert (target / "step.0.traced.dot").read_text().startswith('digraph "step"')
+
+
+def test_dump_without_a_traced_step_says_so(script):
+    out = tracegrad("dump", script, "1")  # one call only warms up
+    assert out.returncode == 0 and "no compiled step was traced" in out.stderr
+
+
+def test_dump_errors_are_one_line_with_status_1(tmp_path):
+    out = tracegrad("dump", str(tmp_path / "missing.py"))
+    assert out.returncode == 1 and out.stderr.strip() == f"tracegrad dump: no such script: {tmp_path / 'missing.py'}"
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise ValueError('boom')\n")
+    out = tracegrad("dump", str(bad))
+    assert out.returncode == 1 and out.stderr.strip().endswith("raised ValueError: boom")
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_usage_exits_2():
+    assert tracegrad("dump", "--stage", "nonsense", "x.py").returncode == 2

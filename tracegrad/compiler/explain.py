@@ -1,0 +1,55 @@
+"""``explain``: trace a step once and report its graphs, ops, pass results and fallbacks."""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+from ..ir.passes import optimize
+from .capture import tensor_names
+from .compile import _flatten
+from .tracer import Tracer
+
+
+@dataclass
+class ExplainReport:
+    """What tracing a step found."""
+
+    graphs: list = field(default_factory=list)      # the optimized graphs
+    ops: collections.Counter = field(default_factory=collections.Counter)
+    passes: dict = field(default_factory=dict)      # pass name -> nodes removed
+    pruned: int = 0                                 # forward nodes the autodiff pass skipped
+    fallbacks: list = field(default_factory=list)   # reasons, with the user's source line
+    kernels: list = field(default_factory=list)     # generated kernels (with a code-generating backend)
+
+    def __str__(self) -> str:
+        lines = [f"graphs: {len(self.graphs)}"]
+        for g in self.graphs:
+            adjoint = sum(n.adjoint for n in g.nodes)
+            lines.append(f"  {g.name}: {len(g.inputs)} inputs, {len(g.nodes)} nodes ({adjoint} adjoint), "
+                         f"{len(g.guards)} guards, {len(g.writebacks)} write-backs, hash {g.hash()[:12]}")
+        lines.append("ops: " + ", ".join(f"{k} x{v}" for k, v in self.ops.most_common()))
+        lines.append("passes: " + ", ".join(f"{k} -{v}" for k, v in self.passes.items()))
+        lines.append(f"pruned forward nodes (no gradient path): {self.pruned}")
+        lines.append(f"kernels: {len(self.kernels) or 'none (the interpreter backend generates no code)'}")
+        lines.append("fallbacks: " + ("none" if not self.fallbacks else "; ".join(self.fallbacks)))
+        return "\n".join(lines)
+
+
+def explain(fn, *args, **kwargs) -> ExplainReport:
+    """Trace fn(*args, **kwargs) once (the step really runs, eagerly) and report what the compiler sees."""
+    target = getattr(fn, "fn", fn)  # a CompiledFunction explains the function it wraps
+    leaves: list = []
+    _flatten((args, kwargs), leaves)
+    tracer = Tracer(getattr(target, "__name__", "step"), leaves, names=tensor_names(target, leaves))
+    with tracer:
+        result = target(*args, **kwargs)
+    report = ExplainReport()
+    if tracer.failure is not None:
+        report.fallbacks.append(tracer.failure)
+        return report
+    trace = tracer.finish(result)
+    report.pruned = trace.pruned
+    report.passes = optimize(trace.graph)
+    report.graphs.append(trace.graph)
+    report.ops.update(n.prim for n in trace.graph.nodes)
+    return report
