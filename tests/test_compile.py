@@ -229,3 +229,15 @@ def test_hyperparameters_are_inputs_so_changing_lr_does_not_retrace():
     assert compiled.cache_info().misses == 1
     (variant,) = next(iter(compiled._variants.values()))
     assert [v.name for v in variant.trace.graph.inputs if v.role == "hyper"] == ["lr"]
+
+
+def test_log_reports_signature_trace_compile_and_guard_misses():
+    script = ("import tracegrad as tg\n"
+              "f = tg.compile(lambda x: x * 2 if bool(x.sum() > 0) else x * 3)\n"
+              "for s in (1, 1, 1, -1, -1, -1): f(tg.ones(2) * s)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "TRACEGRAD_LOG": "info"})
+    log = out.stderr
+    assert "new signature (tensors float32[2]" in log
+    assert "traced in" in log and "compiled variant 0" in log and "compiled variant 1" in log
+    assert "cache miss, guard at <string>:2: traced with True, now False" in log

@@ -4,7 +4,9 @@ from __future__ import annotations
 import collections
 import copy
 import functools
+import logging
 import os
+import time
 import warnings
 
 import numpy as np
@@ -21,6 +23,13 @@ CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks 
 BACKENDS = ("interpreter", "eager")
 PLANNED_BACKENDS = ("numba", "numba-parallel", "cuda")
 
+
+LOG = logging.getLogger("tracegrad")
+if os.environ.get("TRACEGRAD_LOG"):
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("[tracegrad %(levelname)s] %(message)s"))
+    LOG.addHandler(_handler)
+    LOG.setLevel(os.environ["TRACEGRAD_LOG"].upper())
 
 # Callables told about every new variant and fallback: (function name, Variant | reason string).
 # `tracegrad dump` and `explain` listen here.
@@ -44,6 +53,12 @@ def _flatten(obj, leaves: list) -> object:
         return ("dict", tuple((k, _flatten(v, leaves)) for k, v in sorted(obj.items(), key=repr)))
     leaves.append(obj)
     return "*"
+
+
+def _describe(key) -> str:
+    """A short description of a signature for the log."""
+    tensors = [f"{np.dtype(k[2]).name}{list(k[1])}" for k in key[1] if k[0] == "tensor"]
+    return f"(tensors {', '.join(tensors) or 'none'}; grad mode {'on' if key[2] else 'off'})"
 
 
 def _leaf_key(x) -> tuple:
@@ -134,36 +149,48 @@ class CompiledFunction:
         if key in self._eager:
             return self.fn(*args, **kwargs)
         variants = self._variants.setdefault(key, [])
+        failed = None
         for variant in variants:
             try:
                 result = variant.run(leaves)
-            except GuardFailure:
+            except GuardFailure as e:
                 self._counts["guard_failures"] += 1
+                failed = e
                 continue
             self._counts["hits"] += 1
+            LOG.debug("%s: cache hit", self.__name__)
             return result
         if key not in self._warmed:
             # The first call runs eagerly: optimizers and modules create their state lazily.
             self._warmed.add(key)
+            LOG.info("%s: new signature %s, first call runs eagerly", self.__name__, _describe(key))
             return self.fn(*args, **kwargs)
+        if failed is not None:
+            LOG.info("%s: cache miss, %s", self.__name__, failed)
         if len(variants) >= self.recompile_limit:
-            return self._give_up(key, f"the values it branches on changed {len(variants)} times "
-                                      f"(recompile limit {self.recompile_limit})", args, kwargs)
+            return self._give_up(key, f"the {failed} kept failing: {len(variants)} variants reached the "
+                                      f"recompile limit ({self.recompile_limit})", args, kwargs)
         return self._trace(key, leaves, args, kwargs)
 
     def _trace(self, key, leaves: list, args, kwargs):
         tracer = Tracer(getattr(self.fn, "__name__", "step"), leaves, self.fullgraph, tensor_names(self.fn, leaves))
+        start = time.perf_counter()
         with tracer:
             result = self.fn(*args, **kwargs)
         self._counts["misses"] += 1
+        LOG.info("%s: traced in %.1f ms", self.__name__, 1e3 * (time.perf_counter() - start))
         if tracer.failure is not None:
             self._eager.add(key)
             self._counts["fallbacks"] += 1
             _notify(self.__name__, tracer.failure)
+            LOG.info("%s: falls back to eager: %s", self.__name__, tracer.failure)
             warnings.warn(f"tracegrad.compile: {self.__name__} runs eagerly: {tracer.failure}", CompileWarning,
                           stacklevel=3)
             return result
+        start = time.perf_counter()
         variant = Variant(tracer.finish(result))
+        LOG.info("%s: compiled variant %d (%d nodes, passes %s) in %.1f ms", self.__name__, len(self._variants[key]),
+                 len(variant.trace.graph.nodes), variant.pass_report, 1e3 * (time.perf_counter() - start))
         self._variants[key].append(variant)
         self._counts["compiles"] += 1
         _notify(self.__name__, variant)
@@ -173,6 +200,7 @@ class CompiledFunction:
         self._eager.add(key)
         self._counts["fallbacks"] += 1
         _notify(self.__name__, reason)
+        LOG.info("%s: falls back to eager: %s", self.__name__, reason)
         warnings.warn(f"tracegrad.compile: {self.__name__} runs eagerly from now on: {reason}", CompileWarning,
                       stacklevel=3)
         return self.fn(*args, **kwargs)
