@@ -74,7 +74,7 @@ def _floating(x: Tensor) -> Tensor:
 
 def add(input, other, *, alpha=1) -> Tensor:
     """input + alpha * other, with broadcasting."""
-    if alpha != 1:
+    if not _is_one(alpha):
         other = mul(other, alpha)
     return _binary(E.add, input, other)
 
@@ -84,7 +84,7 @@ def sub(input, other, *, alpha=1) -> Tensor:
     if getattr(input, "dtype", None) is dtypes.bool_ and getattr(other, "dtype", None) is dtypes.bool_:
         raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
                            "Use the `^` or `logical_xor()` operator instead.")
-    if alpha != 1:
+    if not _is_one(alpha):
         other = mul(other, alpha)
     return _binary(E.sub, input, other)
 
@@ -237,19 +237,26 @@ def clamp_max(input: Tensor, max) -> Tensor:
     return clamp(input, max=max)
 
 
+def _is_one(value) -> bool:
+    """True for the number 1 (a tensor-valued scale, e.g. a traced hyperparameter, is never skipped)."""
+    return not isinstance(value, Tensor) and value == 1
+
+
 def lerp(input: Tensor, end: Tensor, weight) -> Tensor:
-    """input + weight * (end - input)."""
+    """input + weight * (end - input) (for weights >= 0.5, end - (end - input) * (1 - weight), like PyTorch)."""
+    if not isinstance(weight, Tensor) and weight >= 0.5:
+        return end - (end - input) * (1 - weight)
     return input + weight * (end - input)
 
 
 def addcmul(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tensor:
     """input + value * tensor1 * tensor2."""
-    return input + value * tensor1 * tensor2 if value != 1 else input + tensor1 * tensor2
+    return input + tensor1 * tensor2 if _is_one(value) else input + value * tensor1 * tensor2
 
 
 def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tensor:
     """input + value * tensor1 / tensor2."""
-    return input + value * tensor1 / tensor2 if value != 1 else input + tensor1 / tensor2
+    return input + tensor1 / tensor2 if _is_one(value) else input + value * tensor1 / tensor2
 
 
 # ---- comparison and logic -----------------------------------------------------------------------

@@ -120,7 +120,7 @@ _mul_inplace = _binary_inplace(E.mul)
 
 
 def _scaled(other, alpha):
-    return other if alpha == 1 else ops.mul(other, alpha)
+    return other if ops._is_one(alpha) else ops.mul(other, alpha)
 
 
 def add_(self: Tensor, other, *, alpha=1) -> Tensor:

@@ -1,7 +1,7 @@
 """The compiler front half: tracer, compile (guards, variants, eager fallback), make_ir."""
 from .compile import CacheInfo, CompiledFunction, CompileWarning, compile, make_ir
 from .explain import ExplainReport, explain
-from .hyper import hyperparameter
+from .hyper import hyperparameter, hyperparameter_flag
 from .tracer import TraceUnsupported, Tracer
 
-__all__ = ["compile", "make_ir", "CompiledFunction", "CacheInfo", "CompileWarning", "Tracer", "TraceUnsupported", "hyperparameter", "explain", "ExplainReport"]
+__all__ = ["compile", "make_ir", "CompiledFunction", "CacheInfo", "CompileWarning", "Tracer", "TraceUnsupported", "hyperparameter", "hyperparameter_flag", "explain", "ExplainReport"]

@@ -82,6 +82,9 @@ class Variant:
     def run(self, leaves: list):
         """Replay on new arguments; GuardFailure (nothing modified) when an assumption fails."""
         graph, arrays = self.trace.graph, []
+        for container, key, expected in self.trace.flag_guards:
+            if bool(container[key]) != expected:
+                raise GuardFailure(f"the hyperparameter flag {key!r}", expected, not expected)
         for value in graph.inputs:
             if value.const is not None:
                 arrays.append(value.const)

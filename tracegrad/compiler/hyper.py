@@ -14,3 +14,15 @@ def hyperparameter(container, key):
     if TRACE.tracer is None:
         return container[key]
     return TRACE.tracer.hyper(container, key, dtypes.get_default_dtype())
+
+
+def hyperparameter_flag(container, key) -> bool:
+    """bool(container[key]) for code that branches on a hyperparameter (momentum != 0, nesterov...).
+
+    A traced step remembers the outcome and is not reused when it changes, so switching momentum on
+    later selects (or traces) another variant instead of silently keeping the old structure.
+    """
+    value = bool(container[key])
+    if TRACE.tracer is not None:
+        TRACE.tracer.flag_guards.append((container, key, value))
+    return value

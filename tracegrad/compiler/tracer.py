@@ -44,6 +44,7 @@ class Trace:
     output_tree: object           # the return value with tensors replaced by output indices
     grads: list = field(default_factory=list)  # (tensor, None | ("value", output index) | ("keep", tensor))
     pruned: int = 0               # primal nodes that got no adjoint (off every gradient path)
+    flag_guards: list = field(default_factory=list)  # (container, key, truth value) of hyperparameter flags
 
 
 class _OutputSlot:
@@ -72,6 +73,7 @@ class Tracer:
         self.failure: str | None = None
         self.pruned = 0
         self.backward_seen = False
+        self.flag_guards: list = []
 
     # ---- activation ------------------------------------------------------------------------
 
@@ -193,7 +195,7 @@ class Tracer:
                     self.lifted[id(g)][1].role = "grad"
             else:
                 grads.append((t, ("value", self._output(g, outputs).index)))
-        return Trace(self.graph, self.sources, tree, grads, self.pruned)
+        return Trace(self.graph, self.sources, tree, grads, self.pruned, self.flag_guards)
 
     def _output(self, t: Tensor, outputs: list) -> _OutputSlot:
         outputs.append(self.value(t))

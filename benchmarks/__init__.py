@@ -1,0 +1,1 @@
+"""Step-time benchmarks for tracegrad; run them with `python benchmarks/run.py`."""

@@ -1,0 +1,317 @@
+"""The benchmark machinery: workload registry types, agreement check, timing, tables.
+
+A workload knows how to make its problem (initial weights and data, created
+with NumPy from a fixed seed) and holds a dict of implementation name ->
+factory. A factory takes the problem and returns a `Prepared`: a zero-argument
+`step()` that runs one training step and returns the loss, plus `weights()`
+that reads the current parameters back as NumPy arrays. Everything else here
+(checking, timing, profiling, printing) works on that interface only.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import importlib
+import os
+import platform
+import pstats
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+
+REFERENCE = "numpy"  # the column every other implementation is checked and compared against
+TORCH_EAGER = "torch eager"  # the second column that ratios are given against
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One implementation, ready to run: `step()` returns the loss, `weights()` the parameters."""
+
+    step: Callable[[], Any]
+    weights: Callable[[], list[np.ndarray]]
+
+
+Factory = Callable[[Any], Prepared]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A benchmark problem and the implementations that solve it."""
+
+    key: str
+    title: str
+    make_problem: Callable[[], Any]
+    implementations: dict[str, Factory]
+    check_atol: float = 1e-5  # absolute tolerance of --check on losses and weights (rtol is 1e-4)
+
+
+class Unavailable(Exception):
+    """Raised by a factory whose implementation cannot run on this machine."""
+
+
+def import_optional(name: str) -> ModuleType:
+    """Import `name`, raising Unavailable (not ImportError) when the package is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if name == missing or name.startswith(missing + "."):
+            raise Unavailable(f"{name} is not installed") from error
+        raise  # the package is there but broken: that must not look like "not installed"
+
+
+def blas_threads() -> int:
+    """The number of threads NumPy's BLAS uses (all CPUs when it cannot be asked)."""
+    for pool in _blas_pools():
+        return int(pool["num_threads"])
+    return os.cpu_count() or 1
+
+
+def _blas_pools() -> list[dict]:
+    try:
+        import threadpoolctl
+    except ModuleNotFoundError:
+        return []
+    return [pool for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+
+
+def import_torch() -> ModuleType:
+    """Import PyTorch with as many intra-op threads as NumPy's BLAS has, so both get the same CPUs."""
+    torch = import_optional("torch")
+    torch.set_num_threads(blas_threads())
+    return torch
+
+
+# ---------------------------------------------------------------- preparing
+
+
+def prepare(workload: Workload, problem: Any) -> tuple[dict[str, Prepared], dict[str, str]]:
+    """Build every implementation of `workload`; return the built ones and the reasons for the rest."""
+    built, skipped = {}, {}
+    for name, factory in workload.implementations.items():
+        try:
+            built[name] = factory(problem)
+        except Unavailable as reason:
+            skipped[name] = str(reason)
+    return built, skipped
+
+
+# ---------------------------------------------------------------- checking
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How far one implementation is from the reference after a few steps from the same start."""
+
+    implementation: str
+    max_loss_diff: float
+    max_weight_diff: float
+    ok: bool
+
+
+def check_agreement(workload: Workload, steps: int = 3, rtol: float = 1e-4) -> list[Agreement]:
+    """Run `steps` steps of each implementation from identical weights and data; compare to numpy."""
+    atol = workload.check_atol
+    built, _ = prepare(workload, workload.make_problem())
+    if REFERENCE not in built:
+        raise RuntimeError(f"workload {workload.key} has no '{REFERENCE}' implementation to check against; "
+                           f"add one to its implementations dict")
+    runs = {name: _run_steps(prepared, steps) for name, prepared in built.items()}
+    ref_losses, ref_weights = runs[REFERENCE]
+    results = []
+    for name, (losses, weights) in runs.items():
+        if name == REFERENCE:
+            continue
+        close = np.allclose(losses, ref_losses, rtol=rtol, atol=atol) and all(
+            np.allclose(w, r, rtol=rtol, atol=atol) for w, r in zip(weights, ref_weights))
+        same_shapes = [w.shape for w in weights] == [r.shape for r in ref_weights]
+        results.append(Agreement(
+            implementation=name,
+            max_loss_diff=float(np.max(np.abs(np.subtract(losses, ref_losses)))),
+            max_weight_diff=max(float(np.max(np.abs(w - r))) for w, r in zip(weights, ref_weights))
+            if same_shapes else float("inf"),
+            ok=bool(close and same_shapes)))
+    return results
+
+
+def _run_steps(prepared: Prepared, steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    losses = np.array([float(prepared.step().item()) for _ in range(steps)])
+    return losses, [np.array(w, copy=True) for w in prepared.weights()]
+
+
+# ---------------------------------------------------------------- timing
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    """How long to measure: warm-up steps, rounds, and the wall time of one timed block."""
+
+    warmup_steps: int
+    rounds: int
+    block_seconds: float
+
+
+FULL = TimingPlan(warmup_steps=20, rounds=41, block_seconds=0.01)
+QUICK = TimingPlan(warmup_steps=5, rounds=5, block_seconds=0.002)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per step of one implementation: median and spread over the timed blocks."""
+
+    median_s: float
+    p10_s: float
+    p90_s: float
+    steps_timed: int
+
+
+def measure(steps: dict[str, Callable[[], Any]], plan: TimingPlan) -> dict[str, Timing]:
+    """Time each step function, interleaved in rounds so machine noise hits all of them alike.
+
+    Each round runs one block of consecutive steps per implementation, in an
+    order rotated every round; a block lasts about `plan.block_seconds`, so
+    the timer's own cost is negligible even for microsecond steps. The
+    reported numbers are the median, 10th and 90th percentile of the
+    per-step time over the blocks.
+    """
+    block_sizes = {name: _block_size(step, plan) for name, step in steps.items()}
+    per_step: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for round_index in range(plan.rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            per_step[name].append(_time_block(steps[name], block_sizes[name]) / block_sizes[name])
+    return {name: Timing(median_s=float(np.median(samples)),
+                         p10_s=float(np.percentile(samples, 10)),
+                         p90_s=float(np.percentile(samples, 90)),
+                         steps_timed=block_sizes[name] * plan.rounds)
+            for name, samples in per_step.items()}
+
+
+def _block_size(step: Callable[[], Any], plan: TimingPlan) -> int:
+    """Warm `step` up, then pick how many steps fill one block of `plan.block_seconds`."""
+    seconds = _time_block(step, plan.warmup_steps)
+    return max(1, round(plan.block_seconds * plan.warmup_steps / max(seconds, 1e-9)))
+
+
+def _time_block(step: Callable[[], Any], count: int) -> float:
+    start = time.perf_counter()
+    for _ in range(count):
+        step()
+    return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- profiling
+
+
+def profile_steps(step: Callable[[], Any], steps: int = 500, top: int = 15) -> str:
+    """Profile `steps` warm calls of `step`; return the `top` functions by own time, per step."""
+    for _ in range(20):
+        step()
+    profiler = cProfile.Profile()
+    profiler.runcall(_time_block, step, steps)
+    # (file, line, function) -> (primitive calls, calls, tottime, cumtime, callers)
+    stats = pstats.Stats(profiler).stats
+    rows = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    total = sum(entry[2] for entry in stats.values())
+    lines = [f"total profiled time per step: {total / steps * 1e6:.1f} us (profiler overhead included)",
+             f"{'tottime/step':>13} {'cumtime/step':>13} {'calls/step':>11}  function"]
+    for (filename, line, function), (_, calls, tottime, cumtime, _) in rows:
+        lines.append(f"{tottime / steps * 1e6:10.2f} us {cumtime / steps * 1e6:10.2f} us "
+                     f"{calls / steps:11.1f}  {function} ({_short_path(filename)}:{line})")
+    return "\n".join(lines)
+
+
+def _short_path(filename: str) -> str:
+    """`filename` relative to the repository or the Python install, to keep profile lines short."""
+    for root in _SOURCE_ROOTS:
+        if filename.startswith(root + os.sep):
+            return os.path.relpath(filename, root)
+    return filename
+
+
+_SOURCE_ROOTS = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                 *(sysconfig.get_path(name) for name in ("purelib", "platlib", "stdlib")))
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def environment() -> dict[str, Any]:
+    """Versions, thread settings and CPU: what a reader needs to compare two tables."""
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "logical_cpus": os.cpu_count(),
+        # other processes on the machine steal cores from multi-threaded BLAS and OpenMP: check this first
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "numpy": np.__version__,
+        "numpy_blas": [f"{pool['internal_api']} {pool['version']} ({pool['threading_layer']}, "
+                       f"{pool['num_threads']} threads)" for pool in _blas_pools()],
+        "blas_threads": blas_threads(),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
+    for name in ("tracegrad", "torch"):
+        module = sys.modules.get(name)
+        if module is not None:
+            info[name] = f"{getattr(module, '__version__', '?')} ({os.path.dirname(module.__file__ or '?')})"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def format_environment(info: dict[str, Any]) -> str:
+    """The header printed above the tables."""
+    width = max(len(key) for key in info)
+    return "\n".join(f"{key:<{width}}  {value}" for key, value in info.items())
+
+
+def ratios(timings: dict[str, Timing]) -> dict[str, dict[str, float | None]]:
+    """For each implementation, its median divided by the numpy and torch eager medians."""
+    def ratio(name: str, base: str) -> float | None:
+        return timings[name].median_s / timings[base].median_s if base in timings else None
+    return {name: {"vs_numpy": ratio(name, REFERENCE), "vs_torch_eager": ratio(name, TORCH_EAGER)}
+            for name in timings}
+
+
+def format_table(timings: dict[str, Timing]) -> str:
+    """One row per implementation: median, p10, p90 per step, and the two ratios."""
+    header = f"{'implementation':<22}{'median':>11}{'p10':>11}{'p90':>11}{'/ numpy':>10}{'/ torch eager':>15}"
+    lines = [header, "-" * len(header)]
+    for name, ratio in ratios(timings).items():
+        timing = timings[name]
+        lines.append(f"{name:<22}{_duration(timing.median_s):>11}{_duration(timing.p10_s):>11}"
+                     f"{_duration(timing.p90_s):>11}{_ratio(ratio['vs_numpy']):>10}"
+                     f"{_ratio(ratio['vs_torch_eager']):>15}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"

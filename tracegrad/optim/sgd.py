@@ -1,0 +1,40 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
+from __future__ import annotations
+
+from .optimizer import Optimizer, required
+
+
+class SGD(Optimizer):
+    """SGD, with PyTorch's update rule (momentum buffer starts as the first gradient)."""
+
+    def __init__(self, params, lr=1e-3, momentum: float = 0, dampening: float = 0, weight_decay: float = 0,
+                 nesterov: bool = False, *, maximize: bool = False) -> None:
+        if lr is not required and lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov, maximize=maximize))
+
+    def _update_group(self, group: dict) -> None:
+        lr = self.hyper(group, "lr")
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            grad = -p.grad if self.flag(group, "maximize") else p.grad
+            if self.flag(group, "weight_decay"):
+                grad = grad.add(p, alpha=self.hyper(group, "weight_decay"))
+            if self.flag(group, "momentum"):
+                momentum = self.hyper(group, "momentum")
+                state = self.state.setdefault(p, {})
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = grad.clone().detach()
+                else:
+                    buf.mul_(momentum).add_(grad, alpha=1 - self.hyper(group, "dampening"))
+                grad = grad.add(buf, alpha=momentum) if self.flag(group, "nesterov") else buf
+            p.add_(grad, alpha=-lr)
