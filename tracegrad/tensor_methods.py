@@ -8,7 +8,7 @@ from .autograd.grad_mode import is_grad_enabled
 from .primitives import elementwise as E
 from .primitives import indexing as I
 from .primitives import movement as M
-from .tensor import Tensor, _legacy_kind, apply
+from .tensor import TRACE, Tensor, _legacy_kind, apply
 
 # ---- methods that are the functions of ops.py ----------------------------------------------------
 
@@ -100,8 +100,21 @@ def _inplace_operand(self: Tensor, other, op: str) -> Tensor:
     return ops._cast(other, self.dtype)
 
 
+def _number_in_place(self: Tensor, prim, other) -> bool:
+    """The optimizer hot path: float tensor op= Python number, nothing recorded or traced. Done?"""
+    if (type(other) is float or type(other) is int) and TRACE.tracer is None and self._data.dtype.kind == "f" \
+            and not (is_grad_enabled() and self._requires_grad) and not self._inference \
+            and self._data.flags.writeable:
+        prim.ufunc(self._data, other, out=self._data, casting="unsafe")
+        self._vc[0] += 1
+        return True
+    return False
+
+
 def _binary_inplace(prim):
     def method(self: Tensor, other) -> Tensor:
+        if _number_in_place(self, prim, other):
+            return self
         return self._inplace(prim, _inplace_operand(self, other, prim.name))
     method.__doc__ = f"In-place {prim.name} (returns self)."
     return method
@@ -125,6 +138,8 @@ def _scaled(other, alpha):
 
 def add_(self: Tensor, other, *, alpha=1) -> Tensor:
     """self += alpha * other."""
+    if ops._is_one(alpha) and _number_in_place(self, E.add, other):
+        return self
     return self._inplace(E.add, _inplace_operand(self, _scaled(other, alpha), "add_"))
 
 

@@ -57,11 +57,39 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
+def _errors_ignored():
+    """A context-variable setter that turns NumPy's floating-point warnings off cheaply, if available."""
+    try:
+        from numpy._core._ufunc_config import _extobj_contextvar  # NumPy 2
+    except ImportError:
+        return None
+    with np.errstate(all="ignore"):
+        ignore_all = _extobj_contextvar.get()
+    return _extobj_contextvar, ignore_all
+
+
+_ERRSTATE = _errors_ignored()
+
+
 def quiet(fn: Callable) -> Callable:
-    """NumPy's floating-point warnings off: like PyTorch, inf and nan are values, not warnings."""
-    def impl(*args, **kwargs):
-        with np.errstate(all="ignore"):
-            return fn(*args, **kwargs)
+    """NumPy's floating-point warnings off: like PyTorch, inf and nan are values, not warnings.
+
+    np.errstate costs about a microsecond per call; setting NumPy's error-state context variable
+    directly (the same thing errstate does) costs a tenth of that, and this runs once per op.
+    """
+    if _ERRSTATE is None:
+        def impl(*args, **kwargs):
+            with np.errstate(all="ignore"):
+                return fn(*args, **kwargs)
+    else:
+        var, ignore_all = _ERRSTATE
+
+        def impl(*args, **kwargs):
+            token = var.set(ignore_all)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                var.reset(token)
     impl.__name__ = getattr(fn, "__name__", "impl")
     return impl
 
