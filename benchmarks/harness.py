@@ -66,7 +66,7 @@ def import_optional(name: str) -> ModuleType:
 
 
 def blas_threads() -> int:
-    """The number of threads NumPy's BLAS uses (all CPUs when it cannot be asked)."""
+    """The number of threads of the loaded BLAS (all CPUs when it cannot be asked)."""
     for pool in _blas_pools():
         return int(pool["num_threads"])
     return os.cpu_count() or 1
@@ -252,7 +252,7 @@ def environment() -> dict[str, Any]:
         # other processes on the machine steal cores from multi-threaded BLAS and OpenMP: check this first
         "load_average_1m": round(os.getloadavg()[0], 2),
         "numpy": np.__version__,
-        "numpy_blas": [f"{pool['internal_api']} {pool['version']} ({pool['threading_layer']}, "
+        "blas_pools": [f"{pool['internal_api']} {pool['version']} ({pool['threading_layer']}, "
                        f"{pool['num_threads']} threads)" for pool in _blas_pools()],
         "blas_threads": blas_threads(),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),

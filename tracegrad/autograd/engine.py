@@ -174,11 +174,23 @@ class AccumulateGrad(Node):
     def name(self) -> str:
         return "AccumulateGrad"
 
-    def accumulate(self, grad, create_graph: bool) -> None:
-        """Add ``grad`` to the leaf's ``.grad`` like PyTorch: a fresh copy first, then in place."""
+    def accumulate(self, grad, create_graph: bool, shared: set) -> None:
+        """Add ``grad`` to the leaf's ``.grad`` like PyTorch: first stored, later added in place.
+
+        The first gradient's buffer is adopted when no one else can see it (``shared`` holds the ids
+        of buffers already given to a leaf, a hook or a retained grad in this backward pass);
+        otherwise it is copied, so that in-place updates of one ``.grad`` never change another.
+        """
         var = self.variable
         if var._grad is None:
-            var._grad = grad if create_graph else grad.detach()._owned_copy()
+            if create_graph:
+                var._grad = grad
+                return
+            data = grad._data
+            adopt = (data.flags.owndata and data.flags.writeable and id(data) not in shared
+                     and not self._tensor_hooks)
+            var._grad = grad.detach() if adopt else grad.detach()._owned_copy()
+            shared.add(id(data))
         elif create_graph or var._grad.requires_grad:
             var._grad = var._grad + grad
         else:
@@ -198,8 +210,9 @@ def _edge(t) -> tuple:
 
 # ---- the engine -----------------------------------------------------------------------------
 
-def _run_tensor_hooks(node: Node, nr: int, grad):
+def _run_tensor_hooks(node: Node, nr: int, grad, shared: set):
     hooks = node._tensor_hooks.get(nr) if node._tensor_hooks else None
+    shared.add(id(grad._data))  # a hook or a retained grad may keep this buffer
     for hook in hooks or ():
         result = hook(grad)
         if result is not None:
@@ -211,6 +224,7 @@ def _run_tensor_hooks(node: Node, nr: int, grad):
         tensor = node._retained[nr]()
         if tensor is not None:
             tensor._grad = grad.detach() if tensor._grad is None else tensor._grad + grad.detach()
+    shared.add(id(grad._data))
     return grad
 
 
@@ -273,6 +287,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
     ``accumulate`` and ``capture`` it accumulates only into the captured leaves (backward(inputs=)).
     """
     buffers: dict = {}
+    shared = {id(g._data) for g in grad_roots}  # the caller's seed tensors are never adopted
     root_nodes = []
     for t, g in zip(roots, grad_roots):
         node, nr = _edge(t)
@@ -295,19 +310,21 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
         with set_grad_enabled(create_graph):
             while ready:
                 node = ready.pop()
-                grads = buffers.pop(node, {})
-                for nr in list(grads):
-                    if node._tensor_hooks or node._retained:
-                        grads[nr] = _run_tensor_hooks(node, nr, grads[nr])
-                    if targets is not None and (node, nr) in capture_set:
-                        captured[(node, nr)] = grads[nr]
-                if isinstance(node, AccumulateGrad):
+                grads = buffers.pop(node, None)
+                if grads is not None and (node._tensor_hooks or node._retained or targets is not None):
+                    for nr in list(grads):
+                        if node._tensor_hooks or node._retained:
+                            grads[nr] = _run_tensor_hooks(node, nr, grads[nr], shared)
+                        if targets is not None and (node, nr) in capture_set:
+                            captured[(node, nr)] = grads[nr]
+                if type(node) is AccumulateGrad:
                     if grads and (targets is None or (accumulate and node in targets)):
-                        node.accumulate(grads[0], create_graph)
+                        node.accumulate(grads[0], create_graph, shared)
                     continue
-                run = bool(grads) and (targets is None or node in needed)
+                run = grads is not None and (targets is None or node in needed)
                 if run:
-                    full = [grads.get(i) for i in range(node.num_outputs())]
+                    full = [grads.get(i) for i in range(node.num_outputs())] if len(grads) > 1 or 0 not in grads \
+                        or node.num_outputs() > 1 else [grads[0]]
                     grad_inputs = node.backward(full)
                     if len(grad_inputs) != len(node.next_functions):
                         raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients "
@@ -315,15 +332,24 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     if node._hooks:
                         for hook in node._hooks:
                             hook(grad_inputs, full)
-                for i, (child, nr) in enumerate(node.next_functions):
-                    if child is None:
-                        continue
-                    if run and grad_inputs[i] is not None:
-                        slot = buffers.setdefault(child, {})
-                        slot[nr] = grad_inputs[i] if nr not in slot else slot[nr] + grad_inputs[i]
-                    deps[child] -= 1
-                    if deps[child] == 0:
-                        ready.append(child)
+                    for (child, nr), g in zip(node.next_functions, grad_inputs):
+                        if child is None:
+                            continue
+                        if g is not None:
+                            slot = buffers.get(child)
+                            if slot is None:
+                                buffers[child] = {nr: g}
+                            else:
+                                slot[nr] = g if nr not in slot else slot[nr] + g
+                        deps[child] -= 1
+                        if deps[child] == 0:
+                            ready.append(child)
+                else:
+                    for child, _ in node.next_functions:
+                        if child is not None:
+                            deps[child] -= 1
+                            if deps[child] == 0:
+                                ready.append(child)
                 if not retain_graph:
                     node.release()
         if capture is None:
