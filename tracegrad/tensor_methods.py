@@ -100,12 +100,27 @@ def _inplace_operand(self: Tensor, other, op: str) -> Tensor:
     return ops._cast(other, self.dtype)
 
 
+def _plain_float(self: Tensor) -> bool:
+    """A float tensor written in place with nothing recorded or traced: NumPy can do it directly."""
+    return (TRACE.tracer is None and self._data.dtype.kind == "f" and not (is_grad_enabled() and self._requires_grad)
+            and not self._inference and self._data.flags.writeable)
+
+
 def _number_in_place(self: Tensor, prim, other) -> bool:
-    """The optimizer hot path: float tensor op= Python number, nothing recorded or traced. Done?"""
-    if (type(other) is float or type(other) is int) and TRACE.tracer is None and self._data.dtype.kind == "f" \
-            and not (is_grad_enabled() and self._requires_grad) and not self._inference \
-            and self._data.flags.writeable:
+    """The optimizer hot path: float tensor op= Python number. Done?"""
+    if (type(other) is float or type(other) is int) and _plain_float(self):
         prim.ufunc(self._data, other, out=self._data, casting="unsafe")
+        self._vc[0] += 1
+        return True
+    return False
+
+
+def _scaled_in_place(self: Tensor, ufunc, other, alpha) -> bool:
+    """The optimizer hot path: self op= alpha * other for a tensor other and a number alpha. Done?"""
+    if (isinstance(other, Tensor) and (type(alpha) is float or type(alpha) is int) and _plain_float(self)
+            and other._data.dtype == self._data.dtype and not (is_grad_enabled() and other._requires_grad)
+            and np.broadcast_shapes(self._data.shape, other._data.shape) == self._data.shape):
+        ufunc(self._data, other._data * alpha, out=self._data)
         self._vc[0] += 1
         return True
     return False
@@ -138,13 +153,15 @@ def _scaled(other, alpha):
 
 def add_(self: Tensor, other, *, alpha=1) -> Tensor:
     """self += alpha * other."""
-    if ops._is_one(alpha) and _number_in_place(self, E.add, other):
+    if _number_in_place(self, E.add, other) if ops._is_one(alpha) else _scaled_in_place(self, np.add, other, alpha):
         return self
     return self._inplace(E.add, _inplace_operand(self, _scaled(other, alpha), "add_"))
 
 
 def sub_(self: Tensor, other, *, alpha=1) -> Tensor:
     """self -= alpha * other."""
+    if _number_in_place(self, E.sub, other) if ops._is_one(alpha) else _scaled_in_place(self, np.subtract, other, alpha):
+        return self
     return self._inplace(E.sub, _inplace_operand(self, _scaled(other, alpha), "sub_"))
 
 

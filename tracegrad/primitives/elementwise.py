@@ -131,8 +131,10 @@ bitwise_xor = _binary("bitwise_xor", np.bitwise_xor)
 
 def _wanted(node, *grads):
     """Reduce each wanted cotangent to its input's shape; None where no gradient is needed."""
-    return tuple(sum_to_shape(g, shape) if need else None
-                 for g, shape, need in zip(grads, node.in_shapes, node.needs_input_grad))
+    out = []
+    for g, shape, need in zip(grads, node.in_shapes, node.needs_input_grad):
+        out.append(sum_to_shape(g, shape) if need else None)
+    return tuple(out)
 
 
 add.defvjp(lambda node, g: _wanted(node, g, g))
