@@ -38,3 +38,15 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -
     with no_grad():
         for g in _grads(parameters):
             g.clamp_(-clip_value, clip_value)
+
+
+def zero_grad_(parameters: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Reset the gradients of parameters: to None (default), or to zeros in place."""
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad.detach_()
+            p.grad.zero_()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 
 from ..compiler.hyper import hyperparameter, hyperparameter_flag
+from ..nn.utils import zero_grad_
 from ..tensor import TRACE, Tensor
 
 
@@ -59,15 +60,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of every parameter (to None by default)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.detach_()
-                    p.grad.zero_()
+        zero_grad_((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):
         """Update the parameters from their gradients (subclasses implement _update_group)."""
