@@ -241,3 +241,67 @@ def test_log_reports_signature_trace_compile_and_guard_misses():
     assert "new signature (tensors float32[2]" in log
     assert "traced in" in log and "compiled variant 0" in log and "compiled variant 1" in log
     assert "cache miss, guard at <string>:2: traced with True, now False" in log
+
+
+def test_toggling_requires_grad_of_a_captured_parameter_retraces():
+    w = tg.ones(3, 1, requires_grad=True)
+    frozen_copy = w.detach().clone()
+
+    def step(x):
+        loss = (x @ w).sum()
+        if loss.requires_grad:
+            loss.backward()
+            with tg.no_grad():
+                w.sub_(0.1 * w.grad)
+                w.grad = None
+        return loss
+
+    compiled = tg.compile(step)
+    for _ in range(3):
+        compiled(X)
+    w.requires_grad_(False)
+    before = w.detach().numpy().copy()
+    for _ in range(3):
+        compiled(X)
+    np.testing.assert_array_equal(w.numpy(), before)  # frozen: no update replayed
+    assert compiled.cache_info().misses == 2
+    assert not np.array_equal(before, frozen_copy.numpy())
+
+
+@pytest.mark.parametrize("bad", [X.double(), X.numpy(), "text"], ids=["dtype", "ndarray", "str"])
+def test_wrong_argument_types_raise_like_eager_and_change_nothing(bad):
+    w, b = _params()
+    compiled = tg.compile(sgd_step)
+    for _ in range(3):
+        compiled(X, Y, w, b)
+    before = w.detach().numpy().copy()
+    with pytest.raises((RuntimeError, TypeError)) as compiled_error:
+        compiled(bad, Y, w, b)
+    with pytest.raises((RuntimeError, TypeError)) as eager_error:
+        sgd_step(bad, Y, *_params())
+    assert type(compiled_error.value) is type(eager_error.value)
+    np.testing.assert_array_equal(w.detach().numpy(), before)
+
+
+def test_golden_ir_of_a_step_with_backward_and_update():
+    w = tg.ones(2, requires_grad=True)
+
+    def g(x):
+        loss = (x * w).sum()
+        loss.backward()
+        with tg.no_grad():
+            w.sub_(w.grad)
+        return loss
+
+    graph = tg.make_ir(g)(tg.ones(2))
+    assert graph.text(source_lines=False) == (
+        "graph g(%0: f32[2] data 'arg0', %1: f32[2] parameter 'w', %4: f32[] constant =1.0) {\n"
+        "  %2 = mul %0, %1 : f32[2]\n"
+        "  %3 = sum %2 {axes=(0,) keepdim=False} : f32[]\n"
+        "  %5 = reshape %4 {shape=(1,)} : f32[1]\n"
+        "  %6 = expand %5 {shape=(2,)} : f32[2]\n"
+        "  %7 = mul %6, %0 : f32[2]\n"
+        "  %8 = sub %1, %7 : f32[2]\n"
+        "  return %3, %7\n"
+        "  writeback %1 <- %8\n"
+        "}")

@@ -76,6 +76,7 @@ class Variant:
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
         self.traced = copy.deepcopy(trace.graph)  # kept for dumps; the trace's graph gets optimized
+        self.requires_grad = {vid: src[1]._requires_grad for vid, src in trace.sources.items() if src[0] == "ref"}
         self.pass_report = optimize(trace.graph)
         verify(trace.graph)
 
@@ -95,9 +96,13 @@ class Variant:
             elif kind == "hyper":
                 container, key = src
                 arrays.append(np.array(container[key], dtype=value.type.dtype.np))
-            else:  # a captured tensor: it must still have the traced type
+            else:  # a captured tensor: it must still have the traced type and requires_grad flag
                 if src._data.shape != value.type.shape or src._data.dtype != value.type.dtype.np:
-                    raise GuardFailure("a captured tensor", str(value.type), f"{src.dtype}{list(src.shape)}")
+                    raise GuardFailure(f"the type of captured tensor {value.name or value}", str(value.type),
+                                       f"{src.dtype}{list(src.shape)}")
+                if src._requires_grad != self.requires_grad[value.id]:
+                    raise GuardFailure(f"requires_grad of captured tensor {value.name or value}",
+                                       self.requires_grad[value.id], src._requires_grad)
                 arrays.append(src._data)
         outputs = run(graph, arrays)
         for value, _ in graph.writebacks:

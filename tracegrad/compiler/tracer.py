@@ -40,7 +40,7 @@ class Trace:
     """What one traced call produced: the graph and how to connect it to Python objects."""
 
     graph: Graph
-    sources: dict                 # non-constant input id -> ("arg", leaf index) | ("ref", tensor)
+    sources: dict                 # input id -> ("arg", leaf index) | ("ref", tensor) | ("hyper", (container, key))
     output_tree: object           # the return value with tensors replaced by output indices
     grads: list = field(default_factory=list)  # (tensor, None | ("value", output index) | ("keep", tensor))
     pruned: int = 0               # primal nodes that got no adjoint (off every gradient path)
