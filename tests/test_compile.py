@@ -305,3 +305,18 @@ def test_golden_ir_of_a_step_with_backward_and_update():
         "  return %3, %7\n"
         "  writeback %1 <- %8\n"
         "}")
+
+
+def test_fusion_groups_chain_elementwise_ops_and_end_at_their_reduction():
+    from tracegrad.ir.passes import fusion_groups
+
+    def softmax_loss(x):
+        return x.softmax(1).mul(2).exp().sum()
+
+    graph = tg.make_ir(softmax_loss)(tg.ones(4, 5))
+    groups = [[n.prim for n in g] for g in fusion_groups(graph)]
+    # exp(x - max) and its row sum fuse; the division needs the finished sum, so it starts a new group
+    assert ["sub", "exp", "sum"] in groups
+    assert ["div", "mul", "exp", "sum"] in groups
+    report = tg.explain(softmax_loss, tg.ones(4, 5))
+    assert "fusion group: sub -> exp -> sum" in str(report)

@@ -61,6 +61,18 @@ def _describe(key) -> str:
     return f"(tensors {', '.join(tensors) or 'none'}; grad mode {'on' if key[2] else 'off'})"
 
 
+def _difference(old, new) -> str:
+    """What changed between two signatures, for the log."""
+    if old[0] != new[0]:
+        return "the argument structure changed"
+    for i, (a, b) in enumerate(zip(old[1], new[1])):
+        if a != b:
+            return f"argument {i} was {a[1:]}, now {b[1:]}"
+    if old[2] != new[2]:
+        return f"grad mode was {'on' if old[2] else 'off'}"
+    return "a module's training flag changed"
+
+
 def _leaf_key(x) -> tuple:
     """What a traced variant assumes about one argument."""
     if isinstance(x, Tensor):
@@ -135,7 +147,7 @@ class CompiledFunction:
         """Forget every traced variant and reset the counters."""
         self._variants: dict = {}
         self._modules: list | None = None  # the modules the step reaches (their training flags are guarded)
-        self._warmed: set = set()
+        self._warmed: dict = {}  # signatures seen once (insertion ordered: the last is the previous one)
         self._eager: set = set()
         self._counts = collections.Counter()
 
@@ -170,8 +182,10 @@ class CompiledFunction:
             return result
         if key not in self._warmed:
             # The first call runs eagerly: optimizers and modules create their state lazily.
-            self._warmed.add(key)
-            LOG.info("%s: new signature %s, first call runs eagerly", self.__name__, _describe(key))
+            previous = next(reversed(self._warmed), None) if self._warmed else None
+            self._warmed[key] = True
+            LOG.info("%s: new signature %s%s, first call runs eagerly", self.__name__, _describe(key),
+                     "" if previous is None else f" ({_difference(previous, key)})")
             return self.fn(*args, **kwargs)
         if failed is not None:
             LOG.info("%s: cache miss, %s", self.__name__, failed)

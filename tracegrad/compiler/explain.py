@@ -4,7 +4,7 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from ..ir.passes import optimize
+from ..ir.passes import fusion_groups, optimize
 from .capture import tensor_names
 from .compile import _flatten
 from .tracer import Tracer
@@ -20,6 +20,7 @@ class ExplainReport:
     pruned: int = 0                                 # forward nodes the autodiff pass skipped
     fallbacks: list = field(default_factory=list)   # reasons, with the user's source line
     kernels: list = field(default_factory=list)     # generated kernels (with a code-generating backend)
+    fusion: list = field(default_factory=list)      # per graph: groups of nodes that can run as one loop
 
     def __str__(self) -> str:
         lines = [f"graphs: {len(self.graphs)}"]
@@ -30,6 +31,9 @@ class ExplainReport:
         lines.append("ops: " + ", ".join(f"{k} x{v}" for k, v in self.ops.most_common()))
         lines.append("passes: " + ", ".join(f"{k} -{v}" for k, v in self.passes.items()))
         lines.append(f"pruned forward nodes (no gradient path): {self.pruned}")
+        for groups in self.fusion:
+            for g in groups:
+                lines.append(f"fusion group: {' -> '.join(n.prim for n in g)} (%{g[0].out.id}..%{g[-1].out.id})")
         lines.append(f"kernels: {len(self.kernels) or 'none (the interpreter backend generates no code)'}")
         lines.append("fallbacks: " + ("none" if not self.fallbacks else "; ".join(self.fallbacks)))
         return "\n".join(lines)
@@ -51,5 +55,6 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
     report.pruned = trace.pruned
     report.passes = optimize(trace.graph)
     report.graphs.append(trace.graph)
+    report.fusion.append(fusion_groups(trace.graph))
     report.ops.update(n.prim for n in trace.graph.nodes)
     return report

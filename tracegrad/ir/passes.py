@@ -112,3 +112,44 @@ def optimize(graph: Graph) -> dict:
     report = {"fold": fold_constants(graph), "simplify": simplify(graph), "cse": cse(graph)}
     report["dce"] = dce(graph)
     return report
+
+
+def fusion_groups(graph: Graph) -> list[list[Node]]:
+    """Groups of nodes a code generator can run as one loop nest (each of two or more nodes).
+
+    An elementwise node joins the group of an elementwise operand of the same shape; a sum/amax/amin
+    joins the group producing its operand (it becomes an accumulation in that loop). A node that
+    needs a reduction of some group's values can't join that group: the reduction must finish first.
+    Values also used outside their group stay materialized.
+    """
+    producer = {n.out.id: n for n in graph.nodes}
+    group_of: dict[int, list] = {}    # elementwise result id -> its group
+    waits_for: dict[int, set] = {}     # value id -> ids of groups whose reductions it depends on
+    groups: list[list[Node]] = []
+    for n in graph.nodes:
+        kind = REGISTRY[n.prim].kind
+        blocked = set().union(*(waits_for.get(o.id, set()) for o in n.operands))
+        target = None
+        for o in n.operands:
+            p = producer.get(o.id)
+            group = group_of.get(o.id)
+            if p is None or group is None or id(group) in blocked:
+                continue
+            if kind == "elementwise" and p.out.type.shape == n.out.type.shape or \
+                    kind == "reduce" and n.prim in ("sum", "amax", "amin"):
+                target = group
+                break
+        if kind == "reduce":
+            source = group_of.get(n.operands[0].id)
+            waits_for[n.out.id] = blocked | ({id(source)} if source is not None else set())
+        else:
+            waits_for[n.out.id] = blocked
+        if target is None:
+            if kind not in ("elementwise", "reduce"):
+                continue
+            target = []
+            groups.append(target)
+        target.append(n)
+        if kind == "elementwise":
+            group_of[n.out.id] = target
+    return [g for g in groups if len(g) > 1]
