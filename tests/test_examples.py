@@ -184,6 +184,13 @@ def check_mlp_digits(out: ExampleOutput) -> None:
     assert out.number("test_accuracy") >= 0.95
 
 
+def check_compile_explain(out: ExampleOutput) -> None:
+    assert (out.number("traces"), out.number("replays"), out.number("fallbacks")) == (1, 28, 0)
+    assert out.number("final_loss") < 0.5
+    assert out.number("adjoint_nodes") > 0 and out.number("writebacks") == 16
+    assert "fusion group: sub -> exp -> sum" in out.stdout
+
+
 CHECKS: dict[str, Callable[[ExampleOutput], None]] = {
     "freeze_layer": check_freeze_layer,
     "conditional_detach": check_conditional_detach,
@@ -200,6 +207,7 @@ CHECKS: dict[str, Callable[[ExampleOutput], None]] = {
     "gradient_manipulation": check_gradient_manipulation,
     "inference_mode_eval": check_inference_mode_eval,
     "mlp_digits": check_mlp_digits,
+    "compile_explain": check_compile_explain,
 }
 SLOW_EXAMPLES = {"mlp_digits"}
 REQUIRED_MODULES = {"mlp_digits": "sklearn"}

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from ..tensor import apply
 from .base import Primitive, broadcast_shapes, same_dtype, sum_to_shape
 
 
@@ -36,13 +37,24 @@ permute = Primitive("permute", "movement", lambda x, dims: np.transpose(x, dims)
 expand = Primitive("expand", "movement", lambda x, shape: np.broadcast_to(x, shape),
                    shape_rule=_expand_shape, dtype_rule=same_dtype)
 
-reshape.defvjp(lambda node, g: (g.reshape(node.in_shapes[0]),))
 reshape.node_name = "ViewBackward0"  # reshapes are views, as in PyTorch's graphs
+
+# The movement VJPs apply primitives directly: they run on every backward, and the public ops'
+# argument normalization is not needed for shapes and permutations that are already normalized.
+reshape.defvjp(lambda node, g: (apply(reshape, g, shape=node.in_shapes[0]),))
+
+
 def _inverse_permutation(dims: tuple) -> tuple:
     return tuple(sorted(range(len(dims)), key=dims.__getitem__))
 
 
-permute.defvjp(lambda node, g: (g.permute(_inverse_permutation(node.attrs["dims"])),))
+def swap_last_two(x):
+    """x with its last two dims swapped (a view)."""
+    n = x.ndim
+    return apply(permute, x, dims=tuple(range(n - 2)) + (n - 1, n - 2))
+
+
+permute.defvjp(lambda node, g: (apply(permute, g, dims=_inverse_permutation(node.attrs["dims"])),))
 expand.defvjp(lambda node, g: (sum_to_shape(g, node.in_shapes[0]),))
 
 
@@ -89,6 +101,6 @@ matmul = Primitive("matmul", "linalg", np.matmul, shape_rule=_matmul_shape, dtyp
 def _matmul_vjp(node, g):
     a, b = node.saved(0), node.saved(1)
     need_a, need_b = node.needs_input_grad
-    ga = sum_to_shape(g @ b.mT, node.in_shapes[0]) if need_a else None
-    gb = sum_to_shape(a.mT @ g, node.in_shapes[1]) if need_b else None
+    ga = sum_to_shape(apply(matmul, g, swap_last_two(b)), node.in_shapes[0]) if need_a else None
+    gb = sum_to_shape(apply(matmul, swap_last_two(a), g), node.in_shapes[1]) if need_b else None
     return ga, gb

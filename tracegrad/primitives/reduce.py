@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes, ops
+from ..tensor import apply
 from .base import Primitive, quiet, reduced_shape, same_dtype
+from .movement import expand, reshape
 
 
 def _sum_dtype(in_dtypes, **attrs):
@@ -53,7 +55,10 @@ def keepdim_shape(node) -> tuple:
 
 def _expand_back(node, g):
     """Broadcast a reduction's cotangent back over the reduced axes."""
-    return g.reshape(keepdim_shape(node)).expand(node.in_shapes[0])
+    kept = keepdim_shape(node)
+    if g._data.shape != kept:
+        g = apply(reshape, g, shape=kept)
+    return apply(expand, g, shape=node.in_shapes[0]) if kept != node.in_shapes[0] else g
 
 
 @reduce_sum.defvjp
