@@ -81,3 +81,14 @@ def test_dump_errors_are_one_line_with_status_1(tmp_path):
 
 def test_bad_usage_exits_2():
     assert tracegrad("dump", "--stage", "nonsense", "x.py").returncode == 2
+
+
+def test_dump_an_example_at_every_stage():
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    out = tracegrad("dump", str(root / "examples" / "compile_explain.py"), cwd=root)
+    assert out.returncode == 0, out.stderr
+    sections = out.stdout.split("=== train_step (variant 0) · ")
+    assert [s.split(" ===")[0] for s in sections[1:]] == ["traced", "adjoint", "optimized", "kernel"]
+    traced, adjoint, optimized = sections[1], sections[2], sections[3]
+    assert "[adjoint]" not in traced and "[adjoint]" in adjoint and "writeback" in optimized
+    assert "'model.0.weight'" in optimized and "hyper 'lr'" in optimized

@@ -167,7 +167,7 @@ def test_golden_ir_of_a_small_graph():
 
     graph = tg.make_ir(f)(tg.ones(2, 3), tg.ones(3))
     assert graph.text(source_lines=False) == (
-        "graph f(%0: f32[2,3] data 'arg0', %1: f32[3] data 'arg1') {\n"
+        "graph f(%0: f32[2,3] data 'x', %1: f32[3] data 'w') {\n"
         "  %2 = mul %0, %1 : f32[2,3]\n"
         "  %3 = sum %2 {axes=(1,) keepdim=False} : f32[2]\n"
         "  return %3\n"
@@ -295,7 +295,7 @@ def test_golden_ir_of_a_step_with_backward_and_update():
 
     graph = tg.make_ir(g)(tg.ones(2))
     assert graph.text(source_lines=False) == (
-        "graph g(%0: f32[2] data 'arg0', %1: f32[2] parameter 'w', %4: f32[] constant =1.0) {\n"
+        "graph g(%0: f32[2] data 'x', %1: f32[2] parameter 'w', %4: f32[] constant =1.0) {\n"
         "  %2 = mul %0, %1 : f32[2]\n"
         "  %3 = sum %2 {axes=(0,) keepdim=False} : f32[]\n"
         "  %5 = reshape %4 {shape=(1,)} : f32[1]\n"

@@ -30,6 +30,7 @@ def test_traced_graph_matches_eager(name):
     graph = tg.make_ir(step)(*traced_inputs)
     verify(graph)
     arrays = [x.detach().numpy().copy() for x in inputs()]
-    got = run(graph, [v.const if v.role == "constant" else arrays[int(v.name[3:])] for v in graph.inputs])
+    by_name = dict(zip("abv", arrays))  # inputs are named after step's parameters
+    got = run(graph, [v.const if v.role == "constant" else by_name[v.name] for v in graph.inputs])
     for e, g in zip([t for t in eager if t is not None], got):
         np.testing.assert_allclose(g, e.detach().numpy(), rtol=1e-6, atol=1e-6)

@@ -37,9 +37,19 @@ def reachable_objects(fn, args: list) -> dict:
         for name in code.co_names:
             if name in globals_:
                 found.setdefault(name, globals_[name])
+    names = _parameter_names(inspect.unwrap(fn))
     for i, arg in enumerate(args):
-        found[f"arg{i}"] = arg
+        found[names[i] if i < len(names) else f"arg{i}"] = arg
     return found
+
+
+def _parameter_names(fn) -> list:
+    """Names of fn's positional parameters (argN where they can't be known)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def modules_and_optimizers(fn, args: list) -> tuple[list, list]:

@@ -5,7 +5,7 @@ from .. import dtypes
 from ..tensor import TRACE
 
 
-def hyperparameter(container, key):
+def hyperparameter(container, key, name: str | None = None):
     """container[key] (a Python number); while a step is traced, a graph input read at every call.
 
     Optimizers read lr, betas, eps and weight decay through this, so changing them (by hand or with a
@@ -13,7 +13,7 @@ def hyperparameter(container, key):
     """
     if TRACE.tracer is None:
         return container[key]
-    return TRACE.tracer.hyper(container, key, dtypes.get_default_dtype())
+    return TRACE.tracer.hyper(container, key, dtypes.get_default_dtype(), name or str(key))
 
 
 def hyperparameter_flag(container, key) -> bool:

@@ -115,7 +115,8 @@ class Tracer:
         else:
             index = self.arg_index.get(id(t))
             if index is not None:
-                v = self.graph.add_input(type_, "parameter" if t._requires_grad else "data", f"arg{index}")
+                v = self.graph.add_input(type_, "parameter" if t._requires_grad else "data",
+                                         self.names.get(id(t), f"arg{index}"))
                 self.sources[v.id] = ("arg", index)
             else:
                 v = self.graph.add_input(type_, "parameter" if t._requires_grad else "state", self.names.get(id(t), ""))
@@ -151,11 +152,11 @@ class Tracer:
         if id(t) in self.lifted:
             self.rebound[id(t)] = t
 
-    def hyper(self, container, key, dtype) -> Tensor:
+    def hyper(self, container, key, dtype, name: str) -> Tensor:
         """A hyperparameter (container[key], e.g. an optimizer's lr) as a graph input read at every call."""
         value = container[key]
         t = Tensor._make(np.array(value, dtype=dtype.np))
-        v = self.graph.add_input(Type(dtype, ()), "hyper", f"{key}")
+        v = self.graph.add_input(Type(dtype, ()), "hyper", name)
         self.sources[v.id] = ("hyper", (container, key))
         self.values[id(t)] = v
         self.keep.append(t)

@@ -26,7 +26,7 @@ class Adam(Optimizer):
 
     def _update_group(self, group: dict) -> None:
         lr, eps = self.hyper(group, "lr"), self.hyper(group, "eps")
-        beta1, beta2 = self.hyper(group["betas"], 0), self.hyper(group["betas"], 1)
+        beta1, beta2 = self.hyper(group["betas"], 0, "beta1"), self.hyper(group["betas"], 1, "beta2")
         for p in group["params"]:
             if p.grad is None:
                 continue

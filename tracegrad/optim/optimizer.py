@@ -78,9 +78,9 @@ class Optimizer:
         raise NotImplementedError
 
     @staticmethod
-    def hyper(group: dict, key: str):
+    def hyper(group, key, name: str | None = None):
         """A hyperparameter's value (a graph input while a step is traced)."""
-        return hyperparameter(group, key)
+        return hyperparameter(group, key, name)
 
     @staticmethod
     def flag(group: dict, key: str) -> bool:
