@@ -149,15 +149,16 @@ def _run_steps(prepared: Prepared, steps: int) -> tuple[np.ndarray, list[np.ndar
 
 @dataclass(frozen=True)
 class TimingPlan:
-    """How long to measure: warm-up steps, rounds, and the wall time of one timed block."""
+    """How long to measure: warm-up steps, rounds of blocks, the wall time of one block, process rounds."""
 
     warmup_steps: int
-    rounds: int
+    rounds: int  # timed blocks per implementation in one process
     block_seconds: float
+    process_rounds: int  # isolated mode: how often every implementation gets a fresh process
 
 
-FULL = TimingPlan(warmup_steps=20, rounds=41, block_seconds=0.01)
-QUICK = TimingPlan(warmup_steps=5, rounds=5, block_seconds=0.002)
+FULL = TimingPlan(warmup_steps=20, rounds=41, block_seconds=0.01, process_rounds=3)
+QUICK = TimingPlan(warmup_steps=5, rounds=5, block_seconds=0.002, process_rounds=1)
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,22 @@ class Timing:
     p10_s: float
     p90_s: float
     steps_timed: int
+    samples_s: tuple[float, ...]  # seconds per step of each timed block, in the order they ran
+
+
+def summarize(samples_s: list[float], steps_timed: int) -> Timing:
+    """The median, 10th and 90th percentile of per-step times measured over blocks."""
+    return Timing(median_s=float(np.median(samples_s)),
+                  p10_s=float(np.percentile(samples_s, 10)),
+                  p90_s=float(np.percentile(samples_s, 90)),
+                  steps_timed=steps_timed,
+                  samples_s=tuple(samples_s))
+
+
+def rotated(names: list[str], round_index: int) -> list[str]:
+    """`names` rotated left by `round_index`: round after round, each name runs in every position."""
+    shift = round_index % len(names) if names else 0
+    return names[shift:] + names[:shift]
 
 
 def measure(steps: dict[str, Callable[[], Any]], plan: TimingPlan) -> dict[str, Timing]:
@@ -183,14 +200,9 @@ def measure(steps: dict[str, Callable[[], Any]], plan: TimingPlan) -> dict[str, 
     per_step: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     for round_index in range(plan.rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
+        for name in rotated(names, round_index):
             per_step[name].append(_time_block(steps[name], block_sizes[name]) / block_sizes[name])
-    return {name: Timing(median_s=float(np.median(samples)),
-                         p10_s=float(np.percentile(samples, 10)),
-                         p90_s=float(np.percentile(samples, 90)),
-                         steps_timed=block_sizes[name] * plan.rounds)
-            for name, samples in per_step.items()}
+    return {name: summarize(samples, block_sizes[name] * plan.rounds) for name, samples in per_step.items()}
 
 
 def _block_size(step: Callable[[], Any], plan: TimingPlan) -> int:

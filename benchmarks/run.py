@@ -1,15 +1,19 @@
 """Benchmark tracegrad against hand-written NumPy and PyTorch: `python benchmarks/run.py --help`.
 
 Prints, for each workload, the median time of one training step for every
-implementation available here, measured interleaved in the same run, and its
-ratio to the NumPy and the PyTorch eager medians.
+implementation available here, and its ratio to the NumPy and the PyTorch
+eager medians. By default each implementation is timed in fresh processes of
+its own, because implementations sharing a process slow each other down
+(see README.md); `--in-process` times them interleaved in this one process.
 """
 
 import argparse
 import json
 import os
+import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
+from typing import Any, TextIO
 
 # Before anything imports PyTorch: its OpenMP threads spin while idle by
 # default, stealing CPU from whatever runs between its steps (here: the other
@@ -32,7 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="few, short rounds: a smoke test of the whole run, not numbers to quote")
     parser.add_argument("--json", metavar="PATH",
-                        help="also write the environment and results to PATH as JSON")
+                        help="also write the environment and results to PATH as JSON "
+                             "('-': the JSON alone to stdout, the tables to stderr)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="time all implementations interleaved in this one process instead of each in "
+                             "fresh processes of its own: quicker, but they slow each other down")
     parser.add_argument("--only", metavar="NAME", action="append",
                         help="run only this workload (e.g. W1); may be given more than once")
     parser.add_argument("--check", action="store_true",
@@ -41,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", metavar="IMPLEMENTATION",
                         help="instead of timing, profile this implementation (e.g. 'tracegrad eager') "
                              "and print the 15 functions with the most own time per step")
+    # Internal: what one process of the isolated mode runs (with --only, --json -).
+    parser.add_argument("--impl", metavar="IMPLEMENTATION", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -55,45 +65,149 @@ def selected_workloads(only: list[str] | None) -> list[harness.Workload]:
     return [by_key[name.lower()] for name in only]
 
 
-def run_check(workloads: list[harness.Workload]) -> bool:
+@dataclass(frozen=True)
+class WorkloadTimings:
+    """The timings of one workload's implementations, and why the others did not run."""
+
+    workload: harness.Workload
+    timings: dict[str, harness.Timing]
+    skipped: dict[str, str]  # implementation -> reason
+
+
+def run_check(workloads: list[harness.Workload], out: TextIO) -> bool:
     """Print how far each implementation is from numpy after 3 steps; return whether all agree."""
-    print("check: 3 steps from identical weights and data, compared with numpy (rtol 1e-4)")
+    print("check: 3 steps from identical weights and data, compared with numpy (rtol 1e-4)", file=out)
     all_ok = True
     for workload in workloads:
-        print(f"  {workload.key} (atol {workload.check_atol:g})")
+        print(f"  {workload.key} (atol {workload.check_atol:g})", file=out)
         for result in harness.check_agreement(workload):
             all_ok &= result.ok
             print(f"    {result.implementation:<20} max |loss diff| {result.max_loss_diff:.2e}"
-                  f"  max |weight diff| {result.max_weight_diff:.2e}  {'ok' if result.ok else 'MISMATCH'}")
-    print()
+                  f"  max |weight diff| {result.max_weight_diff:.2e}  {'ok' if result.ok else 'MISMATCH'}",
+                  file=out)
+    print(file=out)
     return all_ok
 
 
 def run_profile(workloads: list[harness.Workload], implementation: str) -> None:
     """Print a per-step profile of one implementation on each workload."""
-    for workload in workloads:
-        if implementation not in workload.implementations:
-            sys.exit(f"error: no implementation '{implementation}' in {workload.key}; "
-                     f"choose from {', '.join(workload.implementations)}")
+    for workload in only_implementation(workloads, implementation):
         prepared = workload.implementations[implementation](workload.make_problem())
         print(f"\n{workload.key} {implementation}: {workload.title}")
         print(harness.profile_steps(prepared.step))
 
 
-def run_timings(workloads: list[harness.Workload], plan: harness.TimingPlan) -> list[dict]:
-    """Time every available implementation of each workload; print the environment, then one table each."""
+def only_implementation(workloads: list[harness.Workload], implementation: str) -> list[harness.Workload]:
+    """The workloads with `implementation` as their only implementation."""
+    for workload in workloads:
+        if implementation not in workload.implementations:
+            sys.exit(f"error: no implementation '{implementation}' in {workload.key}; "
+                     f"choose from {', '.join(workload.implementations)}")
+    return [replace(workload, implementations={implementation: workload.implementations[implementation]})
+            for workload in workloads]
+
+
+def time_in_process(workloads: list[harness.Workload],
+                    plan: harness.TimingPlan) -> tuple[dict[str, Any], list[WorkloadTimings]]:
+    """Time every available implementation of each workload interleaved in this process."""
     prepared = [(workload, *harness.prepare(workload, workload.make_problem())) for workload in workloads]
-    print(harness.format_environment(harness.environment()))  # after preparing: it names what got imported
-    rows = []
-    for workload, built, skipped in prepared:
-        timings = harness.measure({name: implementation.step for name, implementation in built.items()}, plan)
-        print(f"\n{workload.key}  {workload.title}")
-        print(harness.format_table(timings))
-        for name, reason in skipped.items():
-            print(f"  ({name}: not run, {reason})")
-        for name, ratio in harness.ratios(timings).items():
-            rows.append({"workload": workload.key, "implementation": name, **asdict(timings[name]), **ratio})
-    return rows
+    environment = harness.environment()  # after preparing: it names what got imported
+    results = [WorkloadTimings(workload, harness.measure({name: p.step for name, p in built.items()}, plan), skipped)
+               for workload, built, skipped in prepared]
+    return environment, results
+
+
+def time_isolated(workloads: list[harness.Workload], plan: harness.TimingPlan,
+                  quick: bool) -> tuple[dict[str, Any], list[WorkloadTimings]]:
+    """Time each implementation of each workload in fresh processes, `plan.process_rounds` rounds.
+
+    Every round runs one process per (workload, implementation), the
+    implementations in an order rotated every round; the samples of all
+    rounds are pooled into one timing per implementation.
+    """
+    rows: dict[tuple[str, str], list[dict]] = {}  # (workload, implementation) -> one result row per process
+    skipped: dict[tuple[str, str], str] = {}
+    environments = []
+    for round_index in range(plan.process_rounds):
+        for workload in workloads:
+            names = [name for name in workload.implementations if (workload.key, name) not in skipped]
+            for name in harness.rotated(names, round_index):
+                report = run_in_fresh_process(workload.key, name, quick)
+                environments.append(report["environment"])
+                for row in report["results"]:
+                    rows.setdefault((workload.key, name), []).append(row)
+                for row in report["skipped"]:
+                    skipped[workload.key, name] = row["reason"]
+    environment = harness.environment()
+    for child_environment in environments:  # adds what only the children imported (tracegrad, torch)
+        for key, value in child_environment.items():
+            environment.setdefault(key, value)
+    results = [WorkloadTimings(workload,
+                               {name: pooled(rows[workload.key, name])
+                                for name in workload.implementations if (workload.key, name) in rows},
+                               {name: reason for (key, name), reason in skipped.items() if key == workload.key})
+               for workload in workloads]
+    return environment, results
+
+
+def pooled(rows: list[dict]) -> harness.Timing:
+    """One timing from the samples of several processes' result rows."""
+    return harness.summarize([sample for row in rows for sample in row["samples_s"]],
+                             sum(row["steps_timed"] for row in rows))
+
+
+def run_in_fresh_process(workload_key: str, implementation: str, quick: bool) -> dict[str, Any]:
+    """Time one implementation of one workload with this script in a new Python process; return its JSON report.
+
+    The child inherits this process's environment, so OMP_WAIT_POLICY and the
+    thread-count variables are the same in every child.
+    """
+    command = [sys.executable, os.path.abspath(__file__), "--only", workload_key, "--impl", implementation,
+               "--json", "-", *(["--quick"] if quick else [])]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        sys.exit(f"error: timing '{implementation}' on {workload_key} in its own process failed "
+                 f"(exit status {completed.returncode}); rerun with --in-process to see it directly. "
+                 f"Its output:\n{completed.stderr}")
+    return json.loads(completed.stdout)
+
+
+def print_tables(mode: str, environment: dict[str, Any], results: list[WorkloadTimings],
+                 out: TextIO) -> tuple[list[dict], list[dict]]:
+    """Print the header and one table per workload; return the result rows and the skipped rows for JSON."""
+    print(harness.format_environment({"mode": mode, **environment}), file=out)
+    rows, skipped = [], []
+    for result in results:
+        print(f"\n{result.workload.key}  {result.workload.title}", file=out)
+        print(harness.format_table(result.timings), file=out)
+        for name, reason in result.skipped.items():
+            print(f"  ({name}: not run, {reason})", file=out)
+            skipped.append({"workload": result.workload.key, "implementation": name, "reason": reason})
+        for name, ratio in harness.ratios(result.timings).items():
+            rows.append({"workload": result.workload.key, "implementation": name,
+                         **asdict(result.timings[name]), **ratio})
+    return rows, skipped
+
+
+def measure(workloads: list[harness.Workload], plan: harness.TimingPlan,
+            args: argparse.Namespace) -> tuple[str, dict[str, Any], list[WorkloadTimings]]:
+    """Time the workloads in the mode the command line asks for; return the mode's description too."""
+    if args.impl:
+        return f"one implementation ({args.impl}) in this process", \
+            *time_in_process(only_implementation(workloads, args.impl), plan)
+    if args.in_process:
+        return "in-process: all implementations interleaved in one process", *time_in_process(workloads, plan)
+    return (f"isolated: each implementation in fresh processes of its own, "
+            f"{plan.process_rounds} round(s) in rotating order"), *time_isolated(workloads, plan, args.quick)
+
+
+def write_json(path: str, report: dict[str, Any]) -> None:
+    """Write `report` to the file `path`, or to stdout when `path` is '-'."""
+    if path == "-":
+        json.dump(report, sys.stdout, indent=2)
+        return
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(report, out, indent=2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,15 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         run_profile(workloads, args.profile)
         return 0
-    if args.check and not run_check(workloads):
-        print("check failed: the implementations above marked MISMATCH do not compute the same step")
+    out = sys.stderr if args.json == "-" else sys.stdout  # `--json -` keeps stdout for the JSON alone
+    if args.check and not run_check(workloads, out):
+        print("check failed: the implementations above marked MISMATCH do not compute the same step", file=out)
         return 1
     plan = harness.QUICK if args.quick else harness.FULL
-    rows = run_timings(workloads, plan)
+    mode, environment, results = measure(workloads, plan, args)
+    rows, skipped = print_tables(mode, environment, results, out)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            report = {"environment": harness.environment(), "plan": asdict(plan), "results": rows}
-            json.dump(report, out, indent=2)
+        write_json(args.json, {"mode": mode, "environment": environment, "plan": asdict(plan),
+                               "results": rows, "skipped": skipped})
     return 0
 
 
