@@ -1,6 +1,7 @@
 """The Tensor: a NumPy array plus autograd state, and ``apply``, where every primitive runs."""
 from __future__ import annotations
 
+import copy
 from typing import Callable, Sequence
 
 import numpy as np
@@ -346,10 +347,12 @@ class Tensor:
             raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the "
                                "deepcopy protocol at the moment. Use detach() or clone() first.")
         t = type(self)._make(self._data.copy(), self._requires_grad)
+        memo[id(self)] = t
         if self._grad is not None:
             t._grad = self._grad.__deepcopy__(memo)
-        t.__dict__.update({k: v for k, v in self.__dict__.items()})
-        memo[id(self)] = t
+        # Attributes users attached to the tensor come along; its own state (data, history) does not.
+        extras = {k: v for k, v in self.__dict__.items() if k not in _TENSOR_STATE}
+        t.__dict__.update(copy.deepcopy(extras, memo))
         return t
 
     # ---- in-place machinery -------------------------------------------------------------
@@ -427,6 +430,10 @@ _LEGACY_NAMES = {("f", 4): "FloatTensor", ("f", 8): "DoubleTensor", ("f", 2): "H
 def _legacy_kind(d: dtypes.dtype) -> str:
     return {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
             "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}[d.name]
+
+
+_TENSOR_STATE = {"_data", "_vc", "_requires_grad", "_grad", "grad_fn", "_output_nr", "_acc", "_inference", "_base",
+                 "_base_history", "_view_steps"}
 
 
 def _init(t: Tensor, arr: np.ndarray, requires_grad: bool) -> None:
