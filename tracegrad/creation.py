@@ -63,7 +63,9 @@ def arange(start, end=None, step=1, *, dtype=None, requires_grad: bool = False, 
     if dtype is None:
         dtype = dtypes.int64 if all(isinstance(v, (int, np.integer)) for v in values) else dtypes.get_default_dtype()
     d = dtypes.to_dtype(dtype)
-    count = max(0, math.ceil((values[1] - values[0]) / values[2]))
+    if (values[1] - values[0]) * values[2] < 0:
+        raise RuntimeError("upper bound and larger bound inconsistent with step sign")
+    count = math.ceil((values[1] - values[0]) / values[2])
     arr = (values[0] + np.arange(count, dtype=np.float64 if d.category == dtypes.FLOAT else np.int64) * values[2])
     return _finish(arr.astype(d.np), requires_grad)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 import collections
 import math
+import operator
 from typing import Sequence
 
 import numpy as np
@@ -108,14 +109,21 @@ def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
     return apply(E.div, *_float_operands(input, other, "div"))
 
 
+def _integer_division(prim, input, other) -> Tensor:
+    a, b = _promote(input, other, prim.name)
+    if a.dtype.category != dtypes.FLOAT and not np.all(b._data):
+        raise RuntimeError("ZeroDivisionError")  # integers have no inf: PyTorch raises this
+    return apply(prim, a, b)
+
+
 def floor_divide(input, other) -> Tensor:
     """Division rounded toward negative infinity."""
-    return _binary(E.floor_divide, input, other)
+    return _integer_division(E.floor_divide, input, other)
 
 
 def remainder(input, other) -> Tensor:
     """Python-style modulus (the sign of the divisor)."""
-    return _binary(E.remainder, input, other)
+    return _integer_division(E.remainder, input, other)
 
 
 def pow(input, exponent) -> Tensor:
@@ -873,9 +881,9 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     return cat([unsqueeze(t_, dim) for t_ in tensors], dim)
 
 
-def flip(input: Tensor, dims) -> Tensor:
-    """Reverse the order of elements along dims."""
-    axes = set(_axes(dims, input.ndim))
+def flip(input: Tensor, *dims) -> Tensor:
+    """Reverse the order of elements along dims (flip(0, 1) or flip((0, 1)))."""
+    axes = set(_axes(dims[0] if len(dims) == 1 else dims, input.ndim))
     key = tuple(("s", None, None, -1) if i in axes else ("s", None, None, None) for i in range(input.ndim))
     return apply(I.index, input, key=key)
 
@@ -941,17 +949,18 @@ def parse_key(key) -> tuple[tuple, tuple]:
             template.append(("e",))
         elif isinstance(item, (bool, np.bool_)):
             tensors.append(Tensor._make(np.array(bool(item))))
-            template.append(("t", len(tensors) - 1))
+            template.append(("m", len(tensors) - 1))
         elif isinstance(item, (int, np.integer)):
             template.append(("i", int(item)))
         elif isinstance(item, slice):
-            bounds = [None if v is None else int(v) for v in (item.start, item.stop, item.step)]
+            bounds = [None if v is None else operator.index(v) for v in (item.start, item.stop, item.step)]
             if bounds[2] is not None and bounds[2] <= 0:
                 raise ValueError("step must be greater than zero")
             template.append(("s", *bounds))
         elif isinstance(item, (Tensor, list, np.ndarray, range)):
             tensors.append(_index_tensor(list(item) if isinstance(item, range) else item))
-            template.append(("t", len(tensors) - 1))
+            # "m": a boolean mask, whose result size depends on its values; "t": integer indices
+            template.append(("m" if tensors[-1]._data.dtype == np.bool_ else "t", len(tensors) - 1))
         else:
             raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or byte Variables "
                              f"are valid indices (got {type(item).__name__})")
@@ -988,6 +997,9 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     if index.ndim > 1:
         raise IndexError("index_select(): Index is supposed to be a vector")
     dim = _wrap_dim(dim, input.ndim)
+    size = input._data.shape[dim] if input.ndim else 1
+    if index._data.size and (index._data.min() < 0 or index._data.max() >= size):
+        raise IndexError("index out of range in self")
     template, tensors = parse_key((slice(None),) * dim + (index.reshape(-1),))
     return apply(I.index, input, *tensors, key=template)
 
@@ -1000,7 +1012,7 @@ def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
     if index.ndim != input.ndim:
         raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
     size = input._data.shape[dim] if input.ndim else 1
-    if index._data.size and (index._data.max() >= size or index._data.min() < -size):
+    if index._data.size and (index._data.max() >= size or index._data.min() < 0):
         bad = index._data.max() if index._data.max() >= size else index._data.min()
         raise RuntimeError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
     for d in range(input.ndim):

@@ -72,8 +72,8 @@ def _operator(fn, reflected: bool = False, same_dtype_prim=None):
 
 
 for _dunder, _fn, _prim in [("add", ops.add, E.add), ("sub", ops.sub, None), ("mul", ops.mul, E.mul),
-                            ("truediv", ops.div, None), ("floordiv", ops.floor_divide, E.floor_divide),
-                            ("mod", ops.remainder, E.remainder), ("pow", ops.pow, E.pow),
+                            ("truediv", ops.div, None), ("floordiv", ops.floor_divide, None),
+                            ("mod", ops.remainder, None), ("pow", ops.pow, E.pow),
                             ("matmul", ops.matmul, None), ("and", ops.bitwise_and, None),
                             ("or", ops.bitwise_or, None), ("xor", ops.bitwise_xor, None)]:
     setattr(Tensor, f"__{_dunder}__", _operator(_fn, same_dtype_prim=_prim))

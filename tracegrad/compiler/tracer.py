@@ -128,7 +128,7 @@ class Tracer:
 
     def record(self, prim, inputs, attrs: dict, out: Tensor) -> None:
         """One primitive application: a node whose result the output tensor now holds."""
-        if prim.name == "index" and any(t._data.dtype == np.bool_ for t in inputs[1:]):
+        if prim.name == "index" and any(item[0] == "m" for item in attrs["key"]):
             self.unsupported("boolean-mask indexing (its result has a data-dependent shape)")
             return
         operands = [self.value(t) for t in inputs]

@@ -1,12 +1,13 @@
 """Neural network modules, losses, initializers and functional forms."""
 from . import functional, init, utils
-from .layers import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Dropout, Embedding, Flatten, GELU, Identity,
-                     L1Loss, LayerNorm, LeakyReLU, Linear, LogSoftmax, ModuleDict, ModuleList, MSELoss, NLLLoss, ReLU,
-                     Sequential, Sigmoid, SiLU, SmoothL1Loss, Softmax, Tanh)
+from .containers import ModuleDict, ModuleList, Sequential
+from .layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, ReLU,
+                     Sigmoid, SiLU, Softmax, Softplus, Tanh)
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss
 from .module import Module
 from .parameter import Parameter
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear", "Embedding", "LayerNorm",
-           "Dropout", "Flatten", "Identity", "ReLU", "Tanh", "Sigmoid", "SiLU", "GELU", "LeakyReLU", "Softmax",
-           "LogSoftmax", "MSELoss", "L1Loss", "SmoothL1Loss", "NLLLoss", "CrossEntropyLoss", "BCELoss",
+           "Dropout", "Flatten", "Identity", "ReLU", "Tanh", "Sigmoid", "SiLU", "GELU", "LeakyReLU", "Softplus",
+           "Softmax", "LogSoftmax", "MSELoss", "L1Loss", "SmoothL1Loss", "NLLLoss", "CrossEntropyLoss", "BCELoss",
            "BCEWithLogitsLoss", "functional", "init", "utils"]

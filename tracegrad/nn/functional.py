@@ -1,181 +1,334 @@
-"""Functional forms of layers and losses, composed from tracegrad ops (so they differentiate and trace)."""
+"""Functional forms of layers and losses.
+
+Everything here is composed from tracegrad tensor ops, never from NumPy arrays or hand-written backward
+code, so each function gets gradients (of any order) and compiles like any other op sequence. The
+compositions favour few ops, because each op costs Python overhead in eager mode.
+"""
 from __future__ import annotations
 
 import math
+import warnings
 
-from .. import ops
-from ..creation import rand_like
-from ..tensor import Tensor
+from .. import dtypes, ops
+from ..creation import arange, empty_like
+from ..tensor import Tensor, _legacy_kind
 
-softmax = ops.softmax
-log_softmax = ops.log_softmax
-relu = ops.relu
 sigmoid = ops.sigmoid
 tanh = ops.tanh
 
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+# ---- activations ----------------------------------------------------------------------------------
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(x, 0), elementwise."""
+    return input.relu_() if inplace else ops.relu(input)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x where x > 0, else negative_slope * x."""
+    out = ops.where(input > 0, input, input * negative_slope)
+    return input.copy_(out) if inplace else out
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x)."""
+    out = input * input.sigmoid()
+    return input.copy_(out) if inplace else out
+
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
-    """GELU: x * Phi(x), exactly (erf) or with the tanh approximation."""
+    """x * Phi(x): exactly with erf ('none'), or with the tanh approximation ('tanh')."""
+    if approximate == "none":
+        return input * 0.5 * ((input * (1.0 / math.sqrt(2.0))).erf() + 1.0)
     if approximate == "tanh":
-        inner = math.sqrt(2.0 / math.pi) * (input + 0.044715 * input * input * input)
-        return 0.5 * input * (1.0 + inner.tanh())
-    if approximate != "none":
-        raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
-    return 0.5 * input * (1.0 + (input * (1.0 / math.sqrt(2.0))).erf())
-
-
-def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    """x where x > 0, else negative_slope * x."""
-    return ops.where(input > 0, input, input * negative_slope)
-
-
-def silu(input: Tensor) -> Tensor:
-    """x * sigmoid(x)."""
-    return input * input.sigmoid()
+        inner = (input * input * 0.044715 + 1.0) * input * math.sqrt(2.0 / math.pi)
+        return input * 0.5 * (inner.tanh() + 1.0)
+    raise RuntimeError(f"approximate argument must be either none or tanh, got {approximate!r}")
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-    """log(1 + exp(beta * x)) / beta, linear above the threshold."""
-    scaled = input * beta
-    return ops.where(scaled > threshold, input, (ops.minimum(scaled, threshold).exp().log1p()) / beta)
+    """log(1 + exp(beta * x)) / beta; linear where beta * x > threshold."""
+    scaled = input if beta == 1 else input * beta
+    # The minimum keeps exp from overflowing in the branch that where() discards.
+    soft = ops.minimum(scaled, threshold).exp().log1p()
+    return ops.where(scaled > threshold, input, soft if beta == 1 else soft / beta)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """log(sigmoid(x)), computed without overflow."""
+    return -softplus(-input)
+
+
+def _softmax_dim(dim: int | None, ndim: int, name: str) -> int:
+    """dim, or the legacy implicit choice (with PyTorch's deprecation warning) when it is None."""
+    if dim is not None:
+        return dim
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to include dim=X "
+                  f"as an argument.", stacklevel=4)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """exp(x) normalized to sum to 1 over dim."""
+    return ops.softmax(input, _softmax_dim(dim, input.ndim, "softmax"), dtype=dtype)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """log(softmax(x)) over dim, computed stably (x - logsumexp(x))."""
+    return ops.log_softmax(input, _softmax_dim(dim, input.ndim, "log_softmax"), dtype=dtype)
+
+
+# ---- layers -------------------------------------------------------------------------------------
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias."""
     out = input @ weight.t()
-    return out + bias if bias is not None else out
+    return out if bias is None else out + bias
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
-    """Zero each element with probability p and scale the rest by 1/(1-p) (identity when not training)."""
+    """Zero each element with probability p and scale the rest by 1/(1-p); identity when not training."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return input
     if p == 1.0:
-        return input * 0.0
-    keep = (rand_like(input) >= p).to(input.dtype)
-    return input * keep * (1.0 / (1.0 - p))
+        return input.mul_(0.0) if inplace else input * 0.0
+    # The mask is built in place on a fresh tensor, so only the final multiplication is recorded.
+    mask = empty_like(input).bernoulli_(1.0 - p).div_(1.0 - p)
+    return input.mul_(mask) if inplace else input * mask
 
 
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
-    """Normalize over the last len(normalized_shape) dims, then scale and shift."""
+    """Normalize over the last len(normalized_shape) dims (biased variance), then scale and shift."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if tuple(input.shape[-len(shape):]) != shape:
+    if tuple(input.shape[input.ndim - len(shape):]) != shape or len(shape) > input.ndim:
         raise RuntimeError(f"Given normalized_shape={list(shape)}, expected input with shape [*, "
-                           f"{', '.join(map(str, shape))}], but got input of size {list(input.shape)}")
+                           f"{', '.join(map(str, shape))}], but got input of size{list(input.shape)}")
     dims = tuple(range(-len(shape), 0))
-    mean = input.mean(dims, keepdim=True)
-    centered = input - mean
-    var = (centered * centered).mean(dims, keepdim=True)
-    out = centered * (var + eps).rsqrt()
+    centered = input - input.mean(dims, keepdim=True)
+    variance = (centered * centered).mean(dims, keepdim=True)
+    out = centered * (variance + eps).rsqrt()
     if weight is not None:
         out = out * weight
-    if bias is not None:
-        out = out + bias
-    return out
+    return out if bias is None else out + bias
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
-    """Rows of weight picked by the integer indices in input."""
-    if input.dtype.is_floating_point:
+    """Rows of weight picked by the integer indices in input; the padding_idx row gets no gradient."""
+    if input.is_floating_point():
         raise RuntimeError("Expected tensor for argument #1 'indices' to have one of the following scalar types: "
                            "Long, Int; but got a floating tensor instead (while checking arguments for embedding)")
-    return weight[input]
+    out = weight[input]
+    if padding_idx is None:
+        return out
+    if padding_idx < 0:
+        padding_idx += weight.shape[0]
+    # Same values, but the padding positions come from a detached copy, so no gradient reaches that row.
+    return ops.where((input == padding_idx).unsqueeze(-1), out.detach(), out)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot encoding of class indices, in a new last dim of size num_classes (max + 1 if -1)."""
+    if tensor.dtype is not dtypes.int64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if tensor.numel() and bool((tensor < 0).any()):
+        raise RuntimeError("Class values must be non-negative.")
+    if num_classes == -1:
+        num_classes = int(tensor.max().item()) + 1 if tensor.numel() else 0
+    elif tensor.numel() and bool((tensor >= num_classes).any()):
+        raise RuntimeError("Class values must be smaller than num_classes.")
+    return (tensor.unsqueeze(-1) == arange(num_classes)).long()
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """input divided by its p-norm over dim (the norm clamped below at eps)."""
+    return input / input.norm(p, dim, keepdim=True).clamp_min(eps)
+
+
+# ---- losses ---------------------------------------------------------------------------------------
+
+
+def _reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
+    """The reduction to apply, honouring the deprecated size_average/reduce arguments like PyTorch."""
+    if size_average is not None or reduce is not None:
+        warnings.warn("size_average and reduce args will be deprecated, please use reduction instead.",
+                      stacklevel=3)
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = ("mean" if size_average else "sum") if reduce else "none"
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return reduction
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{reduction} is not a valid value for reduction")
+    return loss.sum() if reduction == "sum" else loss
 
 
-def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Mean squared error."""
+def _warn_if_broadcasting(input: Tensor, target: Tensor) -> None:
+    if target.shape != input.shape:
+        warnings.warn(f"Using a target size ({target.shape}) that is different to the input size ({input.shape}). "
+                      f"This will likely lead to incorrect results due to broadcasting. Please ensure they have "
+                      f"the same size.", stacklevel=3)
+
+
+def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,
+             reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    """Mean squared error (optionally weighted elementwise)."""
+    reduction = _reduction(size_average, reduce, reduction)
+    _warn_if_broadcasting(input, target)
     diff = input - target
-    return _reduce(diff * diff, reduction)
+    loss = diff * diff
+    return _reduce(loss if weight is None else loss * weight, reduction)
 
 
-def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Mean absolute error."""
-    return _reduce((input - target).abs(), reduction)
+def l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,
+            reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    """Mean absolute error (optionally weighted elementwise)."""
+    reduction = _reduction(size_average, reduce, reduction)
+    _warn_if_broadcasting(input, target)
+    loss = (input - target).abs()
+    return _reduce(loss if weight is None else loss * weight, reduction)
 
 
-def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
-    """Huber-like loss: quadratic below beta, linear above."""
+def smooth_l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,
+                   reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """Quadratic (0.5 d^2 / beta) where |d| < beta, linear (|d| - beta/2) above."""
+    reduction = _reduction(size_average, reduce, reduction)
+    _warn_if_broadcasting(input, target)
     diff = (input - target).abs()
-    return _reduce(ops.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta), reduction)
+    if beta == 0.0:
+        return _reduce(diff, reduction)
+    return _reduce(ops.where(diff < beta, diff * diff * (0.5 / beta), diff - 0.5 * beta), reduction)
 
 
-def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
-             reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of class indices given log-probabilities (classes in dim 1)."""
-    if target.dtype.is_floating_point:
-        raise RuntimeError("expected scalar type Long but found Float")
-    if input.ndim == 1:
-        input, target = input.unsqueeze(0), target.unsqueeze(0)
-    if input.shape[0] != target.shape[0]:
+def _class_dim(input: Tensor) -> int:
+    """Where the classes are: dim 0 for a single unbatched sample, else dim 1."""
+    return 0 if input.ndim == 1 else 1
+
+
+def _check_class_targets(input: Tensor, target: Tensor, weight: Tensor | None) -> None:
+    """Raise like PyTorch unless target holds one int64 class index per sample (and weight one per class)."""
+    if target.dtype is not dtypes.int64:
+        raise RuntimeError(f"expected scalar type Long but found {_legacy_kind(target.dtype)}")
+    if input.ndim == 0:
+        raise ValueError("Expected 1 or more dimensions (got 0)")
+    if input.ndim > 1 and target.ndim > 0 and target.shape[0] != input.shape[0]:
         raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target batch_size "
                          f"({target.shape[0]}).")
+    expected = (input.shape[0],) + tuple(input.shape[2:]) if input.ndim > 1 else ()
+    if tuple(target.shape) != expected:
+        raise RuntimeError(f"Expected target size {list(expected)}, got {list(target.shape)}")
+    classes = input.shape[_class_dim(input)]
+    if weight is not None and tuple(weight.shape) != (classes,):
+        raise RuntimeError(f"weight tensor should be defined either for all {classes} classes or no classes but got "
+                           f"weight tensor of shape: {list(weight.shape)}")
+
+
+def _pick(values: Tensor, target: Tensor) -> Tensor:
+    """values[..., target, ...] along the class dim: one entry per sample."""
+    dim = _class_dim(values)
+    return values.gather(dim, target.unsqueeze(dim)).squeeze(dim)
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
+             ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of class indices given log-probabilities (classes in dim 1, or 0 unbatched).
+
+    With 'mean', the sum is divided by the total weight of the non-ignored targets, like PyTorch.
+    """
+    reduction = _reduction(size_average, reduce, reduction)
+    _check_class_targets(input, target, weight)
     if weight is None and not bool((target == ignore_index).any()):
-        # The common case, in few ops. (bool() of a tensor is a guard when the step is compiled.)
-        return _reduce(-input.gather(1, target.unsqueeze(1)).squeeze(1), reduction)
+        # The common case, in few ops (bool() of a tensor becomes a guard when the step is compiled).
+        return _reduce(-_pick(input, target), reduction)
     valid = target != ignore_index
-    safe_target = ops.where(valid, target, 0)
-    picked = -input.gather(1, safe_target.unsqueeze(1)).squeeze(1)
-    w = valid.to(input.dtype) if weight is None else weight[safe_target] * valid.to(input.dtype)
-    loss = picked * w
+    safe_target = ops.where(valid, target, 0)  # ignored entries may hold any value, e.g. -100
+    sample_weight = valid.to(input.dtype) if weight is None else weight[safe_target] * valid
+    loss = -_pick(input, safe_target) * sample_weight
     if reduction == "mean":
-        return loss.sum() / w.sum()
+        return loss.sum() / sample_weight.sum()
     return _reduce(loss, reduction)
 
 
-def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
-                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
-    """log_softmax over dim 1 followed by nll_loss (class indices) or by soft-target cross entropy."""
-    logp = input.log_softmax(1 if input.ndim > 1 else 0)
-    if target.dtype.is_floating_point:  # class probabilities
-        if label_smoothing:
-            target = target * (1 - label_smoothing) + label_smoothing / input.shape[1 if input.ndim > 1 else 0]
-        per = logp * target if weight is None else logp * target * _class_view(weight, logp)
-        return _reduce(-per.sum(1 if input.ndim > 1 else 0), reduction)
-    loss = nll_loss(logp, target, weight, ignore_index, reduction)
-    if not label_smoothing:
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
+                  ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """log_softmax over the class dim, then nll_loss (class indices) or soft-target cross entropy.
+
+    A target with the input's shape holds class probabilities; otherwise it holds class indices.
+    """
+    reduction = _reduction(size_average, reduce, reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    dim = _class_dim(input)
+    log_probs = input.log_softmax(dim)
+    if target.shape == input.shape:
+        return _soft_target_cross_entropy(log_probs, target, weight, reduction, label_smoothing)
+    loss = nll_loss(log_probs, target, weight, ignore_index=ignore_index, reduction=reduction)
+    if label_smoothing == 0.0:
         return loss
-    classes = input.shape[1 if input.ndim > 1 else 0]
-    smooth = -(logp if weight is None else logp * _class_view(weight, logp)).sum(1 if input.ndim > 1 else 0)
-    valid = (target != ignore_index).to(input.dtype)
-    smooth = smooth * valid
+    # Smoothing mixes in the loss against the uniform distribution, reduced with nll_loss's normalization.
+    valid = target != ignore_index
+    per_class = log_probs if weight is None else log_probs * _per_class(weight, log_probs)
+    smooth = -per_class.sum(dim) * valid
     if reduction == "mean":
-        denom = valid.sum() if weight is None else (weight[ops.where(target != ignore_index, target, 0)] * valid).sum()
-        smooth = smooth.sum() / denom
+        total_weight = valid.sum() if weight is None else (weight[ops.where(valid, target, 0)] * valid).sum()
+        smooth = smooth.sum() / total_weight
     else:
         smooth = _reduce(smooth, reduction)
-    return (1 - label_smoothing) * loss + label_smoothing / classes * smooth
+    return loss * (1.0 - label_smoothing) + smooth * (label_smoothing / input.shape[dim])
 
 
-def _class_view(weight: Tensor, like: Tensor) -> Tensor:
-    """A per-class weight shaped to broadcast over dim 1."""
-    return weight.reshape((1, -1) + (1,) * (like.ndim - 2)) if like.ndim > 1 else weight
+def _soft_target_cross_entropy(log_probs: Tensor, target: Tensor, weight: Tensor | None, reduction: str,
+                               label_smoothing: float) -> Tensor:
+    """-sum_c target_c * weight_c * log_prob_c per sample; 'mean' averages over samples (not weights)."""
+    if not target.is_floating_point():
+        raise RuntimeError(f"Expected floating point type for target with class probabilities, got "
+                           f"{_legacy_kind(target.dtype)}")
+    dim = _class_dim(log_probs)
+    if label_smoothing > 0.0:
+        target = target * (1.0 - label_smoothing) + label_smoothing / log_probs.shape[dim]
+    per_class = log_probs * target
+    if weight is not None:
+        per_class = per_class * _per_class(weight, log_probs)
+    return _reduce(-per_class.sum(dim), reduction)
+
+
+def _per_class(weight: Tensor, like: Tensor) -> Tensor:
+    """A per-class weight shaped to broadcast along like's class dim."""
+    return weight.reshape((-1,) + (1,) * (like.ndim - 2)) if like.ndim > 2 else weight
 
 
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                         size_average: bool | None = None, reduce: bool | None = None,
                          reduction: str = "mean") -> Tensor:
-    """-(t log p + (1 - t) log(1 - p)), with logs clamped at -100 like PyTorch."""
-    loss = -(target * input.log().clamp(min=-100) + (1 - target) * (1 - input).log().clamp(min=-100))
-    return _reduce(loss * weight if weight is not None else loss, reduction)
+    """-(t log p + (1 - t) log(1 - p)) on probabilities p, with the logs clamped at -100 like PyTorch."""
+    reduction = _reduction(size_average, reduce, reduction)
+    if target.shape != input.shape:
+        raise ValueError(f"Using a target size ({target.shape}) that is different to the input size "
+                         f"({input.shape}) is deprecated. Please ensure they have the same size.")
+    loss = -(target * input.log().clamp_min(-100.0) + (1.0 - target) * (1.0 - input).log().clamp_min(-100.0))
+    return _reduce(loss if weight is None else loss * weight, reduction)
 
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     size_average: bool | None = None, reduce: bool | None = None,
                                      reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
-    """Binary cross entropy on logits, computed stably."""
-    log_sig = -softplus(-input)          # log(sigmoid(x))
-    log_one_minus = -softplus(input)     # log(1 - sigmoid(x))
-    pos = target * log_sig * (pos_weight if pos_weight is not None else 1)
-    loss = -(pos + (1 - target) * log_one_minus)
-    return _reduce(loss * weight if weight is not None else loss, reduction)
+    """Binary cross entropy on logits x: (1 - t) x - (1 + (pos_weight - 1) t) log(sigmoid(x)), stably."""
+    reduction = _reduction(size_average, reduce, reduction)
+    if target.shape != input.shape:
+        raise ValueError(f"Target size ({target.shape}) must be the same as input size ({input.shape})")
+    log_sigmoid = logsigmoid(input)
+    if pos_weight is not None:
+        log_sigmoid = log_sigmoid * ((pos_weight - 1.0) * target + 1.0)
+    loss = (1.0 - target) * input - log_sigmoid
+    return _reduce(loss if weight is None else loss * weight, reduction)

@@ -1,127 +1,23 @@
-"""Layers, containers and loss modules: thin wrappers around nn.functional."""
+"""Layers: thin modules that hold parameters and settings and call nn.functional."""
 from __future__ import annotations
 
-import collections
 import math
-from typing import Iterable
 
-from .. import ops
-from ..creation import empty, ones
+from ..autograd.grad_mode import no_grad
+from ..creation import empty
 from ..tensor import Tensor
 from . import functional as F
 from . import init
 from .module import Module
 from .parameter import Parameter
 
-# ---- containers ---------------------------------------------------------------------------------
 
-
-class Sequential(Module):
-    """Modules applied one after the other; supports indexing, slicing, len and append."""
-
-    def __init__(self, *args) -> None:
-        super().__init__()
-        if len(args) == 1 and isinstance(args[0], collections.OrderedDict):
-            for name, m in args[0].items():
-                self.add_module(name, m)
-        else:
-            for i, m in enumerate(args):
-                self.add_module(str(i), m)
-
-    def forward(self, input):
-        """Apply each module in order."""
-        for m in self._modules.values():
-            input = m(input)
-        return input
-
-    def __getitem__(self, idx):
-        items = list(self._modules.items())
-        if isinstance(idx, slice):
-            return Sequential(collections.OrderedDict(items[idx]))
-        return items[idx][1]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module: Module) -> "Sequential":
-        """Add a module at the end."""
-        self.add_module(str(len(self)), module)
-        return self
-
-
-class ModuleList(Module):
-    """A list of modules, registered so their parameters are found."""
-
-    def __init__(self, modules: Iterable[Module] | None = None) -> None:
-        super().__init__()
-        for m in modules or ():
-            self.append(m)
-
-    def __getitem__(self, idx):
-        values = list(self._modules.values())
-        return ModuleList(values[idx]) if isinstance(idx, slice) else values[idx]
-
-    def __setitem__(self, idx: int, module: Module) -> None:
-        self.add_module(list(self._modules)[idx], module)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module: Module) -> "ModuleList":
-        """Add a module at the end."""
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules: Iterable[Module]) -> "ModuleList":
-        """Add modules at the end."""
-        for m in modules:
-            self.append(m)
-        return self
-
-
-class ModuleDict(Module):
-    """A dict of modules, registered so their parameters are found."""
-
-    def __init__(self, modules: dict | None = None) -> None:
-        super().__init__()
-        for name, m in (modules or {}).items():
-            self.add_module(name, m)
-
-    def __getitem__(self, key: str) -> Module:
-        return self._modules[key]
-
-    def __setitem__(self, key: str, module: Module) -> None:
-        self.add_module(key, module)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._modules
-
-    def keys(self):
-        """The names."""
-        return self._modules.keys()
-
-    def values(self):
-        """The modules."""
-        return self._modules.values()
-
-    def items(self):
-        """(name, module) pairs."""
-        return self._modules.items()
-
-
-# ---- layers -------------------------------------------------------------------------------------
+def _empty(*shape: int, device, dtype) -> Tensor:
+    """An uninitialized parameter tensor; the device must be the CPU."""
+    if device is not None:
+        from .. import device as check_device
+        check_device(device)
+    return empty(*shape, dtype=dtype)
 
 
 class Linear(Module):
@@ -130,9 +26,9 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(empty(out_features, in_features, dtype=dtype))
+        self.weight = Parameter(_empty(out_features, in_features, device=device, dtype=dtype))
         if bias:
-            self.bias = Parameter(empty(out_features, dtype=dtype))
+            self.bias = Parameter(_empty(out_features, device=device, dtype=dtype))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
@@ -141,7 +37,8 @@ class Linear(Module):
         """kaiming_uniform_(a=sqrt(5)) for the weight and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input: Tensor) -> Tensor:
@@ -153,79 +50,100 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    """A lookup table of num_embeddings vectors, initialized N(0, 1) (the padding row zero)."""
+    """A lookup table of num_embeddings vectors, initialized N(0, 1); the padding row is zero and not trained."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
-                 dtype=None) -> None:
+                 _weight: Tensor | None = None, _freeze: bool = False, device=None, dtype=None) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        if padding_idx is not None and padding_idx < 0:
-            padding_idx += num_embeddings
-        self.padding_idx = padding_idx
-        self.weight = Parameter(empty(num_embeddings, embedding_dim, dtype=dtype))
-        init.normal_(self.weight)
         if padding_idx is not None:
-            from ..autograd.grad_mode import no_grad
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise AssertionError("Padding_idx must be within num_embeddings")
+            padding_idx %= num_embeddings
+        self.padding_idx = padding_idx
+        if _weight is None:
+            self.weight = Parameter(_empty(num_embeddings, embedding_dim, device=device, dtype=dtype),
+                                    requires_grad=not _freeze)
+            self.reset_parameters()
+        else:
+            if tuple(_weight.shape) != (num_embeddings, embedding_dim):
+                raise AssertionError("Shape of weight does not match num_embeddings and embedding_dim")
+            self.weight = Parameter(_weight, requires_grad=not _freeze)
+
+    @classmethod
+    def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, padding_idx: int | None = None) -> Embedding:
+        """An Embedding whose table is embeddings (shared, not copied); frozen by default."""
+        if embeddings.ndim != 2:
+            raise AssertionError("Embeddings parameter is expected to be 2-dimensional")
+        rows, cols = embeddings.shape
+        return cls(rows, cols, padding_idx, _weight=embeddings, _freeze=freeze)
+
+    def reset_parameters(self) -> None:
+        """N(0, 1) entries, the padding row zero."""
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
             with no_grad():
-                self.weight[padding_idx].fill_(0)
+                self.weight[self.padding_idx].fill_(0)
 
     def forward(self, input: Tensor) -> Tensor:
-        """The rows picked by input; the padding row gets no gradient."""
-        out = F.embedding(input, self.weight)
-        if self.padding_idx is not None:
-            out = ops.where((input == self.padding_idx).unsqueeze(-1), out.detach(), out)
-        return out
+        """The rows picked by input."""
+        return F.embedding(input, self.weight, self.padding_idx)
 
     def extra_repr(self) -> str:
-        return f"{self.num_embeddings}, {self.embedding_dim}" + (
-            f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+        padding = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{padding}"
 
 
 class LayerNorm(Module):
-    """Normalize over the trailing normalized_shape dims, with a learned scale and shift."""
+    """Normalize over the trailing normalized_shape dims, then apply a learned scale (ones) and shift (zeros)."""
 
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
-                 dtype=None) -> None:
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, device=None, dtype=None) -> None:
         super().__init__()
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(ones(*self.normalized_shape, dtype=dtype))
-            if bias:
-                self.bias = Parameter(ops.zeros(*self.normalized_shape, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        shape = self.normalized_shape
+        self.register_parameter("weight", Parameter(_empty(*shape, device=device, dtype=dtype))
+                                if elementwise_affine else None)
+        self.register_parameter("bias", Parameter(_empty(*shape, device=device, dtype=dtype))
+                                if elementwise_affine and bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Scale 1 and shift 0."""
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         """layer_norm(input)."""
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
 
 
 class Dropout(Module):
-    """Zero elements with probability p while training; identity in eval mode."""
+    """Zero elements with probability p (scaling the rest by 1/(1-p)) while training; identity in eval mode."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = p
+        self.p, self.inplace = p, inplace
 
     def forward(self, input: Tensor) -> Tensor:
         """dropout(input, p, self.training)."""
-        return F.dropout(input, self.p, self.training)
+        return F.dropout(input, self.p, self.training, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, inplace=False"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 class Flatten(Module):
-    """Flatten dims start_dim..end_dim."""
+    """Flatten dims start_dim..end_dim into one."""
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
@@ -235,9 +153,12 @@ class Flatten(Module):
         """input.flatten(start_dim, end_dim)."""
         return input.flatten(self.start_dim, self.end_dim)
 
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
 
 class Identity(Module):
-    """Returns its input."""
+    """Returns its input (accepts and ignores any constructor arguments)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__()
@@ -247,21 +168,65 @@ class Identity(Module):
         return input
 
 
-def _activation(name: str, fn, doc: str):
+# ---- activations ----------------------------------------------------------------------------------
+
+
+class _InplaceActivation(Module):
+    """An activation with an inplace flag (shown in repr only when set, like PyTorch)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_InplaceActivation):
+    """max(x, 0), elementwise."""
+
     def forward(self, input: Tensor) -> Tensor:
-        return fn(input)
-    forward.__doc__ = doc
-    return type(name, (Module,), {"forward": forward, "__doc__": doc, "__init__": _plain_init})
+        """relu(input)."""
+        return F.relu(input, self.inplace)
 
 
-def _plain_init(self, inplace: bool = False) -> None:
-    Module.__init__(self)
+class SiLU(_InplaceActivation):
+    """x * sigmoid(x), elementwise."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """silu(input)."""
+        return F.silu(input, self.inplace)
 
 
-ReLU = _activation("ReLU", F.relu, "max(x, 0), elementwise.")
-Tanh = _activation("Tanh", F.tanh, "tanh(x), elementwise.")
-Sigmoid = _activation("Sigmoid", F.sigmoid, "1 / (1 + exp(-x)), elementwise.")
-SiLU = _activation("SiLU", F.silu, "x * sigmoid(x), elementwise.")
+class Tanh(Module):
+    """tanh(x), elementwise."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """tanh(input)."""
+        return input.tanh()
+
+
+class Sigmoid(Module):
+    """1 / (1 + exp(-x)), elementwise."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """sigmoid(input)."""
+        return input.sigmoid()
+
+
+class LeakyReLU(Module):
+    """x for x > 0, negative_slope * x otherwise."""
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        super().__init__()
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        """leaky_relu(input)."""
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
 
 class GELU(Module):
@@ -276,19 +241,22 @@ class GELU(Module):
         return F.gelu(input, self.approximate)
 
     def extra_repr(self) -> str:
-        return f"approximate='{self.approximate}'"
+        return f"approximate={self.approximate!r}"
 
 
-class LeakyReLU(Module):
-    """x for x > 0, negative_slope * x otherwise."""
+class Softplus(Module):
+    """log(1 + exp(beta * x)) / beta, linear above threshold."""
 
-    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()
-        self.negative_slope = negative_slope
+        self.beta, self.threshold = beta, threshold
 
     def forward(self, input: Tensor) -> Tensor:
-        """leaky_relu(input)."""
-        return F.leaky_relu(input, self.negative_slope)
+        """softplus(input)."""
+        return F.softplus(input, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
 
 
 class Softmax(Module):
@@ -300,7 +268,7 @@ class Softmax(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         """softmax(input, dim)."""
-        return F.softmax(input, self.dim if self.dim is not None else -1)
+        return F.softmax(input, self.dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -311,90 +279,4 @@ class LogSoftmax(Softmax):
 
     def forward(self, input: Tensor) -> Tensor:
         """log_softmax(input, dim)."""
-        return F.log_softmax(input, self.dim if self.dim is not None else -1)
-
-
-# ---- losses -------------------------------------------------------------------------------------
-
-
-class _Loss(Module):
-    def __init__(self, reduction: str = "mean") -> None:
-        super().__init__()
-        self.reduction = reduction
-
-
-class MSELoss(_Loss):
-    """Mean squared error."""
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """mse_loss(input, target)."""
-        return F.mse_loss(input, target, self.reduction)
-
-
-class L1Loss(_Loss):
-    """Mean absolute error."""
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """l1_loss(input, target)."""
-        return F.l1_loss(input, target, self.reduction)
-
-
-class SmoothL1Loss(_Loss):
-    """Quadratic below beta, linear above."""
-
-    def __init__(self, reduction: str = "mean", beta: float = 1.0) -> None:
-        super().__init__(reduction)
-        self.beta = beta
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """smooth_l1_loss(input, target)."""
-        return F.smooth_l1_loss(input, target, self.reduction, self.beta)
-
-
-class NLLLoss(_Loss):
-    """Negative log-likelihood of class indices given log-probabilities."""
-
-    def __init__(self, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean") -> None:
-        super().__init__(reduction)
-        self.weight, self.ignore_index = weight, ignore_index
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """nll_loss(input, target)."""
-        return F.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
-
-
-class CrossEntropyLoss(_Loss):
-    """log_softmax + nll_loss for class indices, or cross entropy with class probabilities."""
-
-    def __init__(self, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0) -> None:
-        super().__init__(reduction)
-        self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, label_smoothing
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """cross_entropy(input, target)."""
-        return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction, self.label_smoothing)
-
-
-class BCELoss(_Loss):
-    """Binary cross entropy on probabilities."""
-
-    def __init__(self, weight: Tensor | None = None, reduction: str = "mean") -> None:
-        super().__init__(reduction)
-        self.weight = weight
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """binary_cross_entropy(input, target)."""
-        return F.binary_cross_entropy(input, target, self.weight, self.reduction)
-
-
-class BCEWithLogitsLoss(_Loss):
-    """Binary cross entropy on logits."""
-
-    def __init__(self, weight: Tensor | None = None, reduction: str = "mean", pos_weight: Tensor | None = None) -> None:
-        super().__init__(reduction)
-        self.weight, self.pos_weight = weight, pos_weight
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """binary_cross_entropy_with_logits(input, target)."""
-        return F.binary_cross_entropy_with_logits(input, target, self.weight, self.reduction, self.pos_weight)
+        return F.log_softmax(input, self.dim)

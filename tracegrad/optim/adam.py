@@ -1,47 +1,50 @@
-"""Adam and AdamW, with PyTorch's single-tensor update rule."""
+"""Adam and AdamW, with PyTorch's single-tensor update rule (same formulas, same operation order)."""
 from __future__ import annotations
 
-from ..ops import maximum, zeros, zeros_like
+from typing import Iterable
+
+from ..ops import zeros, zeros_like
+from ..tensor import Tensor
 from .optimizer import Optimizer, step_value
 
 
 class Adam(Optimizer):
-    """Adam (weight decay added to the gradient); AdamW decouples it."""
+    """Adam; weight decay is added to the gradient (L2) unless decoupled_weight_decay (then it is AdamW)."""
 
-    decoupled_weight_decay = False
-
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
-                 amsgrad: bool = False, *, maximize: bool = False) -> None:
-        if lr < 0.0:
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
+                 amsgrad: bool = False, *, maximize: bool = False, decoupled_weight_decay: bool = False) -> None:
+        if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
-        if eps < 0.0:
+        if not 0.0 <= eps:
             raise ValueError(f"Invalid epsilon value: {eps}")
         for i, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
-        if weight_decay < 0.0:
+        if not 0.0 <= weight_decay:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, maximize=maximize))
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
 
     def _update_group(self, group: dict) -> None:
         lr, eps = self.hyper(group, "lr"), self.hyper(group, "eps")
         beta1, beta2 = self.hyper(group["betas"], 0, "beta1"), self.hyper(group["betas"], 1, "beta2")
+        amsgrad = self.flag(group, "amsgrad")
         for p in group["params"]:
             if p.grad is None:
                 continue
             grad = -p.grad if self.flag(group, "maximize") else p.grad
-            state = self.state.setdefault(p, {})
+            state = self.state[p]
             if not state:
-                state["step"] = zeros(())
+                state["step"] = zeros(())  # a float scalar tensor, like PyTorch
                 state["exp_avg"] = zeros_like(p)
                 state["exp_avg_sq"] = zeros_like(p)
-                if self.flag(group, "amsgrad"):
+                if amsgrad:
                     state["max_exp_avg_sq"] = zeros_like(p)
             state["step"].add_(1)
             if self.flag(group, "weight_decay"):
                 weight_decay = self.hyper(group, "weight_decay")
-                if self.decoupled_weight_decay:
+                if self.flag(group, "decoupled_weight_decay"):
                     p.mul_(1 - lr * weight_decay)
                 else:
                     grad = grad.add(p, alpha=weight_decay)
@@ -52,19 +55,20 @@ class Adam(Optimizer):
             bias_correction1 = 1 - beta1 ** step
             bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
             step_size = lr / bias_correction1
-            if self.flag(group, "amsgrad"):
-                state["max_exp_avg_sq"].copy_(maximum(state["max_exp_avg_sq"], exp_avg_sq))
-                denom = (state["max_exp_avg_sq"].sqrt() / bias_correction2_sqrt).add_(eps)
+            if amsgrad:
+                second_moment = state["max_exp_avg_sq"].maximum_(exp_avg_sq)
             else:
-                denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+                second_moment = exp_avg_sq
+            # (sqrt(v) / sqrt(bias_correction2)) + eps, built in one temporary.
+            denom = second_moment.sqrt().div_(bias_correction2_sqrt).add_(eps)
             p.addcdiv_(exp_avg, denom, value=-step_size)
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (default 0.01)."""
+    """Adam with decoupled weight decay (the parameter shrinks by lr * weight_decay each step; default 0.01)."""
 
-    decoupled_weight_decay = True
-
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
                  amsgrad: bool = False, *, maximize: bool = False) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)

@@ -1,14 +1,19 @@
 """Optimizer base: parameter groups, per-parameter state, zero_grad and state dicts."""
 from __future__ import annotations
 
+import collections
 import copy
+from typing import Callable, Iterable
 
+from ..autograd.grad_mode import enable_grad, no_grad
 from ..compiler.hyper import hyperparameter, hyperparameter_flag
 from ..nn.utils import zero_grad_
 from ..tensor import TRACE, Tensor
 
 
 class _Required:
+    """The default of a hyperparameter that every parameter group must give (e.g. a custom optimizer's lr)."""
+
     def __repr__(self) -> str:
         return "<required parameter>"
 
@@ -22,15 +27,18 @@ def step_value(step: Tensor):
 
 
 class Optimizer:
-    """Base class: holds param_groups (dicts of params and hyperparameters) and state per parameter."""
+    """Base class: holds param_groups (dicts of params and hyperparameters) and state per parameter.
 
-    def __init__(self, params, defaults: dict) -> None:
+    Subclasses implement _update_group(group), which runs under no_grad with in-place tensor ops.
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict], defaults: dict) -> None:
         self.defaults = defaults
-        self.state: dict = {}
-        self.param_groups: list = []
+        self.state: dict = collections.defaultdict(dict)  # parameter -> its state, created on its first step
+        self.param_groups: list[dict] = []
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
-                            "but got a Tensor")
+                            f"but got {type(params).__name__}")
         groups = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
@@ -40,14 +48,17 @@ class Optimizer:
             self.add_param_group(group)
 
     def add_param_group(self, param_group: dict) -> None:
-        """Add a group of parameters with its own hyperparameters (defaults fill the rest)."""
+        """Add a group of parameters with its own hyperparameters (the defaults fill in the rest)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
         group = dict(param_group)
         params = group["params"]
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
-        for p in group["params"]:
-            if not isinstance(p, Tensor):
-                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {type(p).__name__}")
-            if not p.is_leaf:
+        for param in group["params"]:
+            if not isinstance(param, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is "
+                                f"{type(param).__name__}")
+            if not param.is_leaf:
                 raise ValueError("can't optimize a non-leaf Tensor")
         for key, value in self.defaults.items():
             if value is required and key not in group:
@@ -62,9 +73,9 @@ class Optimizer:
         """Reset the gradients of every parameter (to None by default)."""
         zero_grad_((p for group in self.param_groups for p in group["params"]), set_to_none)
 
-    def step(self, closure=None):
-        """Update the parameters from their gradients (subclasses implement _update_group)."""
-        from ..autograd.grad_mode import enable_grad, no_grad
+    def step(self, closure: Callable[[], Tensor] | None = None):
+        """Update the parameters from their gradients; closure (if given) recomputes and returns the loss."""
+        self._step_called = True  # lets a learning-rate scheduler warn when it is stepped first
         loss = None
         if closure is not None:
             with enable_grad():
@@ -75,11 +86,11 @@ class Optimizer:
         return loss
 
     def _update_group(self, group: dict) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _update_group(group)")
 
     @staticmethod
     def hyper(group, key, name: str | None = None):
-        """A hyperparameter's value (a graph input while a step is traced)."""
+        """A hyperparameter's value (a graph input while a step is traced, so changing it never retraces)."""
         return hyperparameter(group, key, name)
 
     @staticmethod
@@ -90,38 +101,43 @@ class Optimizer:
     # ---- state dicts --------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """{'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]} like PyTorch."""
-        index, groups, start = {}, [], 0
+        """{'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]}, like PyTorch.
+
+        Parameters are numbered in group order; the state tensors are the live ones, not copies.
+        """
+        index_of, groups, start = {}, [], 0
         for group in self.param_groups:
             packed = {k: v for k, v in group.items() if k != "params"}
             packed["params"] = list(range(start, start + len(group["params"])))
-            for i, p in zip(packed["params"], group["params"]):
-                index[id(p)] = i
+            index_of.update((id(p), i) for i, p in zip(packed["params"], group["params"]))
             start += len(group["params"])
             groups.append(packed)
-        state = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index}
+        state = {index_of[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index_of}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore hyperparameters and state saved by state_dict (copies the tensors)."""
-        groups = state_dict["param_groups"]
-        if len(groups) != len(self.param_groups):
+        """Restore the hyperparameters and state saved by state_dict(); the state tensors are copied.
+
+        Floating-point state is cast to its parameter's dtype ('step' counters keep theirs).
+        """
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
-        for saved, group in zip(groups, self.param_groups):
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError("loaded state dict contains a parameter group that doesn't match the size of "
-                                 "optimizer's group")
-        params = [p for g in self.param_groups for p in g["params"]]
-        self.state = {}
-        for i, s in state_dict["state"].items():
-            p = params[int(i)]
-            self.state[p] = {k: (v.detach().clone().to(p.dtype) if isinstance(v, Tensor) and v.is_floating_point()
-                                 and k != "step" else v.detach().clone() if isinstance(v, Tensor) else copy.deepcopy(v))
-                             for k, v in s.items()}
-        for saved, group in zip(groups, self.param_groups):
-            for k, v in saved.items():
-                if k != "params":
-                    group[k] = v
+        if any(len(saved["params"]) != len(group["params"]) for saved, group in zip(saved_groups, self.param_groups)):
+            raise ValueError("loaded state dict contains a parameter group that doesn't match the size of "
+                             "optimizer's group")
+        param_of = {index: p for saved, group in zip(saved_groups, self.param_groups)
+                    for index, p in zip(saved["params"], group["params"])}
+        self.state = collections.defaultdict(dict)
+        for index, saved_state in state_dict["state"].items():
+            param = param_of.get(index)
+            self.state[param if param is not None else index] = {
+                key: _copy_state_value(value, param, cast=key != "step") for key, value in saved_state.items()}
+        for saved, group in zip(saved_groups, self.param_groups):
+            # The group dicts are updated, not replaced: a compiled step reads hyperparameters from them.
+            params = group["params"]
+            group.clear()
+            group.update(copy.deepcopy({k: v for k, v in saved.items() if k != "params"}), params=params)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -129,3 +145,13 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines.extend(f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params")
         return "\n".join(lines) + "\n)"
+
+
+def _copy_state_value(value, param: Tensor | None, cast: bool):
+    """A copy of one saved state entry; floating tensors are cast to param's dtype when cast is set."""
+    if not isinstance(value, Tensor):
+        return copy.deepcopy(value)
+    value = value.detach().clone()
+    if cast and param is not None and value.is_floating_point():
+        value = value.to(param.dtype)
+    return value

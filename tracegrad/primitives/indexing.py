@@ -2,7 +2,7 @@
 
 A key is a static template (hashable, part of the attributes) whose tensor positions refer to
 extra tensor inputs: ("s", start, stop, step) a slice, ("i", n) an integer, ("n",) None,
-("e",) Ellipsis, ("t", k) the k-th index tensor (integer or boolean).
+("e",) Ellipsis, ("t", k) the k-th index tensor of integers, ("m", k) the k-th boolean mask.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def build_key(key: tuple, arrays) -> tuple:
             out.append(slice(item[1], item[2], item[3]))
         elif tag == "i":
             out.append(item[1])
-        elif tag == "t":
+        elif tag == "t" or tag == "m":
             out.append(arrays[item[1]])
         elif tag == "n":
             out.append(None)
@@ -32,7 +32,7 @@ def build_key(key: tuple, arrays) -> tuple:
 
 def is_basic(key: tuple) -> bool:
     """True when the key has no index tensors (the result is a view)."""
-    return all(item[0] != "t" for item in key)
+    return all(item[0] not in "tm" for item in key)
 
 
 def _index_impl(x, *index_arrays, key):
@@ -43,6 +43,8 @@ def _index_impl(x, *index_arrays, key):
 
 
 def _index_shape(in_shapes, key):
+    if any(item[0] == "m" for item in key):
+        raise NotImplementedError("the result shape of boolean-mask indexing depends on the mask's values")
     return np.empty(in_shapes[0], dtype=np.bool_)[build_key(key, [np.zeros(s, np.int64) for s in in_shapes[1:]])].shape
 
 
@@ -90,7 +92,9 @@ def _index_put_vjp(node, g):
     key = node.attrs["key"]
     idx = node.saved_tensors()
     need_x, need_v = node.needs_input_grad[:2]
-    gx = index_put_apply(g, ops.zeros((), dtype=g.dtype), idx, key, accumulate=False) if need_x else None
+    gx = None
+    if need_x:  # an accumulating put adds to x (its gradient passes through); a plain put overwrites it
+        gx = g if node.attrs["accumulate"] else index_put_apply(g, ops.zeros((), dtype=g.dtype), idx, key, accumulate=False)
     gv = sum_to_shape(index_apply(g, idx, key), node.in_shapes[1]) if need_v else None
     return (gx, gv) + (None,) * len(idx)
 
@@ -117,10 +121,14 @@ def _along_axis_grid(index: np.ndarray, dim: int) -> tuple:
 
 
 def _gather_impl(x, idx, dim):
+    if x.ndim == 0:  # a scalar has one element along its only "dimension"
+        return x.copy()
     return x[_along_axis_grid(idx, dim)]
 
 
 def _scatter_add_impl(x, idx, src, dim):
+    if x.ndim == 0:
+        return x + src
     out = x.copy()
     np.add.at(out, _along_axis_grid(idx, dim), src)
     return out

@@ -1,28 +1,37 @@
-"""Datasets and a DataLoader that batches, shuffles (with tracegrad's generator) and drops the last batch."""
+"""Datasets, and a DataLoader that batches, shuffles (with tracegrad's global generator) and drops the last batch.
+
+Loading happens in the calling process; num_workers and pin_memory are accepted for compatibility only.
+"""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from .. import creation, ops
-from ..tensor import Tensor, tensor
+from ..dtypes import float64
+from ..tensor import Tensor, as_tensor, tensor
 
 
 class Dataset:
-    """Anything with __getitem__ and __len__."""
+    """Anything with __getitem__(index) and __len__()."""
 
-    def __getitem__(self, index):
-        raise NotImplementedError
+    def __getitem__(self, index: int):
+        raise NotImplementedError(f"{type(self).__name__} must implement __getitem__")
 
     def __len__(self) -> int:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement __len__")
 
 
 class TensorDataset(Dataset):
-    """Samples are the index-th rows of each tensor (all tensors share their first dimension)."""
+    """Sample i is the tuple of the i-th rows of each tensor (all tensors share their first dimension)."""
 
     def __init__(self, *tensors: Tensor) -> None:
         if any(t.shape[0] != tensors[0].shape[0] for t in tensors):
-            raise ValueError("Size mismatch between tensors")
+            raise ValueError("Size mismatch between tensors: every tensor needs the same size in dim 0, got "
+                             + ", ".join(str(t.shape[0]) for t in tensors))
         self.tensors = tensors
 
     def __getitem__(self, index):
@@ -32,70 +41,10 @@ class TensorDataset(Dataset):
         return self.tensors[0].shape[0]
 
 
-def default_collate(batch: list):
-    """Stack tensors, turn numbers into tensors, and collate tuples/lists/dicts field by field."""
-    first = batch[0]
-    if isinstance(first, Tensor):
-        return ops.stack(batch)
-    if isinstance(first, (int, float, bool)):
-        return tensor(batch)
-    if isinstance(first, dict):
-        return {k: default_collate([b[k] for b in batch]) for k in first}
-    if isinstance(first, (tuple, list)):
-        return type(first)(default_collate(list(items)) for items in zip(*batch)) if isinstance(first, tuple) \
-            else [default_collate(list(items)) for items in zip(*batch)]
-    return batch
-
-
-class DataLoader:
-    """Iterate a dataset in batches (optionally shuffled each epoch)."""
-
-    def __init__(self, dataset, batch_size: int | None = 1, shuffle: bool = False, drop_last: bool = False,
-                 collate_fn=None, **unused) -> None:
-        if batch_size is not None and batch_size <= 0:
-            raise ValueError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
-        self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, shuffle, drop_last
-        self.collate_fn = collate_fn or default_collate
-
-    def __len__(self) -> int:
-        n = len(self.dataset)
-        if self.batch_size is None:
-            return n
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def __iter__(self):
-        n = len(self.dataset)
-        order = creation.randperm(n).tolist() if self.shuffle else list(range(n))
-        if self.batch_size is None:
-            for i in order:
-                yield self.dataset[i]
-            return
-        for start in range(0, n, self.batch_size):
-            indices = order[start:start + self.batch_size]
-            if len(indices) < self.batch_size and self.drop_last:
-                return
-            if isinstance(self.dataset, TensorDataset) and self.collate_fn is default_collate:
-                index = tensor(indices)  # one gather per tensor instead of a stack of rows
-                yield tuple(t[index] for t in self.dataset.tensors)
-            else:
-                yield self.collate_fn([self.dataset[i] for i in indices])
-
-
-def random_split(dataset, lengths: list) -> list:
-    """Split into non-overlapping random subsets of the given lengths."""
-    if sum(lengths) != len(dataset):
-        raise ValueError("Sum of input lengths does not equal the length of the input dataset!")
-    order, out, start = creation.randperm(len(dataset)).tolist(), [], 0
-    for n in lengths:
-        out.append(Subset(dataset, order[start:start + n]))
-        start += n
-    return out
-
-
 class Subset(Dataset):
     """The samples of a dataset at the given indices."""
 
-    def __init__(self, dataset, indices: list) -> None:
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
         self.dataset, self.indices = dataset, indices
 
     def __getitem__(self, index):
@@ -103,3 +52,100 @@ class Subset(Dataset):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def random_split(dataset: Dataset, lengths: Sequence[int | float]) -> list[Subset]:
+    """Split into non-overlapping random subsets of the given lengths (or fractions summing to 1)."""
+    n = len(dataset)
+    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+        lengths = _lengths_from_fractions(lengths, n)
+    if sum(lengths) != n:
+        raise ValueError("Sum of input lengths does not equal the length of the input dataset!")
+    order = creation.randperm(n).tolist()
+    subsets, start = [], 0
+    for length in lengths:
+        subsets.append(Subset(dataset, order[start:start + length]))
+        start += length
+    return subsets
+
+
+def _lengths_from_fractions(fractions: Sequence[float], n: int) -> list[int]:
+    """floor(n * fraction) each, the remainder handed out one by one from the first subset on (like PyTorch)."""
+    for i, fraction in enumerate(fractions):
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"Fraction at index {i} is not between 0 and 1")
+    lengths = [math.floor(n * fraction) for fraction in fractions]
+    for i in range(n - sum(lengths)):
+        lengths[i % len(lengths)] += 1
+    return lengths
+
+
+def default_collate(batch: list):
+    """Merge a list of samples into a batch: stack tensors and arrays, turn numbers into tensors,
+    and collate tuples, lists and dicts field by field (tuples and lists become lists, like PyTorch)."""
+    first = batch[0]
+    if isinstance(first, Tensor):
+        return ops.stack(batch)
+    if isinstance(first, np.ndarray):
+        return ops.stack([as_tensor(b) for b in batch])
+    if isinstance(first, np.number | np.bool_):
+        return as_tensor(np.array(batch))
+    if isinstance(first, float):
+        return tensor(batch, dtype=float64)
+    if isinstance(first, int):  # bool too: a bool tensor
+        return tensor(batch)
+    if isinstance(first, str | bytes):
+        return batch
+    if isinstance(first, Mapping):
+        return {key: default_collate([sample[key] for sample in batch]) for key in first}
+    if isinstance(first, tuple) and hasattr(first, "_fields"):  # a namedtuple keeps its type
+        return type(first)(*(default_collate(list(field)) for field in zip(*batch)))
+    if isinstance(first, Sequence):
+        if any(len(sample) != len(first) for sample in batch):
+            raise RuntimeError("each element in list of batch should be of equal size")
+        return [default_collate(list(field)) for field in zip(*batch)]
+    raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, numbers, dicts or lists; "
+                    f"found {type(first).__name__}")
+
+
+class DataLoader:
+    """Iterate over a dataset in batches, optionally reshuffled at every epoch.
+
+    batch_size=None yields single samples without collation.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = None,
+                 num_workers: int = 0, collate_fn: Callable[[list], Any] | None = None, pin_memory: bool = False,
+                 drop_last: bool = False) -> None:
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
+            raise ValueError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
+        if num_workers < 0:
+            raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable "
+                             "multiprocessing.")
+        self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, bool(shuffle), drop_last
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.collate_fn = collate_fn if collate_fn is not None else default_collate
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        if self.batch_size is None:
+            return n
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator:
+        n = len(self.dataset)
+        order = creation.randperm(n).tolist() if self.shuffle else list(range(n))
+        if self.batch_size is None:
+            for i in order:
+                yield self.dataset[i]
+            return
+        stop = n - n % self.batch_size if self.drop_last else n
+        for start in range(0, stop, self.batch_size):
+            yield self._batch(order[start:start + self.batch_size])
+
+    def _batch(self, indices: list[int]):
+        if isinstance(self.dataset, TensorDataset) and self.collate_fn is default_collate:
+            # One gather per tensor instead of indexing rows one by one and stacking them: same result.
+            index = tensor(indices)
+            return [t[index] for t in self.dataset.tensors]
+        return self.collate_fn([self.dataset[i] for i in indices])
