@@ -29,11 +29,13 @@ class Adam(Optimizer):
     def _update_group(self, group: dict) -> None:
         lr, eps = self.hyper(group, "lr"), self.hyper(group, "eps")
         beta1, beta2 = self.hyper(group["betas"], 0, "beta1"), self.hyper(group["betas"], 1, "beta2")
-        amsgrad = self.flag(group, "amsgrad")
+        amsgrad, maximize = self.flag(group, "amsgrad"), self.flag(group, "maximize")
+        weight_decay = self.hyper(group, "weight_decay") if self.flag(group, "weight_decay") else None
+        decoupled = self.flag(group, "decoupled_weight_decay")
         for p in group["params"]:
             if p.grad is None:
                 continue
-            grad = -p.grad if self.flag(group, "maximize") else p.grad
+            grad = -p.grad if maximize else p.grad
             state = self.state[p]
             if not state:
                 state["step"] = zeros(())  # a float scalar tensor, like PyTorch
@@ -42,9 +44,8 @@ class Adam(Optimizer):
                 if amsgrad:
                     state["max_exp_avg_sq"] = zeros_like(p)
             state["step"].add_(1)
-            if self.flag(group, "weight_decay"):
-                weight_decay = self.hyper(group, "weight_decay")
-                if self.flag(group, "decoupled_weight_decay"):
+            if weight_decay is not None:
+                if decoupled:
                     p.mul_(1 - lr * weight_decay)
                 else:
                     grad = grad.add(p, alpha=weight_decay)

@@ -21,20 +21,26 @@ class SGD(Optimizer):
                                       nesterov=nesterov, maximize=maximize))
 
     def _update_group(self, group: dict) -> None:
+        # Read once per group: each read of a hyperparameter is a graph input in a traced step.
         lr = self.hyper(group, "lr")
+        maximize, nesterov = self.flag(group, "maximize"), self.flag(group, "nesterov")
+        weight_decay = self.hyper(group, "weight_decay") if self.flag(group, "weight_decay") else None
+        use_momentum = self.flag(group, "momentum")
+        if use_momentum:
+            momentum = self.hyper(group, "momentum")
+            keep = 1 - self.hyper(group, "dampening")
         for p in group["params"]:
             if p.grad is None:
                 continue
-            grad = -p.grad if self.flag(group, "maximize") else p.grad
-            if self.flag(group, "weight_decay"):
-                grad = grad.add(p, alpha=self.hyper(group, "weight_decay"))
-            if self.flag(group, "momentum"):
-                momentum = self.hyper(group, "momentum")
+            grad = -p.grad if maximize else p.grad
+            if weight_decay is not None:
+                grad = grad.add(p, alpha=weight_decay)
+            if use_momentum:
                 state = self.state.setdefault(p, {})
                 buf = state.get("momentum_buffer")
                 if buf is None:
                     buf = state["momentum_buffer"] = grad.clone().detach()
                 else:
-                    buf.mul_(momentum).add_(grad, alpha=1 - self.hyper(group, "dampening"))
-                grad = grad.add(buf, alpha=momentum) if self.flag(group, "nesterov") else buf
+                    buf.mul_(momentum).add_(grad, alpha=keep)
+                grad = grad.add(buf, alpha=momentum) if nesterov else buf
             p.add_(grad, alpha=-lr)
