@@ -6,6 +6,8 @@ extra tensor inputs: ("s", start, stop, step) a slice, ("i", n) an integer, ("n"
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import ops
@@ -113,9 +115,15 @@ def index_put_apply(x, values, idx: tuple, key: tuple, accumulate: bool):
 
 # ---- gather / scatter_add along one dimension ---------------------------------------------------
 
+@functools.lru_cache(maxsize=256)
+def _open_grid(shape: tuple) -> tuple:
+    """np.indices(shape, sparse=True), cached: a step gathers with the same shapes every time."""
+    return tuple(np.indices(shape, sparse=True))
+
+
 def _along_axis_grid(index: np.ndarray, dim: int) -> tuple:
     """Full NumPy index that picks index[i, j, ...] along ``dim`` and i, j, ... elsewhere."""
-    grid = list(np.indices(index.shape, sparse=True))
+    grid = list(_open_grid(index.shape))
     grid[dim] = index
     return tuple(grid)
 
