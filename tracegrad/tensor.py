@@ -536,15 +536,6 @@ def apply(prim, *inputs: Tensor, **attrs) -> Tensor:
 _new_tensor = object.__new__
 
 
-def as_tensor_arg(value, like: Tensor | None = None) -> Tensor:
-    """Wrap a Python number (or array-like) as a tensor for use as an op argument."""
-    if isinstance(value, Tensor):
-        return value
-    if like is not None and isinstance(value, (int, float, bool)):
-        return Tensor._make(np.array(value, dtype=like._data.dtype))
-    return tensor(value)
-
-
 # ---- tensors from data ------------------------------------------------------------------------
 
 def _infer_array(data, dtype) -> np.ndarray:

@@ -32,11 +32,6 @@ def build_key(key: tuple, arrays) -> tuple:
     return tuple(out)
 
 
-def is_basic(key: tuple) -> bool:
-    """True when the key has no index tensors (the result is a view)."""
-    return all(item[0] not in "tm" for item in key)
-
-
 def _index_impl(x, *index_arrays, key):
     if not index_arrays and ("e",) not in key:
         # A trailing Ellipsis makes NumPy return a 0-d view instead of a scalar copy (x[0] of a vector).
