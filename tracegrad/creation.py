@@ -97,6 +97,7 @@ class _RNG:
         self.gen = np.random.default_rng(0)
 
     def seed(self, value: int) -> None:
+        """Restart the generator from a seed."""
         self.seed_value = int(value)
         self.gen = np.random.default_rng(int(value))
 

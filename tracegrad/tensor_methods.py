@@ -317,12 +317,26 @@ def _iand(self: Tensor, other) -> Tensor:
 
 
 Tensor.__ior__, Tensor.__iand__ = _ior, _iand
-Tensor.new_zeros = lambda self, *size, dtype=None, requires_grad=False: ops.zeros(
-    *size, dtype=dtype or self.dtype, requires_grad=requires_grad)
-Tensor.new_ones = lambda self, *size, dtype=None, requires_grad=False: creation.ones(
-    *size, dtype=dtype or self.dtype, requires_grad=requires_grad)
-Tensor.new_full = lambda self, size, fill_value, dtype=None, requires_grad=False: creation.full(
-    size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad)
-Tensor.new_tensor = lambda self, data, dtype=None, requires_grad=False: __import__(
-    "tracegrad").tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+def new_zeros(self: Tensor, *size, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Zeros of the given size, with self's dtype unless given."""
+    return ops.zeros(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+
+def new_ones(self: Tensor, *size, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Ones of the given size, with self's dtype unless given."""
+    return creation.ones(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+
+def new_full(self: Tensor, size, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+    """fill_value everywhere, with self's dtype unless given."""
+    return creation.full(size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+
+def new_tensor(self: Tensor, data, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A new tensor from data, with self's dtype unless given."""
+    from .tensor import tensor
+    return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+
+Tensor.new_zeros, Tensor.new_ones, Tensor.new_full, Tensor.new_tensor = new_zeros, new_ones, new_full, new_tensor
 Tensor.new_empty = Tensor.new_zeros

@@ -115,19 +115,23 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def same_dtype(in_dtypes, **attrs):
+    """Dtype rule: the first input's dtype."""
     return in_dtypes[0]
 
 
 def bool_dtype(in_dtypes, **attrs):
+    """Dtype rule: bool (comparisons, predicates)."""
     from .. import dtypes
     return dtypes.bool_
 
 
 def elementwise_shape(in_shapes, **attrs):
+    """Shape rule: the broadcast of the input shapes."""
     return broadcast_shapes(*in_shapes)
 
 
 def reduced_shape(in_shapes, axes, keepdim, **attrs):
+    """Shape rule of reductions: the axes removed, or kept as size 1."""
     shape = in_shapes[0]
     if keepdim:
         return tuple(1 if i in axes else s for i, s in enumerate(shape))
