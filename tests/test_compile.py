@@ -321,3 +321,17 @@ def test_fusion_groups_chain_elementwise_ops_and_end_at_their_reduction():
     report = tg.explain(softmax_loss, tg.ones(4, 5))
     assert "fusion group: sub -> exp -> sum" in str(report)
 
+
+
+def test_rebinding_a_captured_global_retraces_instead_of_replaying_the_old_one():
+    namespace = {"tg": tg}
+    exec("w = tg.ones(3, 1)\n"
+         "def step(x):\n"
+         "    return (x @ w).sum()\n", namespace)
+    compiled = tg.compile(namespace["step"])
+    for _ in range(3):
+        compiled(X)
+    namespace["w"] = tg.ones(3, 1) * 2
+    expected = namespace["step"](X).item()
+    assert compiled(X).item() == pytest.approx(expected)
+    assert compiled.cache_info().entries >= 1

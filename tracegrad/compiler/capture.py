@@ -37,7 +37,7 @@ def reachable_objects(fn, args: list) -> dict:
         for name in code.co_names:
             if name in globals_:
                 found.setdefault(name, globals_[name])
-    names = _parameter_names(inspect.unwrap(fn))
+    names = _parameter_names(inspect.unwrap(fn)) if args else []
     for i, arg in enumerate(args):
         found[names[i] if i < len(names) else f"arg{i}"] = arg
     return found
@@ -50,6 +50,12 @@ def _parameter_names(fn) -> list:
     except (TypeError, ValueError):
         return []
     return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def captured_identity(fn) -> tuple:
+    """Which tensors, modules and optimizers fn reaches through its closure and globals, by identity."""
+    return tuple((name, id(obj)) for name, obj in reachable_objects(fn, []).items()
+                 if isinstance(obj, Tensor) or _is_module(obj) or _is_optimizer(obj))
 
 
 def modules_and_optimizers(fn, args: list) -> tuple[list, list]:

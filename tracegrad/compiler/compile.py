@@ -15,7 +15,7 @@ from ..autograd.grad_mode import is_grad_enabled
 from ..ir import GuardFailure, run, verify
 from ..ir.passes import optimize
 from ..tensor import Tensor
-from .capture import modules_and_optimizers, tensor_names
+from .capture import captured_identity, modules_and_optimizers, tensor_names
 from .tracer import Trace, Tracer, fill_outputs
 
 CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
@@ -70,6 +70,8 @@ def _difference(old, new) -> str:
             return f"argument {i} was {a[1:]}, now {b[1:]}"
     if old[2] != new[2]:
         return f"grad mode was {'on' if old[2] else 'off'}"
+    if old[3] != new[3]:
+        return "a captured tensor, module or optimizer was replaced"
     return "a module's training flag changed"
 
 
@@ -146,7 +148,7 @@ class CompiledFunction:
     def cache_clear(self) -> None:
         """Forget every traced variant and reset the counters."""
         self._variants: dict = {}
-        self._modules: list | None = None  # the modules the step reaches (their training flags are guarded)
+        self._modules: dict = {}  # what the step reaches -> its modules (their training flags are guarded)
         self._warmed: dict = {}  # signatures seen once (insertion ordered: the last is the previous one)
         self._eager: set = set()
         self._counts = collections.Counter()
@@ -162,10 +164,14 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)
         leaves: list = []
         structure = _flatten((args, kwargs), leaves)
-        if self._modules is None:
-            self._modules = modules_and_optimizers(self.fn, leaves)[0]
-        key = (structure, tuple(_leaf_key(x) for x in leaves), is_grad_enabled(),
-               tuple(m.training for m in self._modules))
+        leaf_keys = tuple(_leaf_key(x) for x in leaves)
+        # What the step reaches besides its arguments (closure cells, globals) is part of the signature:
+        # rebinding a global model must not replay a graph that captured the old one.
+        reached = (captured_identity(self.fn), tuple(k for k in leaf_keys if k[0] == "object"))
+        modules = self._modules.get(reached)
+        if modules is None:
+            modules = self._modules[reached] = modules_and_optimizers(self.fn, leaves)[0]
+        key = (structure, leaf_keys, is_grad_enabled(), reached, tuple(m.training for m in modules))
         if key in self._eager:
             return self.fn(*args, **kwargs)
         variants = self._variants.setdefault(key, [])
