@@ -25,20 +25,28 @@ def gradient(values: np.ndarray, step: int, index: int) -> np.ndarray | None:
     return (np.sin(values * (step + 1)) + 0.1 * values).astype(np.float32)
 
 
-def run_tracegrad(make_optimizer, steps=STEPS):
-    """Train tracegrad parameters with the scripted gradients; returns their values and the optimizer."""
-    params = [tracegrad.tensor(v, requires_grad=True) for v in initial_values()]
+def train(lib, make_optimizer, steps=STEPS, make_scheduler=None):
+    """Train lib's parameters on the scripted gradients; returns their values, the optimizer and the lrs seen."""
+    params = [lib.tensor(v, requires_grad=True) for v in initial_values()]
     opt = make_optimizer(params)
+    sched = make_scheduler(opt) if make_scheduler else None
+    lrs = []
     for step in range(steps):
         opt.zero_grad()
         for i, p in enumerate(params):
             g = gradient(p.detach().numpy(), step, i)
-            p.grad = None if g is None else tracegrad.tensor(g)
+            p.grad = None if g is None else lib.tensor(g)
         opt.step()
-    return [p.detach().numpy() for p in params], opt
+        if sched:
+            sched.step()
+            lrs.append(sched.get_last_lr())
+    return [p.detach().numpy().copy() for p in params], opt, lrs
 
 
-# ---- NumPy references: PyTorch's single-tensor algorithms, float32, same operation order ----------------
+def run_tracegrad(make_optimizer, steps=STEPS):
+    """Train tracegrad parameters with the scripted gradients; returns their values and the optimizer."""
+    values, opt, _ = train(tracegrad, make_optimizer, steps)
+    return values, opt
 
 
 def lerp(start, end, weight):
@@ -352,20 +360,10 @@ def test_scheduler_errors_and_order_warning():
 
 def run_library(lib, name, kwargs, scheduler=None):
     """Train with lib's optimizer on the scripted gradients; returns the parameters and the state dict."""
-    params = [lib.tensor(v, requires_grad=True) for v in initial_values()]
-    opt = getattr(lib.optim, name)([{"params": params[:1]}, {"params": params[1:], "lr": 0.03}], **kwargs)
-    sched = scheduler(lib, opt) if scheduler else None
-    lrs = []
-    for step in range(STEPS):
-        opt.zero_grad()
-        for i, p in enumerate(params):
-            g = gradient(p.detach().numpy(), step, i)
-            p.grad = None if g is None else lib.tensor(g)
-        opt.step()
-        if sched:
-            sched.step()
-            lrs.append(sched.get_last_lr())
-    return [p.detach().numpy().copy() for p in params], opt.state_dict(), lrs
+    def make(params):
+        return getattr(lib.optim, name)([{"params": params[:1]}, {"params": params[1:], "lr": 0.03}], **kwargs)
+    values, opt, lrs = train(lib, make, STEPS, (lambda o: scheduler(lib, o)) if scheduler else None)
+    return values, opt.state_dict(), lrs
 
 
 @pytest.mark.parametrize("name,kwargs", [
