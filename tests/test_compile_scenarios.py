@@ -10,6 +10,8 @@ from tracegrad import nn, optim
 from tracegrad.compiler import CompileWarning
 from tracegrad.utils.checkpoint import checkpoint
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test runs per compiling backend
+
 RNG = np.random.default_rng(0)
 BATCHES = [(torch.tensor(RNG.standard_normal((6, 4)).astype(np.float32)) * (1 if i % 3 else -1),
             torch.tensor(RNG.integers(0, 3, 6))) for i in range(12)]

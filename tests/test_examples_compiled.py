@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test runs per compiling backend
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py")
                   if re.search(r"^def \w*step\(", p.read_text(), re.M) and "torch.compile(" not in p.read_text())

@@ -58,6 +58,33 @@ def captured_identity(fn) -> tuple:
                  if isinstance(obj, Tensor) or _is_module(obj) or _is_optimizer(obj))
 
 
+class CaptureWatch:
+    """``captured_identity(fn)`` made cheap for repeated calls: recomputed only when a closure cell or
+    a global that fn names is rebound (compared by identity, which is what a call can check quickly)."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        target = inspect.unwrap(fn)
+        target = getattr(target, "__func__", target)
+        code = getattr(target, "__code__", None)
+        self.cells = tuple(target.__closure__ or ()) if code is not None else ()
+        self.globals = getattr(target, "__globals__", {}) if code is not None else {}
+        self.names = tuple(n for n in code.co_names if n in self.globals) if code is not None else ()
+        self.seen, self.identity = None, None
+
+    def __call__(self) -> tuple:
+        """The current captured identity of fn."""
+        try:
+            seen = tuple(id(c.cell_contents) for c in self.cells)
+        except ValueError:  # an empty cell: no shortcut
+            return captured_identity(self.fn)
+        g = self.globals
+        seen += tuple(id(g.get(n)) for n in self.names)
+        if seen != self.seen:
+            self.seen, self.identity = seen, captured_identity(self.fn)
+        return self.identity
+
+
 def modules_and_optimizers(fn, args: list) -> tuple[list, list]:
     """The modules (with submodules) and optimizers the step reaches, each once."""
     modules, optimizers, seen = [], [], set()

@@ -11,17 +11,18 @@ import warnings
 
 import numpy as np
 
+from .. import backends
 from ..autograd.grad_mode import is_grad_enabled
-from ..ir import GuardFailure, run, verify
+from ..ir import GuardFailure, verify
 from ..ir.passes import optimize
 from ..tensor import Tensor
-from .capture import captured_identity, modules_and_optimizers, tensor_names
+from .capture import CaptureWatch, modules_and_optimizers, tensor_names
 from .tracer import Trace, Tracer, fill_outputs
 
 CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
 
-BACKENDS = ("interpreter", "eager")
-PLANNED_BACKENDS = ("numba", "numba-parallel", "cuda")
+BACKENDS = backends.BACKENDS + ("eager",)
+PLANNED_BACKENDS = ("cuda",)
 
 
 LOG = logging.getLogger("tracegrad")
@@ -87,40 +88,68 @@ def _leaf_key(x) -> tuple:
 class Variant:
     """One traced graph with its guards, runnable on new arguments."""
 
-    def __init__(self, trace: Trace) -> None:
+    def __init__(self, trace: Trace, backend: str) -> None:
         self.trace = trace
         self.traced = copy.deepcopy(trace.graph)  # kept for dumps; the trace's graph gets optimized
         self.requires_grad = {vid: src[1]._requires_grad for vid, src in trace.sources.items() if src[0] == "ref"}
         self.pass_report = optimize(trace.graph)
         verify(trace.graph)
+        self.backend, self.fallback = backend, None
+        try:
+            self.execute = backends.prepare(backend, trace.graph)
+        except backends.Unsupported as reason:
+            # the graph still runs compiled, by the reference interpreter
+            self.backend, self.fallback = "interpreter", f"{backend} can't compile {trace.graph.name}: {reason}"
+            self.execute = backends.prepare("interpreter", trace.graph)
+        self.kernel_source = getattr(self.execute, "source", None)
+        self._plan_inputs()
+
+    def _plan_inputs(self) -> None:
+        """Precompute where each graph input comes from, so that a replay does no lookups."""
+        graph, sources = self.trace.graph, self.trace.sources
+        self.template = [v.const for v in graph.inputs]  # constants in place; the rest is filled per call
+        self.from_args, self.from_refs, self.from_hyper = [], [], []
+        for i, value in enumerate(graph.inputs):
+            if value.const is not None:
+                continue
+            kind, src = sources[value.id]
+            if kind == "arg":
+                self.from_args.append((i, src))
+            elif kind == "hyper":
+                self.from_hyper.append([i, src[0], src[1], value.type.dtype.np, None, None])
+            else:
+                self.from_refs.append((i, src, value, self.requires_grad[value.id]))
+        self.bumped = [sources[dst.id] for dst, _ in graph.writebacks]
+        # A kernel returns fresh arrays, the interpreter's may alias inputs or each other; two .grad
+        # tensors never share a buffer.
+        grad_outputs = [g[1] for _, g in self.trace.grads if g is not None and g[0] != "keep"]
+        fresh = getattr(self.execute, "fresh_outputs", False)
+        self.copied_grads = {k for k in grad_outputs if not fresh or grad_outputs.count(k) > 1}
 
     def run(self, leaves: list):
         """Replay on new arguments; GuardFailure (nothing modified) when an assumption fails."""
-        graph, arrays = self.trace.graph, []
         for container, key, expected in self.trace.flag_guards:
             if bool(container[key]) != expected:
                 raise GuardFailure(f"the hyperparameter flag {key!r}", expected, not expected)
-        for value in graph.inputs:
-            if value.const is not None:
-                arrays.append(value.const)
-                continue
-            kind, src = self.trace.sources[value.id]
-            if kind == "arg":
-                arrays.append(leaves[src]._data)
-            elif kind == "hyper":
-                container, key = src
-                arrays.append(np.array(container[key], dtype=value.type.dtype.np))
-            else:  # a captured tensor: it must still have the traced type and requires_grad flag
-                if src._data.shape != value.type.shape or src._data.dtype != value.type.dtype.np:
-                    raise GuardFailure(f"the type of captured tensor {value.name or value}", str(value.type),
-                                       f"{src.dtype}{list(src.shape)}")
-                if src._requires_grad != self.requires_grad[value.id]:
-                    raise GuardFailure(f"requires_grad of captured tensor {value.name or value}",
-                                       self.requires_grad[value.id], src._requires_grad)
-                arrays.append(src._data)
-        outputs = run(graph, arrays)
-        for value, _ in graph.writebacks:
-            kind, src = self.trace.sources[value.id]
+        arrays = self.template.copy()
+        for i, leaf in self.from_args:
+            arrays[i] = leaves[leaf]._data
+        for i, tensor, value, requires_grad in self.from_refs:
+            data = tensor._data  # a captured tensor must still have the traced type and requires_grad flag
+            if data.shape != value.type.shape or data.dtype != value.type.dtype.np:
+                raise GuardFailure(f"the type of captured tensor {value.name or value}", str(value.type),
+                                   f"{tensor.dtype}{list(tensor.shape)}")
+            if tensor._requires_grad != requires_grad:
+                raise GuardFailure(f"requires_grad of captured tensor {value.name or value}", requires_grad,
+                                   tensor._requires_grad)
+            arrays[i] = data
+        for hyper in self.from_hyper:  # [position, container, key, dtype, last value, its array]
+            number = hyper[1][hyper[2]]
+            if number != hyper[4] or hyper[5] is None:
+                hyper[4], hyper[5] = number, np.array(number, dtype=hyper[3])
+            arrays[hyper[0]] = hyper[5]
+        outputs = self.execute(arrays)
+        for kind, src in self.bumped:
             (leaves[src] if kind == "arg" else src)._vc[0] += 1
         for tensor, grad in self.trace.grads:
             if grad is None:
@@ -128,7 +157,8 @@ class Variant:
             elif grad[0] == "keep":
                 tensor._grad = grad[1]
             else:
-                tensor._grad = Tensor._make(outputs[grad[1]].copy())
+                array = outputs[grad[1]]
+                tensor._grad = Tensor._make(array.copy() if grad[1] in self.copied_grads else array)
         return fill_outputs(self.trace.output_tree, outputs)
 
 
@@ -137,12 +167,13 @@ class CompiledFunction:
 
     def __init__(self, fn, backend: str, fullgraph: bool, recompile_limit: int = 8) -> None:
         if backend in PLANNED_BACKENDS:
-            raise NotImplementedError(f"backend {backend!r} is not available yet; use backend='interpreter' "
-                                      f"(the NumPy reference) or backend='eager'")
+            raise NotImplementedError(f"backend {backend!r} is not available yet; use backend='numba' "
+                                      f"(CPU), 'interpreter' (the NumPy reference) or 'eager'")
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS + PLANNED_BACKENDS}")
         functools.update_wrapper(self, fn)
         self.fn, self.backend, self.fullgraph, self.recompile_limit = fn, backend, fullgraph, recompile_limit
+        self._captured = CaptureWatch(fn)
         self.cache_clear()
 
     def cache_clear(self) -> None:
@@ -167,7 +198,7 @@ class CompiledFunction:
         leaf_keys = tuple(_leaf_key(x) for x in leaves)
         # What the step reaches besides its arguments (closure cells, globals) is part of the signature:
         # rebinding a global model must not replay a graph that captured the old one.
-        reached = (captured_identity(self.fn), tuple(k for k in leaf_keys if k[0] == "object"))
+        reached = (self._captured(), tuple(k for k in leaf_keys if k[0] == "object"))
         modules = self._modules.get(reached)
         if modules is None:
             modules = self._modules[reached] = modules_and_optimizers(self.fn, leaves)[0]
@@ -216,7 +247,11 @@ class CompiledFunction:
                           stacklevel=3)
             return result
         start = time.perf_counter()
-        variant = Variant(tracer.finish(result))
+        variant = Variant(tracer.finish(result), self.backend)
+        if variant.fallback is not None:
+            LOG.info("%s: %s; the interpreter runs it", self.__name__, variant.fallback)
+            warnings.warn(f"tracegrad.compile: {variant.fallback}; the interpreter runs this variant",
+                          CompileWarning, stacklevel=3)
         LOG.info("%s: compiled variant %d (%d nodes, passes %s) in %.1f ms", self.__name__, len(self._variants[key]),
                  len(variant.trace.graph.nodes), variant.pass_report, 1e3 * (time.perf_counter() - start))
         self._variants[key].append(variant)
@@ -234,8 +269,17 @@ class CompiledFunction:
         return self.fn(*args, **kwargs)
 
 
-def compile(fn=None, *, backend: str = "interpreter", fullgraph: bool = False, **options):
+DEFAULT_BACKEND = "interpreter"
+
+
+def default_backend() -> str:
+    """The backend of ``compile`` when none is given: $TRACEGRAD_BACKEND, else DEFAULT_BACKEND."""
+    return os.environ.get("TRACEGRAD_BACKEND") or DEFAULT_BACKEND
+
+
+def compile(fn=None, *, backend: str | None = None, fullgraph: bool = False, **options):
     """Compile a whole step (forward, backward, optimizer update); usable as @compile or @compile(...)."""
+    backend = backend or default_backend()
     if fn is None:
         return lambda f: CompiledFunction(f, backend, fullgraph, **options)
     return CompiledFunction(fn, backend, fullgraph, **options)

@@ -116,42 +116,87 @@ def optimize(graph: Graph) -> dict:
     return report
 
 
-def fusion_groups(graph: Graph) -> list[list[Node]]:
-    """Groups of nodes a code generator can run as one loop nest (each of two or more nodes).
+def loop_primitive(n: Node) -> bool:
+    """True for nodes a loop nest computes element by element: elementwise ops, expand, reductions."""
+    prim = REGISTRY[n.prim]
+    return prim.scalar is not None or prim.reducer is not None
 
-    An elementwise node joins the group of an elementwise operand of the same shape; a sum/amax/amin
-    joins the group producing its operand (it becomes an accumulation in that loop). A node that
-    needs a reduction of some group's values can't join that group: the reduction must finish first.
-    Values also used outside their group stay materialized.
+
+def schedule(graph: Graph) -> list[list[Node]]:
+    """The nodes in the units a code generator emits, in a valid order: each unit one loop nest or one node.
+
+    A loop node joins the unit of an operand computed in a loop of its shape (a reduction joins the
+    loop of its operand and becomes an accumulation in it). A join is refused when another operand
+    depends on that unit through something outside it (a matmul of its values, or a reduction it
+    accumulates, which is only complete after the loop): the merged loop would need its own result.
+    The units are then ordered so that each comes after every unit it reads from.
     """
-    producer = {n.out.id: n for n in graph.nodes}
-    group_of: dict[int, list] = {}    # elementwise result id -> its group
-    waits_for: dict[int, set] = {}     # value id -> ids of groups whose reductions it depends on
-    groups: list[list[Node]] = []
+    units: list[list[Node]] = []
+    loop_shape: list = []          # per unit: the loop's shape, None for a unit that is not a loop
+    deps: list[set] = []           # per unit: the units it reads from
+    unit_of: dict[int, int] = {}   # value id -> unit computing it (a reduction's result: a unit of its own,
+                                   # empty, depending on the loop that accumulates it)
+
+    def new_unit(nodes: list, shape) -> int:
+        units.append(nodes)
+        loop_shape.append(shape)
+        deps.append(set())
+        return len(units) - 1
+
+    def reaches(start: int, goal: int) -> bool:
+        stack, seen = [start], set()
+        while stack:
+            u = stack.pop()
+            if u == goal:
+                return True
+            if u not in seen:
+                seen.add(u)
+                stack.extend(deps[u])
+        return False
+
     for n in graph.nodes:
-        kind = REGISTRY[n.prim].kind
-        blocked = set().union(*(waits_for.get(o.id, set()) for o in n.operands))
+        operand_units = {unit_of[o.id] for o in n.operands if o.id in unit_of}
+        is_reduction = REGISTRY[n.prim].reducer is not None
         target = None
-        for o in n.operands:
-            p = producer.get(o.id)
-            group = group_of.get(o.id)
-            if p is None or group is None or id(group) in blocked:
-                continue
-            if kind == "elementwise" and p.out.type.shape == n.out.type.shape or \
-                    kind == "reduce" and n.prim in ("sum", "amax", "amin"):
-                target = group
+        if loop_primitive(n):
+            candidates = n.operands[:1] if is_reduction else n.operands
+            for o in candidates:
+                u = unit_of.get(o.id)
+                if u is None or loop_shape[u] is None or o.id not in {m.out.id for m in units[u]}:
+                    continue
+                if not is_reduction and loop_shape[u] != n.out.type.shape:
+                    continue
+                if any(reaches(v, u) for v in operand_units - {u}):
+                    continue
+                target = u
                 break
-        if kind == "reduce":
-            source = group_of.get(n.operands[0].id)
-            waits_for[n.out.id] = blocked | ({id(source)} if source is not None else set())
-        else:
-            waits_for[n.out.id] = blocked
         if target is None:
-            if kind not in ("elementwise", "reduce"):
-                continue
-            target = []
-            groups.append(target)
-        target.append(n)
-        if kind == "elementwise":
-            group_of[n.out.id] = target
-    return [g for g in groups if len(g) > 1]
+            shape = (n.operands[0].type.shape if is_reduction else n.out.type.shape) if loop_primitive(n) else None
+            target = new_unit([], shape)
+        units[target].append(n)
+        deps[target] |= operand_units - {target}
+        if is_reduction:
+            result = new_unit([], None)
+            deps[result].add(target)
+            unit_of[n.out.id] = result
+        else:
+            unit_of[n.out.id] = target
+
+    order, done = [], set()
+
+    def visit(u: int) -> None:
+        if u in done:
+            return
+        done.add(u)
+        for d in sorted(deps[u]):
+            visit(d)
+        if units[u]:
+            order.append(units[u])
+    for u in range(len(units)):
+        visit(u)
+    return order
+
+
+def fusion_groups(graph: Graph) -> list[list[Node]]:
+    """The loop units of ``schedule`` with two or more nodes: what runs fused in one loop nest."""
+    return [unit for unit in schedule(graph) if len(unit) > 1]

@@ -34,8 +34,9 @@ reshape = Primitive("reshape", "movement", lambda x, shape: np.reshape(x, shape)
                     shape_rule=_reshape_shape, dtype_rule=same_dtype)
 permute = Primitive("permute", "movement", lambda x, dims: np.transpose(x, dims),
                     shape_rule=_permute_shape, dtype_rule=same_dtype)
+# In a loop, expand is a broadcast read of its operand: the code generators fuse it like elementwise ops.
 expand = Primitive("expand", "movement", lambda x, shape: np.broadcast_to(x, shape),
-                   shape_rule=_expand_shape, dtype_rule=same_dtype)
+                   shape_rule=_expand_shape, dtype_rule=same_dtype, scalar="{0}")
 
 reshape.node_name = "ViewBackward0"  # reshapes are views, as in PyTorch's graphs
 

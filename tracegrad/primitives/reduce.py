@@ -17,9 +17,18 @@ def _index_dtype(in_dtypes, **attrs):
     return dtypes.int64
 
 
-def _reduction(name: str, impl, *, dtype_rule=same_dtype, saves=(), saves_output=False) -> Primitive:
+def _reduction(name: str, impl, *, dtype_rule=same_dtype, saves=(), saves_output=False,
+               reducer: tuple | None = None) -> Primitive:
     return Primitive(name, "reduce", impl, shape_rule=reduced_shape, dtype_rule=dtype_rule,
-                     saves=saves, saves_output=saves_output)
+                     saves=saves, saves_output=saves_output, reducer=reducer)
+
+
+def _lowest(dtype: np.dtype):
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min if dtype.kind in "iu" else False
+
+
+def _highest(dtype: np.dtype):
+    return np.inf if dtype.kind == "f" else np.iinfo(dtype).max if dtype.kind in "iu" else True
 
 
 @quiet
@@ -30,21 +39,21 @@ def _sum_impl(x, axes, keepdim):
     return out.astype(np.int64) if out.dtype.kind in "biu" and out.dtype != np.int64 else out
 
 
-reduce_sum = _reduction("sum", _sum_impl, dtype_rule=_sum_dtype)
+reduce_sum = _reduction("sum", _sum_impl, dtype_rule=_sum_dtype, reducer=(lambda dt: 0, "{acc} + {0}"))
 reduce_max = _reduction("amax", lambda x, axes, keepdim: np.maximum.reduce(x, axis=axes, keepdims=keepdim),
-                        saves=(0,), saves_output=True)
+                        saves=(0,), saves_output=True, reducer=(_lowest, "rt.maximum({acc}, {0})"))
 reduce_min = _reduction("amin", lambda x, axes, keepdim: np.minimum.reduce(x, axis=axes, keepdims=keepdim),
-                        saves=(0,), saves_output=True)
+                        saves=(0,), saves_output=True, reducer=(_highest, "rt.minimum({acc}, {0})"))
 reduce_prod = _reduction("prod", lambda x, axes, keepdim: np.prod(x, axis=axes, keepdims=keepdim),
-                         dtype_rule=_sum_dtype, saves=(0,))
+                         dtype_rule=_sum_dtype, saves=(0,), reducer=(lambda dt: 1, "{acc} * {0}"))
 argmax = _reduction("argmax", lambda x, axes, keepdim: np.argmax(x, axis=axes[0], keepdims=keepdim),
                     dtype_rule=_index_dtype)
 argmin = _reduction("argmin", lambda x, axes, keepdim: np.argmin(x, axis=axes[0], keepdims=keepdim),
                     dtype_rule=_index_dtype)
 reduce_any = _reduction("any", lambda x, axes, keepdim: np.any(x, axis=axes, keepdims=keepdim),
-                        dtype_rule=lambda d, **a: dtypes.bool_)
+                        dtype_rule=lambda d, **a: dtypes.bool_, reducer=(lambda dt: False, "{acc} or {0}"))
 reduce_all = _reduction("all", lambda x, axes, keepdim: np.all(x, axis=axes, keepdims=keepdim),
-                        dtype_rule=lambda d, **a: dtypes.bool_)
+                        dtype_rule=lambda d, **a: dtypes.bool_, reducer=(lambda dt: True, "{acc} and {0}"))
 
 
 def keepdim_shape(node) -> tuple:

@@ -1,0 +1,18 @@
+"""Shared test set-up: one kernel cache for the whole run, and the ``backend`` fixture."""
+import os
+from pathlib import Path
+
+import pytest
+
+# Kernels compiled by one test (or an example run in a subprocess) are loaded from disk by the next:
+# within a run, each distinct graph is compiled by Numba once.
+os.environ.setdefault("TRACEGRAD_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "kernels"))
+
+COMPILING_BACKENDS = ["interpreter", "numba"]
+
+
+@pytest.fixture(params=COMPILING_BACKENDS)
+def backend(request, monkeypatch):
+    """Runs a test once per backend: ``tracegrad.compile`` without ``backend=`` uses this one."""
+    monkeypatch.setenv("TRACEGRAD_BACKEND", request.param)
+    return request.param

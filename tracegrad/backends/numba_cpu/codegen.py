@@ -1,0 +1,543 @@
+"""Lower an optimized graph to the Python source of one Numba ``@njit`` function.
+
+The graph's units (``ir.passes.schedule``) are emitted in order. A loop unit becomes one loop nest
+over its shape: each node is one statement on scalars (the primitive's ``scalar`` template),
+operands of other units are array reads with broadcasting folded into the index, values needed
+elsewhere are stored at the end of the body, and reductions accumulate in the same nest (in a
+scalar when they reduce the innermost axes). Other nodes have a lowering below: ``np.dot`` for
+matmul, views for movement, loops for gather and scatter. Write-backs store into the caller's
+buffers; where nothing reads the old value later, the loop computing the new value writes it in
+place. Guards raise ``rt.GuardFailed`` before any write-back happens.
+"""
+from __future__ import annotations
+
+import math
+import numpy as np
+
+from .. import Unsupported
+from ...ir.graph import Graph, Node, Value
+from ...ir.passes import schedule
+from ...primitives import REGISTRY
+
+PARALLEL_MIN_ELEMENTS = 1 << 15  # smaller loops finish before the threads would start
+JIT_OPTIONS = 'cache=True, error_model="numpy", fastmath={"reassoc", "contract"}'
+
+
+def scalar_type(dtype: np.dtype) -> str:
+    """The NumPy scalar type's name in generated code ('np.float32')."""
+    return "np.bool_" if dtype == np.bool_ else f"np.{np.dtype(dtype).name}"
+
+
+def literal(value, dtype: np.dtype) -> str:
+    """A typed literal: plain Python numbers would promote float32 arithmetic to float64."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return repr(bool(value))
+    if dtype.kind == "f":
+        value = float(value)
+        text = "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "-np.inf") if math.isinf(value) \
+            else repr(value)
+        return f"{scalar_type(dtype)}({text})"
+    return f"{scalar_type(dtype)}({int(value)})"
+
+
+def _index(parts: list) -> str:
+    return ", ".join(parts) if parts else "()"
+
+
+def _key_text(key: tuple) -> str:
+    """A basic-indexing key template as Python subscript text."""
+    parts = []
+    for item in key:
+        if item[0] == "s":
+            parts.append(":".join("" if x is None else str(x) for x in item[1:]))
+        elif item[0] == "i":
+            parts.append(str(item[1]))
+        elif item[0] == "n":
+            parts.append("None")
+        else:
+            parts.append("...")
+    return ", ".join(parts) + ("" if ("e",) in key else ", ...")  # a trailing ... keeps results arrays
+
+
+class _Generator:
+    def __init__(self, graph: Graph, parallel: bool) -> None:
+        self.graph, self.parallel = graph, parallel
+        self.lines: list[str] = []
+        self.layout: dict[int, str] = {}  # value id -> 'C' (row-major), 'F' (transposed 2-D) or 'A' (strided)
+        self.scalars: set[int] = set()     # scalar constants, inlined as c<id>
+        self.units = schedule(graph)
+        self.position = {n.out.id: i for i, unit in enumerate(self.units) for n in unit}
+        self.readers: dict[int, list] = {}  # value id -> nodes reading it
+        for n in graph.nodes:
+            for o in n.operands:
+                self.readers.setdefault(o.id, []).append(n)
+        self.kept = {v.id for v in graph.outputs} | {v.id for v, _, _ in graph.guards} | \
+            {src.id for _, src in graph.writebacks}
+        self.view_root = self._view_roots()
+        self.in_place = self._in_place_writebacks()
+
+    # ---- analysis ---------------------------------------------------------------------------------
+
+    def _view_roots(self) -> dict:
+        """value id -> the graph input it is a view of (permutes, reshapes and slices of inputs)."""
+        roots = {v.id: v.id for v in self.graph.inputs}
+        for n in self.graph.nodes:
+            if n.prim in ("permute", "reshape", "index") and n.operands[0].id in roots and \
+                    not any(item[0] in "tm" for item in n.attrs.get("key", ())):
+                roots[n.out.id] = roots[n.operands[0].id]
+        return roots
+
+    def _in_place_writebacks(self) -> dict:
+        """src id -> dst input: write-backs whose loop can store the new value straight into the buffer.
+
+        Safe when the value is computed element by element in a loop of the buffer's shape, after every
+        guard, and nothing reads the old value afterwards (reads in that loop itself are at the same
+        index and come before the stores at the end of the loop body).
+        """
+        dst_count: dict[int, int] = {}
+        src_count: dict[int, int] = {}
+        for dst, src in self.graph.writebacks:
+            dst_count[dst.id] = dst_count.get(dst.id, 0) + 1
+            src_count[src.id] = src_count.get(src.id, 0) + 1
+        last_guard = max((self.position.get(v.id, -1) for v, _, _ in self.graph.guards), default=-1)
+        outputs = {v.id for v in self.graph.outputs}
+        written_from = {src.id for _, src in self.graph.writebacks}
+        chosen = {}
+        for dst, src in self.graph.writebacks:
+            producer = next((n for n in self.graph.nodes if n.out is src), None)
+            if producer is None or REGISTRY[producer.prim].scalar is None or src.type != dst.type:
+                continue
+            if dst_count[dst.id] > 1 or src_count[src.id] > 1 or src.id in outputs or dst.id in outputs \
+                    or dst.id in written_from:
+                continue
+            where = self.position[src.id]
+            if where <= last_guard:
+                continue
+            if self._old_value_read_after(dst, where, self.units[where]):
+                continue
+            chosen[src.id] = dst
+        return chosen
+
+    def _old_value_read_after(self, dst: Value, where: int, unit: list) -> bool:
+        members = {n.out.id for n in unit}
+        for vid, root in self.view_root.items():
+            if root != dst.id:
+                continue
+            for reader in self.readers.get(vid, []):
+                at = self.position[reader.out.id]
+                if at > where:
+                    return True
+                if at == where and (vid != dst.id or reader.out.id not in members):
+                    return True
+        return False
+
+    # ---- emission helpers ----------------------------------------------------------------------------
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append("    " * depth + text)
+
+    def name(self, v: Value) -> str:
+        return f"c{v.id}" if v.id in self.scalars else f"v{v.id}"
+
+    def array(self, v: Value) -> str:
+        """An expression for v as an array (a constant of equal elements is filled in)."""
+        return f"np.full({v.type.shape}, {self.name(v)})" if v.id in self.scalars else self.name(v)
+
+    def element(self, v: Value, index: list) -> str:
+        """v's element at ``index`` (a constant of equal elements is its scalar)."""
+        return self.name(v) if v.id in self.scalars else f"{self.name(v)}[{_index(index)}]"
+
+    def fresh(self, v: Value) -> str:
+        """An expression for a new row-major array holding v's values."""
+        if v.id in self.scalars or self.layout.get(v.id, "C") != "C":
+            return self.row_major(v)
+        return f"{self.name(v)}.copy()"
+
+    def contiguous(self, v: Value) -> str:
+        """An expression for v as an array np.dot accepts (row-major or a transposed row-major)."""
+        return self.array(v) if self.layout.get(v.id, "C") in "CF" else f"np.ascontiguousarray({self.name(v)})"
+
+    def row_major(self, v: Value) -> str:
+        """An expression for v as a row-major array (a copy only when v is a strided view)."""
+        return self.array(v) if self.layout.get(v.id, "C") == "C" else f"np.ascontiguousarray({self.name(v)})"
+
+    # ---- the function --------------------------------------------------------------------------------
+
+    def generate(self) -> str:
+        graph = self.graph
+        args = []
+        used = set(self.readers) | self.kept | {dst.id for dst, _ in graph.writebacks}
+        for v in graph.inputs:
+            if v.const is not None and v.id not in used:
+                continue
+            if v.const is not None and v.const.size and (v.const == v.const.flat[0]).all():
+                self.scalars.add(v.id)  # a constant of equal elements: one typed scalar
+            else:
+                args.append(v)
+                self.layout[v.id] = "C"  # the caller passes row-major arrays
+        entry = graph.name
+        self.emit(0, f"@njit({JIT_OPTIONS}{', parallel=True' if self.parallel else ''})")
+        self.emit(0, f"def {entry}({', '.join(self.name(v) for v in args)}):")
+        for v in graph.inputs:
+            if v.id in self.scalars:
+                self.emit(1, f"{self.name(v)} = {literal(v.const.flat[0], v.type.dtype.np)}")
+        guards = {}
+        for k, (value, expected, _) in enumerate(graph.guards):
+            guards.setdefault(value.id, []).append((k, expected))
+        for v in graph.inputs:  # guards on inputs (rare) are checked first
+            self._guards(guards.pop(v.id, []), v)
+        for unit in self.units:
+            if REGISTRY[unit[0].prim].scalar is not None or REGISTRY[unit[0].prim].reducer is not None:
+                self._loop(unit)
+            else:
+                self._single(unit[0])
+            for n in unit:
+                self._guards(guards.pop(n.out.id, []), n.out)
+        for dst, src in graph.writebacks:
+            if self.in_place.get(src.id) is not dst:
+                self.emit(1, f"{self.name(dst)}[{'...' if dst.type.shape else '()'}] = {self._whole(src)}")
+        # every output is a fresh array of its own: views, inputs and repeats are copied
+        outputs, seen = [], set()
+        views = {n.out.id for n in graph.nodes if n.prim in ("permute", "reshape", "index")}
+        for v in graph.outputs:
+            if v.id in self.scalars:
+                outputs.append(self.array(v))
+            elif v.id in seen or v.id in views or v.id in self.layout and v in graph.inputs:
+                outputs.append(f"{self.name(v)}.copy()")
+            else:
+                outputs.append(self.name(v))
+            seen.add(v.id)
+        self.emit(1, f"return ({', '.join(outputs)}{',' if len(outputs) == 1 else ''})")
+        self.emit(0, "")
+        self.emit(0, "")
+        self.emit(0, f"ENTRY = {entry}")
+        self.emit(0, f"ARG_IDS = {tuple(v.id for v in args)}  # the graph inputs {entry} takes, in order")
+        header = [f"# tracegrad kernel: graph {graph.name}, {len(graph.nodes)} nodes in {len(self.units)} units",
+                  "import math", "", "import numpy as np", "from numba import njit, prange", "",
+                  "from tracegrad.backends.numba_cpu import fastmath as fm, runtime as rt", "", ""]
+        return "\n".join(header + self.lines) + "\n"
+
+    def _whole(self, v: Value) -> str:
+        """v's value as the right-hand side of a full-array store."""
+        if v.id in self.scalars or not v.type.shape:
+            return self.name(v) if v.id in self.scalars else f"{self.name(v)}.item()"
+        return self.name(v)
+
+    def _guards(self, checks: list, v: Value) -> None:
+        for k, expected in checks:
+            value = self.name(v) if v.id in self.scalars else f"{self.name(v)}.item()"
+            self.emit(1, f"if {value} != {literal(expected, v.type.dtype.np)}:")
+            self.emit(2, f"raise rt.GuardFailed({k})")
+
+    # ---- loop units ---------------------------------------------------------------------------------
+
+    def _loop(self, unit: list) -> None:
+        """The unit's loop nest, inline in the entry function.
+
+        Inline, not a function per loop: Numba's fixed cost per compiled function (~0.2 s here)
+        outweighs what smaller functions save in typing and LLVM time.
+        """
+        reductions = [n for n in unit if REGISTRY[n.prim].reducer is not None]
+        first = unit[0]
+        shape = first.operands[0].type.shape if REGISTRY[first.prim].reducer is not None else first.out.type.shape
+        depth = len(shape)
+        members = {n.out.id for n in unit if REGISTRY[n.prim].reducer is None}
+        stored = [n for n in unit if n.out.id in members and self._needed_outside(n, unit)]
+        index = [f"i{k}" for k in range(depth)]
+        self.emit(1, f"# {', '.join(f'%{n.out.id} {n.prim}' for n in unit)}")
+        for n in stored:
+            dst = self.in_place.get(n.out.id)
+            alloc = self.name(dst) if dst is not None else f"np.empty({n.out.type.shape}, {scalar_type(n.out.type.dtype.np)})"
+            self.emit(1, f"{self.name(n.out)} = {alloc}")
+            self.layout[n.out.id] = "C"
+        # reductions over the innermost axes keep a scalar accumulator, started at the loop level where
+        # the reduced axes begin; others accumulate into their output array
+        level = {}
+        for r in reductions:
+            axes = tuple(sorted(r.attrs["axes"]))
+            level[r.out.id] = depth - len(axes) if axes == tuple(range(depth - len(axes), depth)) else None
+            identity, _ = REGISTRY[r.prim].reducer
+            dtype = r.out.type.dtype.np
+            start = literal(identity(np.dtype(dtype)), dtype)
+            if level[r.out.id] is None:
+                self.emit(1, f"{self.name(r.out)} = np.full({r.out.type.shape}, {start})")
+            else:
+                self.emit(1, f"{self.name(r.out)} = np.empty({r.out.type.shape}, {scalar_type(dtype)})")
+            self.layout[r.out.id] = "C"
+        hoisted = {}
+        for n in unit:
+            for o in n.operands:
+                if o.id not in members and o.id not in self.scalars and o.type.shape == () and o.id not in hoisted:
+                    hoisted[o.id] = f"s{o.id}"
+                    self.emit(1, f"s{o.id} = {self.name(o)}.item()")
+
+        def read(o: Value) -> str:
+            if o.id in members:
+                return f"t{o.id}"
+            if o.id in self.scalars:
+                return self.name(o)
+            if o.id in hoisted:
+                return hoisted[o.id]
+            offset = depth - len(o.type.shape)
+            parts = ["0" if s == 1 and shape[offset + j] != 1 else f"i{offset + j}" for j, s in enumerate(o.type.shape)]
+            return f"{self.name(o)}[{_index(parts)}]"
+
+        def output_index(r: Node) -> str:
+            axes, keep = r.attrs["axes"], r.attrs["keepdim"]
+            parts = [("0" if j in axes else f"i{j}") for j in range(depth) if keep or j not in axes]
+            return _index(parts)
+
+        # A float32 sum or product in a scalar accumulator runs in float64: summing a whole tensor in
+        # float32, one element after the other, would lose digits that NumPy's pairwise sum keeps.
+        accumulator = {r.out.id: np.dtype(np.float64) if level[r.out.id] is not None and r.prim in ("sum", "prod")
+                       and r.out.type.dtype.np == np.float32 else r.out.type.dtype.np for r in reductions}
+        parallel = self.parallel and depth > 0 and math.prod(shape) >= PARALLEL_MIN_ELEMENTS and all(
+            level[r.out.id] is not None and (level[r.out.id] > 0 or r.prim == "sum") for r in reductions)
+        body = []
+        for n in unit:
+            prim = REGISTRY[n.prim]
+            if prim.reducer is None:
+                text = prim.scalar_template(n.attrs).format(*(read(o) for o in n.operands),
+                                                            T=scalar_type(n.out.type.dtype.np))
+                body.append(f"t{n.out.id} = {text}")
+                continue
+            x = read(n.operands[0])
+            dtype = accumulator[n.out.id]
+            if n.operands[0].type.dtype.np != dtype:
+                x = f"{scalar_type(dtype)}({x})"
+            acc = f"a{n.out.id}" if level[n.out.id] is not None else f"{self.name(n.out)}[{output_index(n)}]"
+            body.append(f"{acc} = {prim.reducer[1].format(x, acc=acc, T=scalar_type(dtype))}")
+        body += [f"{self.name(n.out)}[{_index(index)}] = t{n.out.id}" for n in stored]
+
+        for k in range(depth + 1):
+            for r in reductions:
+                if level[r.out.id] == k:
+                    identity, _ = REGISTRY[r.prim].reducer
+                    dtype = accumulator[r.out.id]
+                    self.emit(1 + k, f"a{r.out.id} = {literal(identity(np.dtype(dtype)), dtype)}")
+            if k < depth:
+                loop = "prange" if parallel and k == 0 else "range"
+                self.emit(1 + k, f"for i{k} in {loop}({shape[k]}):")
+        for line in body:
+            self.emit(1 + depth, line)
+
+        for k in range(depth, -1, -1):
+            for r in reductions:
+                if level[r.out.id] == k:
+                    value = f"a{r.out.id}"
+                    if accumulator[r.out.id] != r.out.type.dtype.np:
+                        value = f"{scalar_type(r.out.type.dtype.np)}({value})"
+                    self.emit(1 + k, f"{self.name(r.out)}[{output_index(r)}] = {value}")
+
+    def _needed_outside(self, n: Node, unit: list) -> bool:
+        return n.out.id in self.kept or any(r not in unit for r in self.readers.get(n.out.id, []))
+
+    # ---- other nodes ---------------------------------------------------------------------------------
+
+    def _single(self, n: Node) -> None:
+        lower = _LOWERINGS.get(n.prim)
+        if lower is None:
+            raise Unsupported(f"no Numba lowering for primitive {n.prim!r}")
+        self.emit(1, f"# %{n.out.id} {n.prim}")
+        self.layout[n.out.id] = lower(self, n) or "C"
+
+
+def _matmul(gen: _Generator, n: Node) -> str:
+    a, b = n.operands
+    if n.out.type.dtype.np not in (np.float32, np.float64):
+        raise Unsupported(f"matmul of {n.out.type.dtype.name} (BLAS handles float32 and float64 only)")
+    out = gen.name(n.out)
+    if len(n.out.type.shape) == 2:
+        gen.emit(1, f"{out} = np.dot({gen.contiguous(a)}, {gen.contiguous(b)})")
+        return "C"
+    # batched: one np.dot per batch element, the batch dimensions broadcast by the index
+    batch = n.out.type.shape[:-2]
+    gen.emit(1, f"{out} = np.empty({n.out.type.shape}, {scalar_type(n.out.type.dtype.np)})")
+    operands = []
+    for v in (a, b):
+        name = f"m{v.id}"
+        gen.emit(1, f"{name} = {gen.row_major(v)}")
+        offset = len(batch) - (len(v.type.shape) - 2)
+        parts = ["0" if s == 1 and batch[offset + j] != 1 else f"i{offset + j}"
+                 for j, s in enumerate(v.type.shape[:-2])]
+        operands.append(f"{name}[{', '.join(parts + ['...'])}]")
+    for k, size in enumerate(batch):
+        gen.emit(1 + k, f"for i{k} in range({size}):")
+    gen.emit(1 + len(batch), f"np.dot({operands[0]}, {operands[1]}, {out}[{', '.join(f'i{k}' for k in range(len(batch)))}])")
+    return "C"
+
+
+def _permute(gen: _Generator, n: Node) -> str:
+    x, dims = n.operands[0], tuple(n.attrs["dims"])
+    if dims == (1, 0):
+        gen.emit(1, f"{gen.name(n.out)} = {gen.array(x)}.T")
+        return {"C": "F", "F": "C"}.get(gen.layout.get(x.id, "C"), "A")
+    gen.emit(1, f"{gen.name(n.out)} = np.transpose({gen.array(x)}, {dims})")
+    return "A"
+
+
+def _reshape(gen: _Generator, n: Node) -> str:
+    gen.emit(1, f"{gen.name(n.out)} = {gen.row_major(n.operands[0])}.reshape({n.attrs['shape']})")
+    return "C"
+
+
+def _index_read(gen: _Generator, n: Node) -> str:
+    key = n.attrs["key"]
+    if any(item[0] in "tm" for item in key):
+        return _index_tensors(gen, n)
+    x = n.operands[0]
+    gen.emit(1, f"{gen.name(n.out)} = {gen.array(x)}[{_key_text(key)}]")
+    return "A"
+
+
+def _index_put(gen: _Generator, n: Node) -> str:
+    key = n.attrs["key"]
+    if any(item[0] in "tm" for item in key):
+        return _index_put_tensors(gen, n)
+    x, values = n.operands[:2]
+    out = gen.name(n.out)
+    gen.emit(1, f"{out} = {gen.fresh(x)}")
+    rhs = gen.name(values) if values.id in gen.scalars or values.type.shape else f"{gen.name(values)}.item()"
+    gen.emit(1, f"{out}[{_key_text(key)}] {'+=' if n.attrs['accumulate'] else '='} {rhs}")
+    return "C"
+
+
+def _cat(gen: _Generator, n: Node) -> str:
+    parts = ", ".join(gen.array(o) for o in n.operands)
+    gen.emit(1, f"{gen.name(n.out)} = np.concatenate(({parts},), axis={n.attrs['dim']})")
+    return "C"
+
+
+def _along_axis(gen: _Generator, n: Node, idx: Value, size: int, dim: int) -> tuple[int, list]:
+    """Open loops over idx's shape and bound-check idx; returns (depth, index of the indexed array)."""
+    depth = len(idx.type.shape)
+    for k, s in enumerate(idx.type.shape):
+        gen.emit(1 + k, f"for i{k} in range({s}):")
+    gen.emit(1 + depth, f"j = {gen.element(idx, [f'i{k}' for k in range(depth)])}")
+    gen.emit(1 + depth, f"if j < 0:")
+    gen.emit(2 + depth, f"j += {size}")
+    gen.emit(1 + depth, f"if j < 0 or j >= {size}:")
+    gen.emit(2 + depth, f'raise IndexError("{n.prim}: an index is out of range for dimension {dim} of size {size}")')
+    return depth, ["j" if k == dim else f"i{k}" for k in range(depth)]
+
+
+def _gather(gen: _Generator, n: Node) -> str:
+    x, idx = n.operands
+    out, dim = gen.name(n.out), n.attrs["dim"]
+    if not x.type.shape:
+        gen.emit(1, f"{out} = {gen.fresh(x)}")
+        return "C"
+    gen.emit(1, f"{out} = np.empty({n.out.type.shape}, {scalar_type(n.out.type.dtype.np)})")
+    depth, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
+    gen.emit(1 + depth, f"{out}[{_index([f'i{k}' for k in range(depth)])}] = {gen.element(x, where)}")
+    return "C"
+
+
+def _scatter_add(gen: _Generator, n: Node) -> str:
+    x, idx, src = n.operands
+    out, dim = gen.name(n.out), n.attrs["dim"]
+    gen.emit(1, f"{out} = {gen.fresh(x)}")
+    if not x.type.shape:
+        gen.emit(1, f"{out}[()] += {gen.name(src) if src.id in gen.scalars else gen.name(src) + '.item()'}")
+        return "C"
+    depth, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
+    gen.emit(1 + depth, f"{out}[{_index(where)}] += {gen.element(src, [f'i{k}' for k in range(depth)])}")
+    return "C"
+
+
+def _arg_extremum(gen: _Generator, n: Node) -> str:
+    """argmax/argmin along one axis: the first position of the extremum, or of the first NaN (as NumPy)."""
+    x, axis = n.operands[0], n.attrs["axes"][0]
+    shape, out = x.type.shape, gen.name(n.out)
+    better = ">" if n.prim == "argmax" else "<"
+    kept = [("0" if k == axis else f"i{k}") for k in range(len(shape))]
+    where = _index(kept if n.attrs["keepdim"] else [p for k, p in enumerate(kept) if k != axis])
+    gen.emit(1, f"{out} = np.zeros({n.out.type.shape}, np.int64)")
+    gen.emit(1, f"best{n.out.id} = np.empty({tuple(1 if k == axis else s for k, s in enumerate(shape))}, "
+                f"{scalar_type(x.type.dtype.np)})")
+    for k, size in enumerate(shape):
+        gen.emit(1 + k, f"for i{k} in range({size}):")
+    depth = 1 + len(shape)
+    gen.emit(depth, f"e = {gen.element(x, [f'i{k}' for k in range(len(shape))])}")
+    gen.emit(depth, f"b = best{n.out.id}[{_index(kept)}]")
+    gen.emit(depth, f"if i{axis} == 0 or b == b and (e {better} b or e != e):")
+    gen.emit(depth + 1, f"best{n.out.id}[{_index(kept)}] = e")
+    gen.emit(depth + 1, f"{out}[{where}] = i{axis}")
+    return "C"
+
+
+def _tensor_key(key: tuple) -> tuple[int, int]:
+    """(first, last) positions of a key's index tensors when they are adjacent and every other item is a
+    full slice (x[idx], x[:, rows, cols]); Unsupported otherwise."""
+    tensors = [k for k, item in enumerate(key) if item[0] == "t"]
+    if any(item[0] == "m" for item in key):
+        raise Unsupported("indexing with a boolean mask")
+    if tensors != list(range(tensors[0], tensors[-1] + 1)) or any(
+            item[0] != "t" and item != ("s", None, None, None) for item in key):
+        raise Unsupported("indexing that mixes index tensors with integers, None, Ellipsis or partial slices")
+    return tensors[0], tensors[-1]
+
+
+def _gathered_positions(gen: _Generator, n: Node, x: Value, indices: list, first: int, last: int,
+                        result_shape: tuple) -> tuple[int, list, list]:
+    """Open loops over the result of x[..., idx..., ...] and compute each index tensor's position (bound
+    checked); returns (depth, the element's index in x, the loop index of the result)."""
+    lead, trail = first, len(x.type.shape) - last - 1
+    middle = len(result_shape) - lead - trail  # the broadcast shape of the index tensors
+    for k, size in enumerate(result_shape):
+        gen.emit(1 + k, f"for i{k} in range({size}):")
+    depth = len(result_shape)
+    position = [f"i{k}" for k in range(lead)]
+    for m, idx in enumerate(indices):
+        size = x.type.shape[first + m]
+        offset = lead + middle - len(idx.type.shape)
+        parts = ["0" if s == 1 and result_shape[offset + j] != 1 else f"i{offset + j}"
+                 for j, s in enumerate(idx.type.shape)]
+        gen.emit(1 + depth, f"j{m} = {gen.element(idx, parts)}")
+        gen.emit(1 + depth, f"if j{m} < 0:")
+        gen.emit(2 + depth, f"j{m} += {size}")
+        gen.emit(1 + depth, f"if j{m} < 0 or j{m} >= {size}:")
+        gen.emit(2 + depth, f'raise IndexError("{n.prim}: an index is out of range for dimension {first + m} '
+                            f'of size {size}")')
+        position.append(f"j{m}")
+    position += [f"i{k}" for k in range(lead + middle, len(result_shape))]
+    return depth, position, [f"i{k}" for k in range(len(result_shape))]
+
+
+def _index_tensors(gen: _Generator, n: Node) -> str:
+    x, indices = n.operands[0], n.operands[1:]
+    first, last = _tensor_key(n.attrs["key"])
+    out = gen.name(n.out)
+    gen.emit(1, f"{out} = np.empty({n.out.type.shape}, {scalar_type(n.out.type.dtype.np)})")
+    depth, position, loop = _gathered_positions(gen, n, x, indices, first, last, n.out.type.shape)
+    gen.emit(1 + depth, f"{out}[{_index(loop)}] = {gen.element(x, position)}")
+    return "C"
+
+
+def _index_put_tensors(gen: _Generator, n: Node) -> str:
+    x, values, indices = n.operands[0], n.operands[1], n.operands[2:]
+    first, last = _tensor_key(n.attrs["key"])
+    out = gen.name(n.out)
+    # the region x[key] has the shape of x with the indexed dims replaced by the index tensors' broadcast
+    from ...primitives.base import broadcast_shapes
+    region = x.type.shape[:first] + broadcast_shapes(*(i.type.shape for i in indices)) + x.type.shape[last + 1:]
+    gen.emit(1, f"{out} = {gen.fresh(x)}")
+    depth, position, loop = _gathered_positions(gen, n, x, indices, first, last, region)
+    offset = len(region) - len(values.type.shape)
+    parts = ["0" if s == 1 and region[offset + j] != 1 else f"i{offset + j}" for j, s in enumerate(values.type.shape)]
+    gen.emit(1 + depth, f"{out}[{_index(position)}] {'+=' if n.attrs['accumulate'] else '='} "
+                        f"{gen.element(values, parts)}")
+    return "C"
+
+
+_LOWERINGS = {"matmul": _matmul, "permute": _permute, "reshape": _reshape, "index": _index_read,
+              "index_put": _index_put, "cat": _cat, "gather": _gather, "scatter_add": _scatter_add,
+              "argmax": _arg_extremum, "argmin": _arg_extremum}
+
+
+def generate(graph: Graph, parallel: bool = False) -> str:
+    """The source of a module whose ``ENTRY`` runs ``graph`` on the inputs ``ARG_IDS`` names.
+
+    Raises Unsupported when some node has no lowering."""
+    return _Generator(graph, parallel).generate()
