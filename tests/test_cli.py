@@ -10,7 +10,7 @@ import sys
 import tracegrad as tg
 w = tg.ones(3, 1, requires_grad=True)
 
-@tg.compile(backend="interpreter")
+@tg.compile
 def step(x):
     loss = (x @ w).relu().sum()
     loss.backward()
@@ -50,6 +50,14 @@ def test_dump_text_shows_every_stage(script):
     assert "[adjoint]" not in traced and "matmul" in traced and "# train.py:" in traced
     assert "[adjoint]" in out.stdout.split("· adjoint ===")[1].split("· optimized ===")[0]
     assert "writeback" in out.stdout
+
+
+def test_dump_kernel_stage_prints_the_generated_source_of_the_chosen_backend(script):
+    out = tracegrad("dump", "--backend", "numba", "--stage", "kernel", script, "3")
+    assert out.returncode == 0, out.stderr
+    assert "@njit(" in out.stdout and "def step(" in out.stdout and "rt.dot(" in out.stdout
+    out = tracegrad("dump", "--backend", "interpreter", "--stage", "kernel", script, "3")
+    assert "no kernel: the interpreter backend" in out.stdout
 
 
 def test_dump_json_and_dot(script, tmp_path):

@@ -148,3 +148,19 @@ def test_a_graph_with_an_op_it_cannot_lower_is_reported_not_crashed(monkeypatch)
     graph, _ = _graph_and_arrays(lambda a, b: tg.cat([a, b]) * 2, [tg.ones(2), tg.ones(3)])
     with pytest.raises(Unsupported, match="cat"):
         compile_graph(graph)
+
+
+def test_parallel_kernels_match_the_interpreter_on_large_loops():
+    def step(x, w, b):
+        y = (x * w + b).tanh()                               # 256 x 257: above the parallel threshold
+        loss = (y * y).mean() + y.sum(0).amax() + y.amax(-1, keepdim=True).sum() + y.exp().sum(1).log().sum()
+        loss.backward()
+        return loss, x.grad, w.grad, b.grad, y.amin(0), y.sum((0, 1), keepdim=True)
+    rng = np.random.default_rng(5)
+    tensors = [tg.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True) for s in ((256, 257), (257,), (1, 257))]
+    graph, arrays = _graph_and_arrays(step, tensors)
+    expected = run(graph, [a.copy() for a in arrays])
+    kernel = compile_graph(graph, parallel=True)
+    assert "prange(" in kernel.source
+    for g, e in zip(kernel([a.copy() for a in arrays]), expected):
+        np.testing.assert_allclose(g, e, rtol=2e-5, atol=2e-6)

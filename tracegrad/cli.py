@@ -1,4 +1,4 @@
-"""The `tracegrad` command line: `dump` shows each compiled step at every stage."""
+"""The `tracegrad` command line: `dump` shows each compiled step at every stage, `cache` the kernel cache."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--stage", choices=STAGES + ("all",), default="all", help="which stage (default: all)")
     dump.add_argument("--format", choices=("text", "dot", "json"), default="text", help="output form")
     dump.add_argument("-o", "--output", metavar="DIR", help="write one file per graph and stage into DIR")
+    dump.add_argument("--backend", help="the backend of compiled functions that don't name one "
+                                        "(e.g. numba, to see its generated code at --stage kernel)")
+    cache = commands.add_parser(
+        "cache", help="show or clear the disk cache of compiled kernels",
+        description="The kernel cache lives in $TRACEGRAD_CACHE_DIR (default ~/.cache/tracegrad). 'info' shows "
+                    "where it is and what it holds; 'clear' deletes every cached kernel.")
+    cache.add_argument("action", choices=("info", "clear"))
     return parser
 
 
@@ -66,6 +73,8 @@ def dump(args) -> int:
     from .compiler.compile import OBSERVERS
     if not os.path.isfile(args.script):
         raise UserError(f"no such script: {args.script}")
+    if args.backend:
+        os.environ["TRACEGRAD_BACKEND"] = args.backend
     events: list = []
     OBSERVERS.append(lambda name, event: events.append((name, event)))
     saved_argv = sys.argv
@@ -103,6 +112,18 @@ def dump(args) -> int:
     return 0
 
 
+def cache(args) -> int:
+    """`tracegrad cache info|clear`."""
+    from .backends.numba_cpu import cache as kernel_cache
+    if args.action == "clear":
+        print(f"removed {kernel_cache.clear()} kernels from {kernel_cache.cache_dir()}")
+        return 0
+    info = kernel_cache.info()
+    print(f"path: {info['path']}\nkernels: {info['kernels']}\nfiles: {info['files']}\n"
+          f"size: {info['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 user error, 2 bad usage)."""
     parser = build_parser()
@@ -111,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return dump(args)
+        return dump(args) if args.command == "dump" else cache(args)
     except UserError as e:
         print(f"tracegrad {args.command}: {e}", file=sys.stderr)
         return 1

@@ -269,7 +269,7 @@ class CompiledFunction:
         return self.fn(*args, **kwargs)
 
 
-DEFAULT_BACKEND = "interpreter"
+DEFAULT_BACKEND = "numba"
 
 
 def default_backend() -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..ir.passes import fusion_groups, optimize
 from .capture import tensor_names
-from .compile import _flatten
+from .compile import _flatten, default_backend
 from .tracer import Tracer
 
 
@@ -19,7 +19,7 @@ class ExplainReport:
     passes: dict = field(default_factory=dict)      # pass name -> nodes removed
     pruned: int = 0                                 # forward nodes the autodiff pass skipped
     fallbacks: list = field(default_factory=list)   # reasons, with the user's source line
-    kernels: list = field(default_factory=list)     # generated kernels (with a code-generating backend)
+    kernels: list = field(default_factory=list)     # (graph name, generated source) with a code-generating backend
     fusion: list = field(default_factory=list)      # per graph: groups of nodes that can run as one loop
 
     def __str__(self) -> str:
@@ -34,13 +34,20 @@ class ExplainReport:
         for groups in self.fusion:
             for g in groups:
                 lines.append(f"fusion group: {' -> '.join(n.prim for n in g)} (%{g[0].out.id}..%{g[-1].out.id})")
-        lines.append(f"kernels: {len(self.kernels) or 'none (the interpreter backend generates no code)'}")
+        if not self.kernels:
+            lines.append("kernels: none (the interpreter backend generates no code)")
+        for name, source in self.kernels:
+            lines.append(f"kernel {name}: {source.count(chr(10))} lines, {source.count('    for i0 in')} loop nests "
+                         f"(tracegrad dump --stage kernel shows it)")
         lines.append("fallbacks: " + ("none" if not self.fallbacks else "; ".join(self.fallbacks)))
         return "\n".join(lines)
 
 
 def explain(fn, *args, **kwargs) -> ExplainReport:
-    """Trace fn(*args, **kwargs) once (the step really runs, eagerly) and report what the compiler sees."""
+    """Trace fn(*args, **kwargs) once (the step really runs, eagerly) and report what the compiler sees.
+
+    With the numba backends as the default (``TRACEGRAD_BACKEND``), the report includes the generated
+    kernel source (generated only: Numba does not compile it here)."""
     target = getattr(fn, "fn", fn)  # a CompiledFunction explains the function it wraps
     leaves: list = []
     _flatten((args, kwargs), leaves)
@@ -57,4 +64,12 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
     report.graphs.append(trace.graph)
     report.fusion.append(fusion_groups(trace.graph))
     report.ops.update(n.prim for n in trace.graph.nodes)
+    backend = default_backend()
+    if backend in ("numba", "numba-parallel"):
+        from ..backends import Unsupported
+        from ..backends.numba_cpu.codegen import generate
+        try:
+            report.kernels.append((trace.graph.name, generate(trace.graph, parallel=backend == "numba-parallel")))
+        except Unsupported as reason:
+            report.fallbacks.append(f"{backend} can't compile {trace.graph.name}: {reason} (the interpreter runs it)")
     return report

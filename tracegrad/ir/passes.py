@@ -56,6 +56,12 @@ def _identity_operand(n: Node) -> Value | None:
         return ops[0]
     if n.prim == "index_put" and n.attrs["key"] == (("e",),) and not n.attrs["accumulate"] and same_type(ops[1]):
         return ops[1]  # x[...] = v overwrites everything: the result is v (copy_, in-place composites)
+    if n.prim == "pow" and _is_constant(ops[1], 1) and same_type(ops[0]):
+        return ops[0]
+    if n.prim == "where" and ops[0].const is not None and ops[0].const.size and \
+            (ops[0].const == ops[0].const.flat[0]).all():
+        chosen = ops[1] if ops[0].const.flat[0] else ops[2]
+        return chosen if same_type(chosen) else None
     if n.prim in ("mul", "add", "sub", "div") and len(ops) == 2:
         unit = 1 if n.prim in ("mul", "div") else 0
         if _is_constant(ops[1], unit) and same_type(ops[0]):
@@ -66,13 +72,15 @@ def _identity_operand(n: Node) -> Value | None:
 
 
 def simplify(graph: Graph) -> int:
-    """Drop nodes that are identities on one operand."""
+    """Drop nodes that are identities on one operand; x ** 2 becomes x * x (pow is a libm call in a loop)."""
     mapping = {}
     for n in graph.nodes:
         n.operands = [mapping.get(o.id, o) for o in n.operands]
         same = _identity_operand(n)
         if same is not None:
             mapping[n.out.id] = same
+        elif n.prim == "pow" and _is_constant(n.operands[1], 2) and n.operands[0].type == n.out.type:
+            n.prim, n.operands = "mul", [n.operands[0], n.operands[0]]
     graph.nodes = [n for n in graph.nodes if n.out.id not in mapping]
     substitute(graph, mapping)
     return len(mapping)
@@ -129,8 +137,11 @@ def schedule(graph: Graph) -> list[list[Node]]:
     loop of its operand and becomes an accumulation in it). A join is refused when another operand
     depends on that unit through something outside it (a matmul of its values, or a reduction it
     accumulates, which is only complete after the loop): the merged loop would need its own result.
+    When a node joins a loop, the loops of its other operands that have the same shape and no path
+    to or from it join as well (a backward pass reading forward values becomes one pass over memory).
     The units are then ordered so that each comes after every unit it reads from.
     """
+    position = {id(n): i for i, n in enumerate(graph.nodes)}
     units: list[list[Node]] = []
     loop_shape: list = []          # per unit: the loop's shape, None for a unit that is not a loop
     deps: list[set] = []           # per unit: the units it reads from
@@ -142,6 +153,19 @@ def schedule(graph: Graph) -> list[list[Node]]:
         loop_shape.append(shape)
         deps.append(set())
         return len(units) - 1
+
+    def merge(source: int, target: int) -> None:
+        """Move every node of unit ``source`` into ``target`` (no path joins them either way)."""
+        units[target] = sorted(units[target] + units[source], key=lambda n: position[id(n)])
+        units[source] = []
+        deps[target] |= deps[source] - {target}
+        for d in deps:
+            if source in d:
+                d.discard(source)
+                d.add(target)
+        for vid, u in unit_of.items():
+            if u == source:
+                unit_of[vid] = target
 
     def reaches(start: int, goal: int) -> bool:
         stack, seen = [start], set()
@@ -170,6 +194,13 @@ def schedule(graph: Graph) -> list[list[Node]]:
                     continue
                 target = u
                 break
+        if target is not None and not is_reduction:
+            for o in n.operands:  # other loops of this shape that are independent of the target join it too
+                u = unit_of.get(o.id)
+                if u is not None and u != target and loop_shape[u] == loop_shape[target] and units[u] and \
+                        not reaches(u, target) and not reaches(target, u):
+                    merge(u, target)
+            operand_units = {unit_of[o.id] for o in n.operands if o.id in unit_of}
         if target is None:
             shape = (n.operands[0].type.shape if is_reduction else n.out.type.shape) if loop_primitive(n) else None
             target = new_unit([], shape)

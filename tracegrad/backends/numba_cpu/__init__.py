@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 
 import numpy as np
 
-from ...ir import Graph, GuardFailure
+from ...ir import Graph, GuardFailure, run
 from . import cache
-from .codegen import JIT_OPTIONS, Unsupported, generate
+from .codegen import JIT_OPTIONS, Unsupported, generate, numba_threads
+from .runtime import GuardFailed
 
 LOG = logging.getLogger("tracegrad")
 _LOADED: dict[str, "Kernel"] = {}  # kernel key -> kernel, for every graph compiled in this process
@@ -19,8 +21,11 @@ class Kernel:
 
     fresh_outputs = True  # each output is a new array, aliasing no input and no other output
 
-    def __init__(self, graph: Graph, module, from_disk: bool) -> None:
-        self.function, self.from_disk = module.ENTRY, from_disk
+    def __init__(self, graph: Graph, key: str, module, from_disk: bool, interpret_first: bool) -> None:
+        self.function, self.key, self.from_disk, self.graph = module.ENTRY, key, from_disk, graph
+        # A kernel nobody compiled yet runs its first call on the interpreter: a variant that is never
+        # replayed a second time (a guard on a value that changes every step) costs no Numba compile.
+        self.interpret_first = interpret_first and not from_disk
         with open(module.__file__) as f:
             self.source = f.read().partition("\n")[2]  # without the checksum line
         positions = {v.id: i for i, v in enumerate(graph.inputs)}
@@ -32,17 +37,25 @@ class Kernel:
         self.written = [k for k, i in enumerate(arg_ids) if i in written]
 
     def __call__(self, arrays: list) -> list:
+        if self.interpret_first:
+            self.interpret_first = False
+            return [np.array(a, copy=True) for a in run(self.graph, arrays)]
         args = [np.ascontiguousarray(arrays[i]) for i in self.arg_positions]
         start = time.perf_counter()
         try:
             outputs = self.function(*args)
-        except Exception as error:
-            from .runtime import GuardFailed
-            if isinstance(error, GuardFailed):
-                value, expected, source = self.guards[error.args[0]]
-                got = (not expected) if isinstance(expected, bool) else "a different value"
-                raise GuardFailure(source, expected, got) from None
-            raise
+        except GuardFailed as failed:
+            value, expected, source = self.guards[failed.args[0]]
+            got = (not expected) if isinstance(expected, bool) else "a different value"
+            raise GuardFailure(source, expected, got) from None
+        except (pickle.UnpicklingError, EOFError, OSError, ValueError) as error:
+            if self.called or not self.from_disk:
+                raise
+            # Numba's own cache files of this kernel are damaged: drop them and compile afresh.
+            LOG.warning("%s: Numba's cache of this kernel is unreadable (%s); recompiling", self.name, error)
+            cache.forget_machine_code(self.key)
+            self.function = cache.reload(self.key).ENTRY
+            outputs = self.function(*args)
         if not self.called:
             self.called = True
             LOG.info("%s: first kernel call (Numba %s) took %.1f ms", self.name,
@@ -54,10 +67,13 @@ class Kernel:
         return list(outputs)
 
 
-def compile_graph(graph: Graph, parallel: bool = False) -> Kernel:
-    """Generate, cache and load the kernel of ``graph`` (Unsupported when an op has no lowering)."""
+def compile_graph(graph: Graph, parallel: bool = False, interpret_first: bool = False) -> Kernel:
+    """Generate, cache and load the kernel of ``graph`` (Unsupported when an op has no lowering).
+
+    With ``interpret_first``, the first call runs on the interpreter unless the kernel came from disk.
+    """
     backend = "numba-parallel" if parallel else "numba"
-    key = cache.kernel_key(graph.hash(), backend, JIT_OPTIONS)
+    key = cache.kernel_key(graph.hash(), backend, f"{JIT_OPTIONS} threads={numba_threads()}")
     kernel = _LOADED.get(key)
     if kernel is not None:
         return kernel
@@ -69,7 +85,7 @@ def compile_graph(graph: Graph, parallel: bool = False) -> Kernel:
                  1e3 * (time.perf_counter() - start))
         return source
     module, found = cache.load(key, make_source)
-    kernel = Kernel(graph, module, found)
+    kernel = Kernel(graph, key, module, found, interpret_first)
     _LOADED[key] = kernel
     return kernel
 

@@ -72,16 +72,26 @@ def load(key: str, make_source) -> tuple[object, bool]:
     if not found:
         directory.mkdir(parents=True, exist_ok=True)
         _write_atomically(path, _with_checksum(make_source()))
-        for stale in (directory / "__pycache__").glob(f"{path.stem}.*"):  # machine code of the old file
-            stale.unlink(missing_ok=True)
-    name = f"tracegrad_kernel_{key}"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return module, found
+        forget_machine_code(key)  # Numba's cache of the old file
+    module = sys.modules.get(f"tracegrad_kernel_{key}")
+    return (module if module is not None else reload(key)), found
+
+
+def reload(key: str):
+    """Import the kernel file of ``key`` afresh (new Numba dispatchers, which read their cache anew)."""
+    name = f"tracegrad_kernel_{key}"  # one module name per file: Numba's cache is keyed by both
+    spec = importlib.util.spec_from_file_location(name, _path(key))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+def forget_machine_code(key: str) -> None:
+    """Delete Numba's cache files (index and machine code) of the kernel ``key``."""
+    path = _path(key)
+    for stale in (path.parent / "__pycache__").glob(f"{path.stem}.*"):
+        stale.unlink(missing_ok=True)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -60,6 +60,12 @@ def _key_text(key: tuple) -> str:
     return ", ".join(parts) + ("" if ("e",) in key else ", ...")  # a trailing ... keeps results arrays
 
 
+def numba_threads() -> int:
+    """Numba's thread count (NUMBA_NUM_THREADS): parallel kernels cut their outer loop into this many chunks."""
+    import numba
+    return numba.config.NUMBA_NUM_THREADS
+
+
 class _Generator:
     def __init__(self, graph: Graph, parallel: bool) -> None:
         self.graph, self.parallel = graph, parallel
@@ -244,26 +250,42 @@ class _Generator:
         depth = len(shape)
         members = {n.out.id for n in unit if REGISTRY[n.prim].reducer is None}
         stored = [n for n in unit if n.out.id in members and self._needed_outside(n, unit)]
-        index = [f"i{k}" for k in range(depth)]
         self.emit(1, f"# {', '.join(f'%{n.out.id} {n.prim}' for n in unit)}")
         for n in stored:
             dst = self.in_place.get(n.out.id)
             alloc = self.name(dst) if dst is not None else f"np.empty({n.out.type.shape}, {scalar_type(n.out.type.dtype.np)})"
             self.emit(1, f"{self.name(n.out)} = {alloc}")
             self.layout[n.out.id] = "C"
-        # reductions over the innermost axes keep a scalar accumulator, started at the loop level where
-        # the reduced axes begin; others accumulate into their output array
-        level = {}
+        # Reductions over the innermost axes keep a scalar accumulator, started at the loop level where
+        # the reduced axes begin; others accumulate into their output array. A float32 sum or product
+        # in a scalar runs in float64: summing a whole tensor in float32, one element after the other,
+        # would lose digits that NumPy's pairwise sum keeps.
+        level, accumulator = {}, {}
         for r in reductions:
             axes = tuple(sorted(r.attrs["axes"]))
             level[r.out.id] = depth - len(axes) if axes == tuple(range(depth - len(axes), depth)) else None
-            identity, _ = REGISTRY[r.prim].reducer
-            dtype = r.out.type.dtype.np
-            start = literal(identity(np.dtype(dtype)), dtype)
-            if level[r.out.id] is None:
-                self.emit(1, f"{self.name(r.out)} = np.full({r.out.type.shape}, {start})")
+            float32_scalar = level[r.out.id] is not None and r.prim in ("sum", "prod") and r.out.type.dtype.np == np.float32
+            accumulator[r.out.id] = np.dtype(np.float64) if float32_scalar else np.dtype(r.out.type.dtype.np)
+        # numba-parallel spreads the outer loop over threads. Reductions over axis 0 would race, so then
+        # the outer axis is cut into one chunk per thread, each accumulating into its own row of a
+        # partial result, and the rows are combined after the loop.
+        parallel = self.parallel and depth > 0 and math.prod(shape) >= PARALLEL_MIN_ELEMENTS
+        partial = {r.out.id for r in reductions if parallel and 0 in r.attrs["axes"]}
+        chunks = f"chunks{first.out.id}"
+        if partial:
+            self.emit(1, f"{chunks} = {min(numba_threads(), shape[0])}")
+
+        def start(r: Node) -> str:
+            return literal(REGISTRY[r.prim].reducer[0](accumulator[r.out.id]), accumulator[r.out.id])
+        for r in reductions:
+            out_shape = r.out.type.shape
+            if r.out.id in partial:
+                rows = [chunks] + [str(size) for size in (out_shape if level[r.out.id] is None else ())]
+                self.emit(1, f"p{r.out.id} = np.full(({', '.join(rows)},), {start(r)})")
+            if level[r.out.id] is None and r.out.id not in partial:
+                self.emit(1, f"{self.name(r.out)} = np.full({out_shape}, {start(r)})")
             else:
-                self.emit(1, f"{self.name(r.out)} = np.empty({r.out.type.shape}, {scalar_type(dtype)})")
+                self.emit(1, f"{self.name(r.out)} = np.empty({out_shape}, {scalar_type(r.out.type.dtype.np)})")
             self.layout[r.out.id] = "C"
         hoisted = {}
         for n in unit:
@@ -283,17 +305,17 @@ class _Generator:
             parts = ["0" if s == 1 and shape[offset + j] != 1 else f"i{offset + j}" for j, s in enumerate(o.type.shape)]
             return f"{self.name(o)}[{_index(parts)}]"
 
-        def output_index(r: Node) -> str:
+        def output_index(r: Node, loop: str = "i") -> list:
             axes, keep = r.attrs["axes"], r.attrs["keepdim"]
-            parts = [("0" if j in axes else f"i{j}") for j in range(depth) if keep or j not in axes]
-            return _index(parts)
+            return [("0" if j in axes else f"{loop}{j}") for j in range(depth) if keep or j not in axes]
 
-        # A float32 sum or product in a scalar accumulator runs in float64: summing a whole tensor in
-        # float32, one element after the other, would lose digits that NumPy's pairwise sum keeps.
-        accumulator = {r.out.id: np.dtype(np.float64) if level[r.out.id] is not None and r.prim in ("sum", "prod")
-                       and r.out.type.dtype.np == np.float32 else r.out.type.dtype.np for r in reductions}
-        parallel = self.parallel and depth > 0 and math.prod(shape) >= PARALLEL_MIN_ELEMENTS and all(
-            level[r.out.id] is not None and (level[r.out.id] > 0 or r.prim == "sum") for r in reductions)
+        def accumulate_into(r: Node) -> str:
+            if level[r.out.id] is not None:
+                return f"a{r.out.id}"
+            if r.out.id in partial:
+                return f"p{r.out.id}[{_index(['c'] + output_index(r))}]"
+            return f"{self.name(r.out)}[{_index(output_index(r))}]"
+
         body = []
         for n in unit:
             prim = REGISTRY[n.prim]
@@ -302,33 +324,49 @@ class _Generator:
                                                             T=scalar_type(n.out.type.dtype.np))
                 body.append(f"t{n.out.id} = {text}")
                 continue
-            x = read(n.operands[0])
-            dtype = accumulator[n.out.id]
+            x, dtype = read(n.operands[0]), accumulator[n.out.id]
             if n.operands[0].type.dtype.np != dtype:
                 x = f"{scalar_type(dtype)}({x})"
-            acc = f"a{n.out.id}" if level[n.out.id] is not None else f"{self.name(n.out)}[{output_index(n)}]"
+            acc = accumulate_into(n)
             body.append(f"{acc} = {prim.reducer[1].format(x, acc=acc, T=scalar_type(dtype))}")
-        body += [f"{self.name(n.out)}[{_index(index)}] = t{n.out.id}" for n in stored]
+        body += [f"{self.name(n.out)}[{_index([f'i{k}' for k in range(depth)])}] = t{n.out.id}" for n in stored]
 
+        def final(r: Node, value: str) -> str:
+            return value if accumulator[r.out.id] == r.out.type.dtype.np else f"{scalar_type(r.out.type.dtype.np)}({value})"
+
+        outer = 1
+        if partial:
+            self.emit(1, f"for c in prange({chunks}):")
+            outer = 2
         for k in range(depth + 1):
             for r in reductions:
                 if level[r.out.id] == k:
-                    identity, _ = REGISTRY[r.prim].reducer
-                    dtype = accumulator[r.out.id]
-                    self.emit(1 + k, f"a{r.out.id} = {literal(identity(np.dtype(dtype)), dtype)}")
-            if k < depth:
-                loop = "prange" if parallel and k == 0 else "range"
-                self.emit(1 + k, f"for i{k} in {loop}({shape[k]}):")
+                    self.emit(outer + k, f"a{r.out.id} = {start(r)}")
+            if k == 0 and partial:
+                self.emit(outer, f"for i0 in range(c * {shape[0]} // {chunks}, (c + 1) * {shape[0]} // {chunks}):")
+            elif k < depth:
+                self.emit(outer + k, f"for i{k} in {'prange' if parallel and k == 0 else 'range'}({shape[k]}):")
         for line in body:
-            self.emit(1 + depth, line)
-
+            self.emit(outer + depth, line)
         for k in range(depth, -1, -1):
             for r in reductions:
                 if level[r.out.id] == k:
-                    value = f"a{r.out.id}"
-                    if accumulator[r.out.id] != r.out.type.dtype.np:
-                        value = f"{scalar_type(r.out.type.dtype.np)}({value})"
-                    self.emit(1 + k, f"{self.name(r.out)}[{output_index(r)}] = {value}")
+                    if r.out.id in partial:
+                        self.emit(outer + k, f"p{r.out.id}[c] = a{r.out.id}")
+                    else:
+                        self.emit(outer + k, f"{self.name(r.out)}[{_index(output_index(r))}] = {final(r, f'a{r.out.id}')}")
+        for r in reductions:  # fold the per-chunk rows
+            if r.out.id not in partial:
+                continue
+            combine = REGISTRY[r.prim].reducer[1]
+            kept = [] if level[r.out.id] is not None else [f"j{k}" for k in range(len(r.out.type.shape))]
+            for k, size in enumerate(r.out.type.shape if kept else ()):
+                self.emit(1 + k, f"for j{k} in range({size}):")
+            inner = 1 + len(kept)
+            self.emit(inner, f"a = p{r.out.id}[{_index(['0'] + kept)}]")
+            self.emit(inner, f"for c in range(1, {chunks}):")
+            self.emit(inner + 1, f"a = {combine.format(f'p{r.out.id}[{_index([chr(99)] + kept)}]', acc='a')}")
+            self.emit(inner, f"{self.name(r.out)}[{_index(kept)}] = {final(r, 'a')}")
 
     def _needed_outside(self, n: Node, unit: list) -> bool:
         return n.out.id in self.kept or any(r not in unit for r in self.readers.get(n.out.id, []))
@@ -349,7 +387,7 @@ def _matmul(gen: _Generator, n: Node) -> str:
         raise Unsupported(f"matmul of {n.out.type.dtype.name} (BLAS handles float32 and float64 only)")
     out = gen.name(n.out)
     if len(n.out.type.shape) == 2:
-        gen.emit(1, f"{out} = np.dot({gen.contiguous(a)}, {gen.contiguous(b)})")
+        gen.emit(1, f"{out} = rt.dot({gen.contiguous(a)}, {gen.contiguous(b)})")
         return "C"
     # batched: one np.dot per batch element, the batch dimensions broadcast by the index
     batch = n.out.type.shape[:-2]

@@ -1,6 +1,7 @@
 """Helpers the generated kernels call (imported there as ``rt``)."""
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 
@@ -18,3 +19,10 @@ def maximum(a, b):
 def minimum(a, b):
     """np.minimum on scalars: NaN wins, as in NumPy."""
     return a if a <= b or a != a else b
+
+
+@njit(cache=True)
+def dot(a, b):
+    """np.dot of two matrices, compiled once per layout pair and kept in Numba's cache across processes
+    (called directly, each kernel would compile NumPy's dot again: about a second per layout pair)."""
+    return np.dot(a, b)

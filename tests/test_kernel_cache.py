@@ -1,0 +1,118 @@
+"""The disk cache of Numba kernels: reuse across processes, damaged entries rebuilt, the CLI."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny training step; prints what the kernel cache did as JSON.
+SCRIPT = """
+import json
+import numpy as np
+import tracegrad as tg
+w = tg.tensor(np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2), requires_grad=True)
+x = tg.ones(4, 3)
+opt = tg.optim.SGD([w], lr=0.1)
+@tg.compile(backend="numba")
+def step():
+    opt.zero_grad()
+    loss = (x @ w).tanh().sum()
+    loss.backward()
+    opt.step()
+    return loss
+losses = [float(step()) for _ in range(4)]
+kernel = next(iter(step._variants.values()))[0].execute
+stats = kernel.function.stats
+print(json.dumps({"losses": losses, "from_disk": kernel.from_disk, "numba_hits": sum(stats.cache_hits.values()),
+                  "numba_misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def _run(cache_dir: Path, script: str = SCRIPT) -> dict:
+    env = {**os.environ, "TRACEGRAD_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _same(a: list, b: list) -> bool:
+    """Equal up to float32 rounding: a kernel's first call may run on the interpreter, later ones compiled."""
+    return len(a) == len(b) and all(abs(x - y) <= 1e-6 * max(1.0, abs(y)) for x, y in zip(a, b))
+
+
+def _kernel_files(cache_dir: Path) -> list:
+    return sorted((cache_dir / "kernels").glob("tg_*.py"))
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    """A cache directory after one process compiled the step, and what that process saw."""
+    cache_dir = tmp_path_factory.mktemp("kernels")
+    return cache_dir, _run(cache_dir)
+
+
+def test_first_process_compiles_and_writes_one_kernel_file(filled):
+    cache_dir, first = filled
+    assert not first["from_disk"] and first["numba_misses"] == 1 and first["numba_hits"] == 0
+    assert len(_kernel_files(cache_dir)) == 1
+
+
+def test_second_process_loads_the_kernel_without_calling_numbas_compiler(filled):
+    cache_dir, first = filled
+    second = _run(cache_dir)
+    assert second["from_disk"] and second["numba_hits"] == 1 and second["numba_misses"] == 0
+    assert _same(second["losses"], first["losses"])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_a_damaged_kernel_file_is_rebuilt_not_trusted(filled, tmp_path, damage):
+    cache_dir, first = filled
+    copy = tmp_path / "cache"
+    subprocess.run(["cp", "-r", str(cache_dir), str(copy)], check=True)
+    path = _kernel_files(copy)[0]
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2] if damage == "truncate" else text.replace("return", "retrun", 1))
+    again = _run(copy)
+    assert not again["from_disk"] and _same(again["losses"], first["losses"])
+    assert path.read_text() == text  # rewritten whole
+
+
+def test_damaged_numba_cache_files_are_recompiled(filled, tmp_path):
+    cache_dir, first = filled
+    copy = tmp_path / "cache"
+    subprocess.run(["cp", "-r", str(cache_dir), str(copy)], check=True)
+    for f in (copy / "kernels" / "__pycache__").iterdir():
+        f.write_bytes(f.read_bytes()[:10])
+    assert _same(_run(copy)["losses"], first["losses"])
+
+
+def test_concurrent_processes_share_one_cache_safely(tmp_path):
+    env = {**os.environ, "TRACEGRAD_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert _same(results[0]["losses"], results[1]["losses"])
+    assert len(_kernel_files(tmp_path)) == 1 and not list((tmp_path / "kernels").glob("*.tmp"))
+
+
+def test_cache_cli_info_and_clear(filled, tmp_path):
+    cache_dir, _ = filled
+    copy = tmp_path / "cache"
+    subprocess.run(["cp", "-r", str(cache_dir), str(copy)], check=True)
+    env = {**os.environ, "TRACEGRAD_CACHE_DIR": str(copy), "PYTHONPATH": str(ROOT)}
+
+    def cli(*args):
+        out = subprocess.run([sys.executable, "-m", "tracegrad", "cache", *args], capture_output=True, text=True,
+                             env=env, check=True)
+        return out.stdout
+    assert f"path: {copy}" in cli("info") and "kernels: 1" in cli("info")
+    assert "removed 1 kernels" in cli("clear")
+    assert "kernels: 0" in cli("info") and not _kernel_files(copy)
