@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import cProfile
 import importlib
+import json
 import os
 import platform
 import pstats
+import subprocess
 import sys
 import sysconfig
 import time
@@ -40,6 +42,15 @@ Factory = Callable[[Any], Prepared]
 
 
 @dataclass(frozen=True)
+class Bandwidth:
+    """A memory-bound workload's yardstick: the bytes a step must move at least, and a copy to compare with."""
+
+    bytes_per_step: int
+    formula: str  # how bytes_per_step is counted, printed with the table
+    copy_shape: tuple[int, ...]  # the float32 array whose np.copyto gives the bandwidth this machine reaches
+
+
+@dataclass(frozen=True)
 class Workload:
     """A benchmark problem and the implementations that solve it."""
 
@@ -48,6 +59,7 @@ class Workload:
     make_problem: Callable[[], Any]
     implementations: dict[str, Factory]
     check_atol: float = 1e-5  # absolute tolerance of --check on losses and weights (rtol is 1e-4)
+    bandwidth: Bandwidth | None = None  # set for memory-bound workloads: the table then shows GB/s
 
 
 class Unavailable(Exception):
@@ -114,7 +126,11 @@ class Agreement:
     ok: bool
 
 
-def check_agreement(workload: Workload, steps: int = 3, rtol: float = 1e-4) -> list[Agreement]:
+# tracegrad.compile runs call 1 eagerly and traces call 2: steps 3 and 4 replay it, the second on the first's state
+CHECK_STEPS = 4
+
+
+def check_agreement(workload: Workload, steps: int = CHECK_STEPS, rtol: float = 1e-4) -> list[Agreement]:
     """Run `steps` steps of each implementation from identical weights and data; compare to numpy."""
     atol = workload.check_atol
     built, _ = prepare(workload, workload.make_problem())
@@ -218,7 +234,41 @@ def _time_block(step: Callable[[], Any], count: int) -> float:
     return time.perf_counter() - start
 
 
+def copy_bandwidth(shape: tuple[int, ...], plan: TimingPlan) -> tuple[float, Timing]:
+    """Bytes per second np.copyto moves on a float32 array of `shape` (read and write both counted), and its timing."""
+    source = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    target = np.empty_like(source)
+    timing = measure({"copy": lambda: np.copyto(target, source)}, plan)["copy"]
+    return 2 * source.nbytes / timing.median_s, timing
+
+
+# ---------------------------------------------------------------- child processes
+
+
+def run_python_json(script: str, args: list[str], failure: str,
+                    env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the Python file `script` with `args` in a new process and return the JSON it prints on stdout.
+
+    When the child fails, stop this program with `failure` (what was being
+    done, and what to try) followed by the child's error output.
+    """
+    completed = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env)
+    if completed.returncode != 0:
+        sys.exit(f"error: {failure} (exit status {completed.returncode}). Its output:\n{completed.stderr}")
+    return json.loads(completed.stdout)
+
+
 # ---------------------------------------------------------------- profiling
+
+
+def print_child_report(measure: Callable[[], dict]) -> int:
+    """What a measuring child process does: print ``measure()`` as JSON, or why it could not run."""
+    try:
+        report = measure()
+    except Unavailable as reason:
+        report = {"unavailable": str(reason)}
+    json.dump(report, sys.stdout)
+    return 0
 
 
 def profile_steps(step: Callable[[], Any], steps: int = 500, top: int = 15) -> str:
@@ -270,7 +320,7 @@ def environment() -> dict[str, Any]:
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
     }
-    for name in ("tracegrad", "torch"):
+    for name in ("tracegrad", "numba", "torch", "jax"):
         module = sys.modules.get(name)
         if module is not None:
             info[name] = f"{getattr(module, '__version__', '?')} ({os.path.dirname(module.__file__ or '?')})"
@@ -305,15 +355,22 @@ def ratios(timings: dict[str, Timing]) -> dict[str, dict[str, float | None]]:
             for name in timings}
 
 
-def format_table(timings: dict[str, Timing]) -> str:
-    """One row per implementation: median, p10, p90 per step, and the two ratios."""
-    header = f"{'implementation':<22}{'median':>11}{'p10':>11}{'p90':>11}{'/ numpy':>10}{'/ torch eager':>15}"
+def format_table(timings: dict[str, Timing], bandwidth: Bandwidth | None = None,
+                 copy_bytes_per_s: float | None = None) -> str:
+    """One row per implementation: median, p10, p90 per step, the two ratios; GB/s when `bandwidth` is given."""
+    header = f"{'implementation':<26}{'median':>11}{'p10':>11}{'p90':>11}{'/ numpy':>10}{'/ torch eager':>15}"
+    if bandwidth is not None:
+        header += f"{'GB/s':>8}{'/ copy':>8}"
     lines = [header, "-" * len(header)]
     for name, ratio in ratios(timings).items():
         timing = timings[name]
-        lines.append(f"{name:<22}{_duration(timing.median_s):>11}{_duration(timing.p10_s):>11}"
-                     f"{_duration(timing.p90_s):>11}{_ratio(ratio['vs_numpy']):>10}"
-                     f"{_ratio(ratio['vs_torch_eager']):>15}")
+        line = (f"{name:<26}{_duration(timing.median_s):>11}{_duration(timing.p10_s):>11}"
+                f"{_duration(timing.p90_s):>11}{_ratio(ratio['vs_numpy']):>10}{_ratio(ratio['vs_torch_eager']):>15}")
+        if bandwidth is not None:
+            achieved = bandwidth.bytes_per_step / timing.median_s
+            of_copy = achieved / copy_bytes_per_s if copy_bytes_per_s else None
+            line += f"{achieved / 1e9:>8.2f}{_ratio(of_copy):>8}"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -1,22 +1,24 @@
 """W1 and W2: one MLP training step (zero_grad, forward, cross-entropy, backward, optimizer step).
 
-Three implementations of the same step:
-- `build_pytorch_style`: the step as ordinary PyTorch code, run once with
-  tracegrad and once with PyTorch as the `torch` module;
+The implementations of the same step:
+- `build_pytorch_style`: the step as ordinary PyTorch code, run by tracegrad
+  and by PyTorch, eager and compiled (see `columns`);
 - `NumpyMLPStep`: the step written by hand in NumPy (manual backward, the
   optimizer update written out), float32 throughout, into preallocated
-  buffers: the baseline a library on NumPy is measured against.
+  buffers: the baseline a library on NumPy is measured against;
+- `jax_steps.mlp_step`: the step written functionally for jax.jit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 
-from benchmarks.harness import Prepared, Workload, import_optional, import_torch
+from benchmarks import columns
+from benchmarks.harness import Prepared, Workload
 
 SGD_MOMENTUM = 0.9
 ADAM_BETAS = (0.9, 0.999)  # PyTorch's defaults, spelled out for the hand-written update
@@ -45,31 +47,40 @@ def make_problem(batch: int, sizes: tuple[int, ...], optimizer: Literal["sgd", "
                  seed: int = 0) -> MLPProblem:
     """Weights drawn like a Linear layer's default init, and a standard-normal batch, from `seed`."""
     rng = np.random.default_rng(seed)
-    weights = []
-    for fan_in, fan_out in zip(sizes, sizes[1:]):
-        bound = 1.0 / np.sqrt(fan_in)
-        weights.append(rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32))
-        weights.append(rng.uniform(-bound, bound, fan_out).astype(np.float32))
+    weights = linear_weights(rng, sizes)
     x = rng.standard_normal((batch, sizes[0]), dtype=np.float32)
     y = rng.integers(0, sizes[-1], batch, dtype=np.int64)
     return MLPProblem(sizes, optimizer, lr, tuple(weights), x, y)
 
 
+def linear_weights(rng: np.random.Generator, sizes: tuple[int, ...]) -> list[np.ndarray]:
+    """W1, b1, W2, b2, ... of Linear layers of widths `sizes`, drawn like a Linear layer's default init."""
+    weights = []
+    for fan_in, fan_out in zip(sizes, sizes[1:]):
+        bound = 1.0 / np.sqrt(fan_in)
+        weights.append(rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32))
+        weights.append(rng.uniform(-bound, bound, fan_out).astype(np.float32))
+    return weights
+
+
 # ---------------------------------------------------------------- PyTorch-style code
 
 
-def build_pytorch_style(torch: ModuleType, problem: MLPProblem) -> Prepared:
-    """The step as a PyTorch user writes it; `torch` is tracegrad or PyTorch itself."""
+def build_model(torch: ModuleType, problem: MLPProblem):
+    """Linear layers with ReLU between them, holding the problem's initial weights."""
     nn = torch.nn
     layers: list = []
     for fan_in, fan_out in zip(problem.sizes, problem.sizes[1:]):
         layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
     model = nn.Sequential(*layers[:-1])  # no ReLU after the output layer
-    with torch.no_grad():
-        for param, value in zip(model.parameters(), problem.weights):
-            param.copy_(torch.from_numpy(value))
+    columns.copy_parameters(torch, model.parameters(), problem.weights)
+    return model
+
+
+def build_training_step(torch: ModuleType, model, problem: MLPProblem) -> Callable:
+    """The training step of `model` on the problem's batch, as a PyTorch user writes it."""
     x, y = torch.from_numpy(problem.x), torch.from_numpy(problem.y)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = torch.nn.CrossEntropyLoss()
     if problem.optimizer == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=problem.lr, momentum=SGD_MOMENTUM)
     else:
@@ -82,17 +93,14 @@ def build_pytorch_style(torch: ModuleType, problem: MLPProblem) -> Prepared:
         optimizer.step()
         return loss
 
-    return Prepared(step, weights=lambda: [p.detach().numpy() for p in model.parameters()])
+    return step
 
 
-def tracegrad_eager(problem: MLPProblem) -> Prepared:
-    """The PyTorch-style step run by tracegrad's eager mode."""
-    return build_pytorch_style(import_optional("tracegrad"), problem)
-
-
-def torch_eager(problem: MLPProblem) -> Prepared:
-    """The PyTorch-style step run by PyTorch's eager mode."""
-    return build_pytorch_style(import_torch(), problem)
+def build_pytorch_style(torch: ModuleType, problem: MLPProblem) -> Prepared:
+    """The step as a PyTorch user writes it; `torch` is tracegrad or PyTorch itself."""
+    model = build_model(torch, problem)
+    return Prepared(build_training_step(torch, model, problem),
+                    weights=lambda: [p.detach().numpy() for p in model.parameters()])
 
 
 # ---------------------------------------------------------------- hand-written NumPy
@@ -230,8 +238,8 @@ def numpy_step(problem: MLPProblem) -> Prepared:
 
 IMPLEMENTATIONS = {
     "numpy": numpy_step,
-    "tracegrad eager": tracegrad_eager,
-    "torch eager": torch_eager,
+    **columns.pytorch_style_columns(build_pytorch_style),
+    "jax.jit": columns.jax_jit("mlp_step"),
 }
 
 WORKLOADS = [

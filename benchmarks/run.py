@@ -1,16 +1,18 @@
-"""Benchmark tracegrad against hand-written NumPy and PyTorch: `python benchmarks/run.py --help`.
+"""Benchmark tracegrad against hand-written NumPy, PyTorch and JAX: `python benchmarks/run.py --help`.
 
 Prints, for each workload, the median time of one training step for every
 implementation available here, and its ratio to the NumPy and the PyTorch
-eager medians. By default each implementation is timed in fresh processes of
-its own, because implementations sharing a process slow each other down
-(see README.md); `--in-process` times them interleaved in this one process.
+eager medians (for W3 also the memory bandwidth reached, against a copy's).
+By default each implementation is timed in fresh processes of its own,
+because implementations sharing a process slow each other down (see
+README.md); `--in-process` times them interleaved in this one process. A full
+run also measures the cold and warm start of compiled steps (startup.py) and
+compiled training alternating with eager evaluation (alternate.py).
 """
 
 import argparse
 import json
 import os
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, replace
 from typing import Any, TextIO
@@ -24,10 +26,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # what makes `benchmarks` and a not-installed `tracegrad` importable.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import harness, mlp  # noqa: E402
+from benchmarks import actor_critic, alternate, columns, elementwise, harness, mlp, startup  # noqa: E402
 
 # Every workload, in table order. A new workload module adds its list here.
-WORKLOADS: list[harness.Workload] = [*mlp.WORKLOADS]
+WORKLOADS: list[harness.Workload] = [*mlp.WORKLOADS, *elementwise.WORKLOADS, *actor_critic.WORKLOADS]
+
+PARTS = ("steps", "startup", "alternate")
+# Implementations that --quick leaves out, and why.
+QUICK_SKIPS = {"torch.compile": "--quick skips it: it takes tens of seconds to compile each step; run without --quick"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +55,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", metavar="IMPLEMENTATION",
                         help="instead of timing, profile this implementation (e.g. 'tracegrad eager') "
                              "and print the 15 functions with the most own time per step")
+    parts = parser.add_argument_group(
+        "parts", "what to measure; none given: all three, except that --quick or --only measures --steps alone")
+    parts.add_argument("--steps", action="store_true", help="the step-time tables (with W3's memory bandwidth)")
+    parts.add_argument("--startup", action="store_true",
+                       help="cold and warm start of W1 and W2 compiled: new processes, from `import tracegrad` to "
+                            "the first compiled step, with an empty and then a filled TRACEGRAD_CACHE_DIR")
+    parts.add_argument("--alternate", action="store_true",
+                       help="compiled W2 training steps alternating with eager evaluation in one loop, against the "
+                            "sum of the two alone")
+    parser.add_argument("--backend", action="append", metavar="NAME",
+                        help="tracegrad.compile backend of --startup and --alternate; may be given more than once "
+                             f"(default: {', '.join(columns.TRACEGRAD_BACKENDS.values())})")
     # Internal: what one process of the isolated mode runs (with --only, --json -).
     parser.add_argument("--impl", metavar="IMPLEMENTATION", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -75,14 +93,15 @@ class WorkloadTimings:
 
 
 def run_check(workloads: list[harness.Workload], out: TextIO) -> bool:
-    """Print how far each implementation is from numpy after 3 steps; return whether all agree."""
-    print("check: 3 steps from identical weights and data, compared with numpy (rtol 1e-4)", file=out)
+    """Print how far each implementation is from numpy after a few steps; return whether all agree."""
+    print(f"check: {harness.CHECK_STEPS} steps from identical weights and data, compared with numpy (rtol 1e-4)",
+          file=out)
     all_ok = True
     for workload in workloads:
         print(f"  {workload.key} (atol {workload.check_atol:g})", file=out)
         for result in harness.check_agreement(workload):
             all_ok &= result.ok
-            print(f"    {result.implementation:<20} max |loss diff| {result.max_loss_diff:.2e}"
+            print(f"    {result.implementation:<26} max |loss diff| {result.max_loss_diff:.2e}"
                   f"  max |weight diff| {result.max_weight_diff:.2e}  {'ok' if result.ok else 'MISMATCH'}",
                   file=out)
     print(file=out)
@@ -162,30 +181,49 @@ def run_in_fresh_process(workload_key: str, implementation: str, quick: bool) ->
     The child inherits this process's environment, so OMP_WAIT_POLICY and the
     thread-count variables are the same in every child.
     """
-    command = [sys.executable, os.path.abspath(__file__), "--only", workload_key, "--impl", implementation,
-               "--json", "-", *(["--quick"] if quick else [])]
-    completed = subprocess.run(command, capture_output=True, text=True)
-    if completed.returncode != 0:
-        sys.exit(f"error: timing '{implementation}' on {workload_key} in its own process failed "
-                 f"(exit status {completed.returncode}); rerun with --in-process to see it directly. "
-                 f"Its output:\n{completed.stderr}")
-    return json.loads(completed.stdout)
+    return harness.run_python_json(
+        os.path.abspath(__file__),
+        ["--only", workload_key, "--impl", implementation, "--json", "-", *(["--quick"] if quick else [])],
+        f"timing '{implementation}' on {workload_key} in its own process failed; rerun with --in-process to see "
+        f"it directly")
+
+
+def copy_bandwidths(results: list[WorkloadTimings], plan: harness.TimingPlan) -> dict[str, dict[str, Any]]:
+    """For each memory-bound workload, the np.copyto bandwidth of its copy array, measured now in this process."""
+    measured = {}
+    for result in results:
+        bandwidth = result.workload.bandwidth
+        if bandwidth is not None:
+            bytes_per_s, timing = harness.copy_bandwidth(bandwidth.copy_shape, plan)
+            measured[result.workload.key] = {"copy_GBps": bytes_per_s / 1e9, "copy_median_s": timing.median_s,
+                                             "copy_shape": list(bandwidth.copy_shape),
+                                             "bytes_per_step": bandwidth.bytes_per_step,
+                                             "formula": bandwidth.formula}
+    return measured
 
 
 def print_tables(mode: str, environment: dict[str, Any], results: list[WorkloadTimings],
-                 out: TextIO) -> tuple[list[dict], list[dict]]:
+                 bandwidths: dict[str, dict[str, Any]], out: TextIO) -> tuple[list[dict], list[dict]]:
     """Print the header and one table per workload; return the result rows and the skipped rows for JSON."""
     print(harness.format_environment({"mode": mode, **environment}), file=out)
     rows, skipped = [], []
     for result in results:
+        bandwidth, copy = result.workload.bandwidth, bandwidths.get(result.workload.key)
         print(f"\n{result.workload.key}  {result.workload.title}", file=out)
-        print(harness.format_table(result.timings), file=out)
+        print(harness.format_table(result.timings, bandwidth, copy["copy_GBps"] * 1e9 if copy else None), file=out)
+        if copy:
+            print(f"  GB/s: the bytes a step must move at least / median step time, with {copy['formula']}\n"
+                  f"  / copy: that over the {copy['copy_GBps']:.2f} GB/s np.copyto reached in this run on a "
+                  f"{'x'.join(map(str, copy['copy_shape']))} float32 array (its read and write counted)", file=out)
         for name, reason in result.skipped.items():
             print(f"  ({name}: not run, {reason})", file=out)
             skipped.append({"workload": result.workload.key, "implementation": name, "reason": reason})
         for name, ratio in harness.ratios(result.timings).items():
-            rows.append({"workload": result.workload.key, "implementation": name,
-                         **asdict(result.timings[name]), **ratio})
+            row = {"workload": result.workload.key, "implementation": name, **asdict(result.timings[name]), **ratio}
+            if bandwidth is not None:
+                row["bandwidth_GBps"] = bandwidth.bytes_per_step / result.timings[name].median_s / 1e9
+                row["vs_copy_bandwidth"] = row["bandwidth_GBps"] / copy["copy_GBps"]
+            rows.append(row)
     return rows, skipped
 
 
@@ -210,6 +248,37 @@ def write_json(path: str, report: dict[str, Any]) -> None:
         json.dump(report, out, indent=2)
 
 
+def selected_parts(args: argparse.Namespace) -> set[str]:
+    """The parts asked for; none asked: all, or the step tables alone with --quick, --only or --impl."""
+    asked = {part for part in PARTS if getattr(args, part)}
+    if asked:
+        return asked
+    return {"steps"} if args.quick or args.only or args.impl else set(PARTS)
+
+
+def without_quick_skips(workloads: list[harness.Workload]) -> tuple[list[harness.Workload], dict[str, dict]]:
+    """The workloads less the implementations --quick leaves out, and those left out of each, with the reason."""
+    kept, left_out = [], {}
+    for workload in workloads:
+        left_out[workload.key] = {name: reason for name, reason in QUICK_SKIPS.items()
+                                  if name in workload.implementations}
+        kept.append(replace(workload, implementations={name: factory for name, factory in
+                                                       workload.implementations.items() if name not in QUICK_SKIPS}))
+    return kept, left_out
+
+
+def run_steps(workloads: list[harness.Workload], plan: harness.TimingPlan, args: argparse.Namespace,
+              left_out: dict[str, dict], out: TextIO) -> dict[str, Any]:
+    """Time the steps, measure the copy bandwidth, print the tables; return what goes into the JSON report."""
+    mode, environment, results = measure(workloads, plan, args)
+    for result in results:
+        result.skipped.update(left_out.get(result.workload.key, {}))
+    bandwidths = copy_bandwidths(results, plan)
+    rows, skipped = print_tables(mode, environment, results, bandwidths, out)
+    return {"mode": mode, "environment": environment, "plan": asdict(plan), "results": rows, "skipped": skipped,
+            "bandwidth": bandwidths}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = parse_args(argv)
@@ -218,15 +287,27 @@ def main(argv: list[str] | None = None) -> int:
         run_profile(workloads, args.profile)
         return 0
     out = sys.stderr if args.json == "-" else sys.stdout  # `--json -` keeps stdout for the JSON alone
+    left_out: dict[str, dict] = {}
+    if args.quick and not args.impl:
+        workloads, left_out = without_quick_skips(workloads)
     if args.check and not run_check(workloads, out):
         print("check failed: the implementations above marked MISMATCH do not compute the same step", file=out)
         return 1
     plan = harness.QUICK if args.quick else harness.FULL
-    mode, environment, results = measure(workloads, plan, args)
-    rows, skipped = print_tables(mode, environment, results, out)
+    parts = selected_parts(args)
+    if "steps" in parts:
+        report = run_steps(workloads, plan, args, left_out, out)
+    else:
+        report = {"environment": harness.environment()}
+        print(harness.format_environment(report["environment"]), file=out)
+    backends = args.backend or list(columns.TRACEGRAD_BACKENDS.values())
+    if "startup" in parts:
+        keys = [workload.key for workload in workloads if workload.key in startup.WORKLOADS]
+        report["startup"] = startup.run_startup(keys, backends, out)
+    if "alternate" in parts:
+        report["alternation"] = alternate.run_alternation(backends, args.quick, out)
     if args.json:
-        write_json(args.json, {"mode": mode, "environment": environment, "plan": asdict(plan),
-                               "results": rows, "skipped": skipped})
+        write_json(args.json, report)
     return 0
 
 

@@ -8,12 +8,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # `benchmarks` is a folder of the repository, not an installed package
 
-from benchmarks import harness, mlp  # noqa: E402
+from benchmarks import actor_critic, columns, elementwise, harness, mlp, run  # noqa: E402
 
 W1 = mlp.WORKLOADS[0]
+BUILDS = {"W1": mlp.build_pytorch_style, "W2": mlp.build_pytorch_style, "W3": elementwise.build_pytorch_style,
+          "W4": actor_critic.build_pytorch_style}
 
 
 def run_command(*args: str) -> subprocess.CompletedProcess:
@@ -21,16 +25,20 @@ def run_command(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def available_implementations() -> set[str]:
-    expected = {"numpy", "tracegrad eager"}
-    if importlib.util.find_spec("torch") is not None:
-        expected.add("torch eager")
-    return expected
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
 
 
-def assert_rows_complete(results: list[dict], workload: str, samples_per_row: int) -> None:
-    rows = {row["implementation"]: row for row in results if row["workload"] == workload}
-    assert set(rows) == available_implementations()
+def assert_rows_complete(report: dict, workload: str, samples_per_row: int) -> None:
+    """Every implementation is timed or skipped with a reason; those that must run here did."""
+    rows = {row["implementation"]: row for row in report["results"] if row["workload"] == workload}
+    skipped = {row["implementation"]: row["reason"] for row in report["skipped"] if row["workload"] == workload}
+    implementations = next(w for w in run.WORKLOADS if w.key == workload).implementations
+    assert set(rows) | set(skipped) == set(implementations) and not set(rows) & set(skipped)
+    must_run = {"numpy", "tracegrad eager", *columns.TRACEGRAD_BACKENDS}  # numba is a tracegrad dependency
+    must_run |= ({"torch eager"} if installed("torch") else set()) | ({"jax.jit"} if installed("jax") else set())
+    assert must_run <= set(rows)
+    assert all(reason for reason in skipped.values())
     assert rows["numpy"]["vs_numpy"] == 1.0
     assert all(0 < row["p10_s"] <= row["median_s"] <= row["p90_s"] for row in rows.values())
     assert all(len(row["samples_s"]) == samples_per_row for row in rows.values())
@@ -44,8 +52,77 @@ def test_check_and_quick_run_succeed_and_report_every_available_implementation(t
     assert "mode             isolated" in completed.stdout
     report = json.loads(result_path.read_text())
     assert report["mode"].startswith("isolated")
-    for workload in ("W1", "W2"):
-        assert_rows_complete(report["results"], workload, harness.QUICK.rounds * harness.QUICK.process_rounds)
+    for workload in run.WORKLOADS:
+        assert_rows_complete(report, workload.key, harness.QUICK.rounds * harness.QUICK.process_rounds)
+    quick_skipped = {(row["workload"], row["implementation"]) for row in report["skipped"]
+                     if row["reason"].startswith("--quick skips it")}
+    assert quick_skipped == {(workload.key, "torch.compile") for workload in run.WORKLOADS}
+    assert "startup" not in report and "alternation" not in report  # --quick measures the steps alone
+    assert_bandwidth_reported(report, "W3")
+    assert "GB/s" in completed.stdout and "np.copyto" in completed.stdout
+
+
+def assert_bandwidth_reported(report: dict, workload: str) -> None:
+    """The memory-bound workload's rows give bytes per step over their median, and that over the copy's."""
+    copy = report["bandwidth"][workload]
+    assert copy["bytes_per_step"] == elementwise.BANDWIDTH.bytes_per_step
+    assert copy["copy_GBps"] == pytest.approx(2 * 4 * 2048 * 2048 / copy["copy_median_s"] / 1e9)
+    rows = [row for row in report["results"] if row["workload"] == workload]
+    assert rows and all(row["bandwidth_GBps"] == pytest.approx(copy["bytes_per_step"] / row["median_s"] / 1e9)
+                        and row["vs_copy_bandwidth"] == pytest.approx(row["bandwidth_GBps"] / copy["copy_GBps"])
+                        for row in rows)
+    assert set(report["bandwidth"]) == {workload}  # the compute-bound workloads have no bandwidth yardstick
+
+
+def test_startup_and_alternation_report_cold_warm_and_ratio(tmp_path):
+    """Wired with the interpreter backend, which every machine has: the numba ones may not be there."""
+    result_path = tmp_path / "results.json"
+    completed = run_command("--startup", "--alternate", "--backend", "interpreter", "--quick", "--only", "W1",
+                            "--json", str(result_path))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(result_path.read_text())
+    assert "results" not in report  # the parts asked for, and only those
+    [row] = report["startup"]
+    assert (row["workload"], row["backend"]) == ("W1", "interpreter")
+    for start in (row["cold"], row["warm"]):
+        assert len(start["call_seconds"]) == columns.CALLS_UNTIL_COMPILED
+        assert sum(start["call_seconds"]) <= start["calls_s"]
+        assert start["first_step_s"] == pytest.approx(start["import_s"] + start["build_s"] + start["calls_s"])
+        assert 0 < start["first_step_s"] < start["process_s"]
+    [alternation] = report["alternation"]
+    medians = alternation["medians_s"]
+    assert alternation["ratio"] == pytest.approx(medians["alternating"] / (medians["train"] + medians["eval"]))
+    # one step of each cannot take less than either alone (noise allowance: a shared 2-core machine)
+    assert medians["alternating"] > 0.5 * max(medians["train"], medians["eval"])
+
+
+@pytest.mark.parametrize("workload", run.WORKLOADS, ids=lambda workload: workload.key)
+def test_compiled_column_computes_the_numpy_step(workload):
+    """The compiled columns' wiring, with the interpreter backend: it needs nothing the numba ones need."""
+    interpreted = columns.tracegrad_compiled(BUILDS[workload.key], "interpreter")
+    checked = dataclasses.replace(workload, implementations={"numpy": workload.implementations["numpy"],
+                                                             "interpreter": interpreted})
+    [result] = harness.check_agreement(checked)
+    assert result.ok, result
+
+
+def test_compiled_column_of_a_missing_backend_is_unavailable_with_the_reason():
+    with pytest.raises(harness.Unavailable, match="cuda"):
+        columns.tracegrad_compiled(mlp.build_pytorch_style, "cuda")(W1.make_problem())
+
+
+def test_compiled_column_that_runs_eagerly_is_unavailable_not_timed():
+    def build_with_data_dependent_shape(torch, problem):
+        prepared = mlp.build_pytorch_style(torch, problem)
+        x = torch.from_numpy(problem.x)
+
+        def step():
+            return prepared.step() + 0 * x[x > 0].sum()  # a boolean mask: its result's shape depends on the data
+
+        return harness.Prepared(step, prepared.weights)
+
+    with pytest.raises(harness.Unavailable, match="did not run this step with its backend"):
+        columns.tracegrad_compiled(build_with_data_dependent_shape, "interpreter")(W1.make_problem())
 
 
 def test_in_process_mode_times_all_implementations_in_one_process(tmp_path):
@@ -54,7 +131,7 @@ def test_in_process_mode_times_all_implementations_in_one_process(tmp_path):
     assert completed.returncode == 0, completed.stdout + completed.stderr
     report = json.loads(result_path.read_text())
     assert report["mode"].startswith("in-process")
-    assert_rows_complete(report["results"], "W1", harness.QUICK.rounds)
+    assert_rows_complete(report, "W1", harness.QUICK.rounds)
     assert {row["workload"] for row in report["results"]} == {"W1"}
 
 
@@ -89,6 +166,17 @@ def test_check_flags_an_implementation_that_takes_a_different_step():
     [result] = harness.check_agreement(workload)
     assert not result.ok
     assert result.max_loss_diff > 0  # the second and third losses see the different update
+
+
+def test_check_sees_a_5_percent_error_in_the_elementwise_update():
+    """W3's gradients are small (a mean over 4M elements): its lr must make an error in them visible."""
+    def numpy_with_a_larger_lr(problem):
+        return elementwise.numpy_step(dataclasses.replace(problem, lr=problem.lr * 1.05))
+
+    workload = dataclasses.replace(elementwise.WORKLOADS[0], implementations={"numpy": elementwise.numpy_step,
+                                                                               "off by 5% lr": numpy_with_a_larger_lr})
+    [result] = harness.check_agreement(workload)
+    assert not result.ok
 
 
 def test_check_accepts_an_identical_implementation():

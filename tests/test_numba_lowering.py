@@ -164,3 +164,17 @@ def test_parallel_kernels_match_the_interpreter_on_large_loops():
     assert "prange(" in kernel.source
     for g, e in zip(kernel([a.copy() for a in arrays]), expected):
         np.testing.assert_allclose(g, e, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_helper_handles_every_operand_layout(dtype):
+    from tracegrad.backends.numba_cpu.runtime import dot
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((6, 10)).astype(dtype)
+    operands = {"row-major": base[:, :4], "column-major": np.asfortranarray(base[:, :4]), "strided": base[:, ::2][:, :4],
+                "reversed": base[::-1, :4], "empty": base[:, :0]}
+    right = rng.standard_normal((4, 3)).astype(dtype)
+    for name, left in operands.items():
+        r = right[: left.shape[1]]
+        for b in (r, np.asfortranarray(r), r[::-1][::-1]):
+            np.testing.assert_allclose(dot(left, b), left @ b, rtol=1e-5, atol=1e-5, err_msg=name)

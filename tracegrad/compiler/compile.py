@@ -17,7 +17,7 @@ from ..ir import GuardFailure, verify
 from ..ir.passes import optimize
 from ..tensor import Tensor
 from .capture import CaptureWatch, modules_and_optimizers, tensor_names
-from .tracer import Trace, Tracer, fill_outputs
+from .tracer import Trace, Tracer, fill_outputs, output_slots
 
 CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
 
@@ -48,6 +48,8 @@ class CompileWarning(UserWarning):
 
 def _flatten(obj, leaves: list) -> object:
     """Leaves of nested tuples/lists/dicts, and a hashable description of the structure."""
+    if type(obj) is tuple and not obj:
+        return ("tuple", ())
     if isinstance(obj, (tuple, list)):
         return (type(obj).__name__, tuple(_flatten(o, leaves) for o in obj))
     if isinstance(obj, dict):
@@ -118,13 +120,16 @@ class Variant:
             elif kind == "hyper":
                 self.from_hyper.append([i, src[0], src[1], value.type.dtype.np, None, None])
             else:
-                self.from_refs.append((i, src, value, self.requires_grad[value.id]))
-        self.bumped = [sources[dst.id] for dst, _ in graph.writebacks]
+                self.from_refs.append([i, src, value, self.requires_grad[value.id], None])
+        self.bumped_args = [src for kind, src in (sources[dst.id] for dst, _ in graph.writebacks) if kind == "arg"]
+        self.bumped_refs = [src for kind, src in (sources[dst.id] for dst, _ in graph.writebacks) if kind != "arg"]
         # A kernel returns fresh arrays, the interpreter's may alias inputs or each other; two .grad
         # tensors never share a buffer.
         grad_outputs = [g[1] for _, g in self.trace.grads if g is not None and g[0] != "keep"]
         fresh = getattr(self.execute, "fresh_outputs", False)
         self.copied_grads = {k for k in grad_outputs if not fresh or grad_outputs.count(k) > 1}
+        returned = output_slots(self.trace.output_tree)
+        self.fresh_returns = frozenset(k for k in returned if fresh and returned.count(k) == 1 and k not in grad_outputs)
 
     def run(self, leaves: list):
         """Replay on new arguments; GuardFailure (nothing modified) when an assumption fails."""
@@ -134,23 +139,29 @@ class Variant:
         arrays = self.template.copy()
         for i, leaf in self.from_args:
             arrays[i] = leaves[leaf]._data
-        for i, tensor, value, requires_grad in self.from_refs:
+        for ref in self.from_refs:  # [position, tensor, graph input, requires_grad, the array last checked]
+            tensor = ref[1]
             data = tensor._data  # a captured tensor must still have the traced type and requires_grad flag
-            if data.shape != value.type.shape or data.dtype != value.type.dtype.np:
-                raise GuardFailure(f"the type of captured tensor {value.name or value}", str(value.type),
-                                   f"{tensor.dtype}{list(tensor.shape)}")
-            if tensor._requires_grad != requires_grad:
-                raise GuardFailure(f"requires_grad of captured tensor {value.name or value}", requires_grad,
+            if data is not ref[4]:
+                value = ref[2]
+                if data.shape != value.type.shape or data.dtype != value.type.dtype.np:
+                    raise GuardFailure(f"the type of captured tensor {value.name or value}", str(value.type),
+                                       f"{tensor.dtype}{list(tensor.shape)}")
+                ref[4] = data
+            if tensor._requires_grad != ref[3]:
+                raise GuardFailure(f"requires_grad of captured tensor {ref[2].name or ref[2]}", ref[3],
                                    tensor._requires_grad)
-            arrays[i] = data
+            arrays[ref[0]] = data
         for hyper in self.from_hyper:  # [position, container, key, dtype, last value, its array]
             number = hyper[1][hyper[2]]
             if number != hyper[4] or hyper[5] is None:
                 hyper[4], hyper[5] = number, np.array(number, dtype=hyper[3])
             arrays[hyper[0]] = hyper[5]
         outputs = self.execute(arrays)
-        for kind, src in self.bumped:
-            (leaves[src] if kind == "arg" else src)._vc[0] += 1
+        for leaf in self.bumped_args:
+            leaves[leaf]._vc[0] += 1
+        for tensor in self.bumped_refs:
+            tensor._vc[0] += 1
         for tensor, grad in self.trace.grads:
             if grad is None:
                 tensor._grad = None
@@ -159,7 +170,7 @@ class Variant:
             else:
                 array = outputs[grad[1]]
                 tensor._grad = Tensor._make(array.copy() if grad[1] in self.copied_grads else array)
-        return fill_outputs(self.trace.output_tree, outputs)
+        return fill_outputs(self.trace.output_tree, outputs, self.fresh_returns)
 
 
 class CompiledFunction:

@@ -47,6 +47,17 @@ class Trace:
     flag_guards: list = field(default_factory=list)  # (container, key, truth value) of hyperparameter flags
 
 
+def output_slots(tree) -> list:
+    """The output indices a return value refers to (with repeats)."""
+    if isinstance(tree, _OutputSlot):
+        return [tree.index]
+    if isinstance(tree, (tuple, list)):
+        return [i for o in tree for i in output_slots(o)]
+    if isinstance(tree, dict):
+        return [i for o in tree.values() for i in output_slots(o)]
+    return []
+
+
 class _OutputSlot:
     """Placeholder for the i-th graph output inside the returned structure."""
 
@@ -214,12 +225,15 @@ def _replace_tensors(obj, fn):
     return obj
 
 
-def fill_outputs(tree, arrays: list):
-    """The return value of a replayed step: output slots replaced by new tensors."""
+def fill_outputs(tree, arrays: list, fresh: frozenset = frozenset()):
+    """The return value of a replayed step: output slots replaced by new tensors.
+
+    Arrays whose index is in ``fresh`` belong to nobody else and become tensors without a copy."""
     if isinstance(tree, _OutputSlot):
-        return Tensor._make(np.array(arrays[tree.index], copy=True))
+        array = arrays[tree.index]
+        return Tensor._make(array if tree.index in fresh else np.array(array, copy=True))
     if isinstance(tree, (tuple, list)):
-        return type(tree)(fill_outputs(o, arrays) for o in tree)
+        return type(tree)(fill_outputs(o, arrays, fresh) for o in tree)
     if isinstance(tree, dict):
-        return {k: fill_outputs(v, arrays) for k, v in tree.items()}
+        return {k: fill_outputs(v, arrays, fresh) for k, v in tree.items()}
     return tree

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import pickle
 import time
 
@@ -29,42 +30,40 @@ class Kernel:
         with open(module.__file__) as f:
             self.source = f.read().partition("\n")[2]  # without the checksum line
         positions = {v.id: i for i, v in enumerate(graph.inputs)}
-        arg_ids = module.ARG_IDS
-        self.arg_positions = [positions[i] for i in arg_ids]
-        self.name, self.called = graph.name, False
-        self.guards = graph.guards
-        written = {dst.id for dst, _ in graph.writebacks}
-        self.written = [k for k, i in enumerate(arg_ids) if i in written]
+        chosen = [positions[i] for i in module.ARG_IDS]
+        # the caller's arrays as they are: Numba compiles a variant for a strided one, no copies here
+        self.pick = operator.itemgetter(*chosen) if len(chosen) > 1 else lambda arrays: tuple(arrays[i] for i in chosen)
+        self.name, self.guards, self.ready = graph.name, graph.guards, False
 
-    def __call__(self, arrays: list) -> list:
-        if self.interpret_first:
-            self.interpret_first = False
-            return [np.array(a, copy=True) for a in run(self.graph, arrays)]
-        args = [np.ascontiguousarray(arrays[i]) for i in self.arg_positions]
-        start = time.perf_counter()
+    def __call__(self, arrays: list):
+        if not self.ready:
+            return self._first_call(arrays)
         try:
-            outputs = self.function(*args)
+            return self.function(*self.pick(arrays))
         except GuardFailed as failed:
             value, expected, source = self.guards[failed.args[0]]
             got = (not expected) if isinstance(expected, bool) else "a different value"
             raise GuardFailure(source, expected, got) from None
+
+    def _first_call(self, arrays: list):
+        if self.interpret_first:
+            self.interpret_first = False
+            return [np.array(a, copy=True) for a in run(self.graph, arrays)]
+        self.ready = True
+        start = time.perf_counter()
+        try:
+            outputs = self(arrays)
         except (pickle.UnpicklingError, EOFError, OSError, ValueError) as error:
-            if self.called or not self.from_disk:
+            if not self.from_disk:
                 raise
             # Numba's own cache files of this kernel are damaged: drop them and compile afresh.
             LOG.warning("%s: Numba's cache of this kernel is unreadable (%s); recompiling", self.name, error)
             cache.forget_machine_code(self.key)
             self.function = cache.reload(self.key).ENTRY
-            outputs = self.function(*args)
-        if not self.called:
-            self.called = True
-            LOG.info("%s: first kernel call (Numba %s) took %.1f ms", self.name,
-                     "loading its cache" if self.from_disk else "compiling", 1e3 * (time.perf_counter() - start))
-        for k in self.written:  # a strided caller buffer got a row-major copy: store the result back
-            original = arrays[self.arg_positions[k]]
-            if args[k] is not original:
-                np.copyto(original, args[k])
-        return list(outputs)
+            outputs = self(arrays)
+        LOG.info("%s: first kernel call (Numba %s) took %.1f ms", self.name,
+                 "loading its cache" if self.from_disk else "compiling", 1e3 * (time.perf_counter() - start))
+        return outputs
 
 
 def compile_graph(graph: Graph, parallel: bool = False, interpret_first: bool = False) -> Kernel:

@@ -70,7 +70,9 @@ class _Generator:
     def __init__(self, graph: Graph, parallel: bool) -> None:
         self.graph, self.parallel = graph, parallel
         self.lines: list[str] = []
-        self.layout: dict[int, str] = {}  # value id -> 'C' (row-major), 'F' (transposed 2-D) or 'A' (strided)
+        # value id -> 'C' (row-major), 'F' (transposed 2-D), 'A' (strided) or 'I' (a caller's array: row-major
+        # nearly always, but Numba compiles a strided variant when it is not)
+        self.layout: dict[int, str] = {}
         self.scalars: set[int] = set()     # scalar constants, inlined as c<id>
         self.units = schedule(graph)
         self.position = {n.out.id: i for i, unit in enumerate(self.units) for n in unit}
@@ -156,13 +158,13 @@ class _Generator:
 
     def fresh(self, v: Value) -> str:
         """An expression for a new row-major array holding v's values."""
-        if v.id in self.scalars or self.layout.get(v.id, "C") != "C":
+        if v.id in self.scalars or self.layout.get(v.id, "C") not in "CI":
             return self.row_major(v)
         return f"{self.name(v)}.copy()"
 
     def contiguous(self, v: Value) -> str:
         """An expression for v as an array np.dot accepts (row-major or a transposed row-major)."""
-        return self.array(v) if self.layout.get(v.id, "C") in "CF" else f"np.ascontiguousarray({self.name(v)})"
+        return self.array(v) if self.layout.get(v.id, "C") in "CFI" else f"np.ascontiguousarray({self.name(v)})"
 
     def row_major(self, v: Value) -> str:
         """An expression for v as a row-major array (a copy only when v is a strided view)."""
@@ -181,7 +183,7 @@ class _Generator:
                 self.scalars.add(v.id)  # a constant of equal elements: one typed scalar
             else:
                 args.append(v)
-                self.layout[v.id] = "C"  # the caller passes row-major arrays
+                self.layout[v.id] = "I"
         entry = graph.name
         self.emit(0, f"@njit({JIT_OPTIONS}{', parallel=True' if self.parallel else ''})")
         self.emit(0, f"def {entry}({', '.join(self.name(v) for v in args)}):")
@@ -402,7 +404,7 @@ def _matmul(gen: _Generator, n: Node) -> str:
         operands.append(f"{name}[{', '.join(parts + ['...'])}]")
     for k, size in enumerate(batch):
         gen.emit(1 + k, f"for i{k} in range({size}):")
-    gen.emit(1 + len(batch), f"np.dot({operands[0]}, {operands[1]}, {out}[{', '.join(f'i{k}' for k in range(len(batch)))}])")
+    gen.emit(1 + len(batch), f"rt.matmul_into({operands[0]}, {operands[1]}, {out}[{', '.join(f'i{k}' for k in range(len(batch)))}])")
     return "C"
 
 
@@ -410,7 +412,7 @@ def _permute(gen: _Generator, n: Node) -> str:
     x, dims = n.operands[0], tuple(n.attrs["dims"])
     if dims == (1, 0):
         gen.emit(1, f"{gen.name(n.out)} = {gen.array(x)}.T")
-        return {"C": "F", "F": "C"}.get(gen.layout.get(x.id, "C"), "A")
+        return {"C": "F", "F": "C", "I": "F"}.get(gen.layout.get(x.id, "C"), "A")
     gen.emit(1, f"{gen.name(n.out)} = np.transpose({gen.array(x)}, {dims})")
     return "A"
 
@@ -453,7 +455,7 @@ def _along_axis(gen: _Generator, n: Node, idx: Value, size: int, dim: int) -> tu
     for k, s in enumerate(idx.type.shape):
         gen.emit(1 + k, f"for i{k} in range({s}):")
     gen.emit(1 + depth, f"j = {gen.element(idx, [f'i{k}' for k in range(depth)])}")
-    gen.emit(1 + depth, f"if j < 0:")
+    gen.emit(1 + depth, "if j < 0:")
     gen.emit(2 + depth, f"j += {size}")
     gen.emit(1 + depth, f"if j < 0 or j >= {size}:")
     gen.emit(2 + depth, f'raise IndexError("{n.prim}: an index is out of range for dimension {dim} of size {size}")')

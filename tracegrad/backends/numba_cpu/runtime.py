@@ -1,8 +1,13 @@
 """Helpers the generated kernels call (imported there as ``rt``)."""
 from __future__ import annotations
 
+import ctypes
+import glob
+import os
+
+import llvmlite.binding as llvm
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 
 class GuardFailed(Exception):
@@ -21,8 +26,97 @@ def minimum(a, b):
     return a if a <= b or a != a else b
 
 
+# ---- matrix products on NumPy's own BLAS ------------------------------------------------------------
+#
+# np.dot inside Numba calls SciPy's OpenBLAS, a second BLAS library beside NumPy's: eager steps
+# (NumPy) and compiled steps (Numba) in one process then keep two thread pools whose idle threads
+# spin against each other on the same cores (measured: 5-20x slower matmuls when they alternate).
+# Kernels call NumPy's bundled OpenBLAS through its CBLAS entry points instead, so both modes share
+# one pool. Where NumPy's BLAS can't be found (another NumPy build), np.dot is the fallback.
+
+_ROW_MAJOR, _NO_TRANSPOSE, _TRANSPOSE = 101, 111, 112
+
+
+def _numpy_blas() -> str | None:
+    """The path of NumPy's bundled OpenBLAS when it exports the 64-bit CBLAS gemm entry points."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in glob.glob(os.path.join(libs, "*openblas*")):
+        try:
+            if hasattr(ctypes.CDLL(path), "scipy_cblas_sgemm64_"):
+                return path
+        except OSError:
+            continue
+    return None
+
+
+_BLAS = _numpy_blas()
+
+if _BLAS is not None:
+    llvm.load_library_permanently(_BLAS)  # lets the compiled (and cached) kernels resolve the symbols
+
+    def _gemm_type(scalar):
+        index = types.int64
+        return types.void(types.intc, types.intc, types.intc, index, index, index, scalar, types.voidptr, index,
+                          types.voidptr, index, scalar, types.voidptr, index)
+    _sgemm = types.ExternalFunction("scipy_cblas_sgemm64_", _gemm_type(types.float32))
+    _dgemm = types.ExternalFunction("scipy_cblas_dgemm64_", _gemm_type(types.float64))
+
+    @njit(inline="always")
+    def _row_major(x) -> bool:
+        return x.strides[1] == x.itemsize and x.strides[0] >= x.shape[1] * x.itemsize
+
+    @njit(inline="always")
+    def _column_major(x) -> bool:
+        return x.strides[0] == x.itemsize and x.strides[1] >= x.shape[0] * x.itemsize
+
+    @njit(inline="always")
+    def _operand(x):
+        """(transpose flag, leading dimension) of a row-major or column-major matrix."""
+        if _row_major(x):
+            return _NO_TRANSPOSE, max(x.strides[0] // x.itemsize, 1)
+        return _TRANSPOSE, max(x.strides[1] // x.itemsize, 1)
+
+    @njit(cache=True)
+    def _gemm(a, b, out):
+        m, k = a.shape
+        n = b.shape[1]
+        ta, lda = _operand(a)
+        tb, ldb = _operand(b)
+        if a.itemsize == 4:
+            _sgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float32(1), a.ctypes.data, lda, b.ctypes.data, ldb,
+                   np.float32(0), out.ctypes.data, max(n, 1))
+        else:
+            _dgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float64(1), a.ctypes.data, lda, b.ctypes.data, ldb,
+                   np.float64(0), out.ctypes.data, max(n, 1))
+
+    @njit(cache=True)
+    def matmul_into(a, b, out):
+        """out = a @ b for float32/float64 matrices (row-major out); other strides are copied first."""
+        if a.shape[0] == 0 or b.shape[1] == 0:
+            return out
+        if a.shape[1] == 0:
+            out[...] = 0
+            return out
+        a_ok = _row_major(a) or _column_major(a)
+        b_ok = _row_major(b) or _column_major(b)
+        if a_ok and b_ok:
+            _gemm(a, b, out)
+        elif a_ok:
+            _gemm(a, np.ascontiguousarray(b), out)
+        elif b_ok:
+            _gemm(np.ascontiguousarray(a), b, out)
+        else:
+            _gemm(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+        return out
+else:
+    @njit(cache=True)
+    def matmul_into(a, b, out):
+        """out = a @ b (np.dot: SciPy's BLAS)."""
+        np.dot(a, b, out)
+        return out
+
+
 @njit(cache=True)
 def dot(a, b):
-    """np.dot of two matrices, compiled once per layout pair and kept in Numba's cache across processes
-    (called directly, each kernel would compile NumPy's dot again: about a second per layout pair)."""
-    return np.dot(a, b)
+    """a @ b for float32/float64 matrices that are row-major or transposed row-major: a new array."""
+    return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), a.dtype))
