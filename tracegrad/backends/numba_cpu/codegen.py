@@ -84,6 +84,7 @@ class _Generator:
             {src.id for _, src in graph.writebacks}
         self.view_root = self._view_roots()
         self.in_place = self._in_place_writebacks()
+        self.transposed_products = self._transposed_products()
 
     # ---- analysis ---------------------------------------------------------------------------------
 
@@ -126,6 +127,24 @@ class _Generator:
                 continue
             chosen[src.id] = dst
         return chosen
+
+    def _transposed_products(self) -> dict:
+        """matmul result id -> the matmul, for products used only by the transpose right after them.
+
+        The transpose then computes b.T @ a.T instead: the same numbers, row-major in the order the
+        loops read them (a weight gradient read through a transposed view strides across memory).
+        """
+        products = {}
+        for n in self.graph.nodes:
+            if n.prim != "permute" or tuple(n.attrs["dims"]) != (1, 0):
+                continue
+            x = n.operands[0]
+            producer = next((m for m in self.graph.nodes if m.out is x), None)
+            if producer is not None and producer.prim == "matmul" and len(x.type.shape) == 2 and \
+                    self.readers.get(x.id) == [n] and x.id not in self.kept and \
+                    self.position[n.out.id] == self.position[x.id] + 1:
+                products[x.id] = producer
+        return products
 
     def _old_value_read_after(self, dst: Value, where: int, unit: list) -> bool:
         members = {n.out.id for n in unit}
@@ -388,6 +407,9 @@ def _matmul(gen: _Generator, n: Node) -> str:
     if n.out.type.dtype.np not in (np.float32, np.float64):
         raise Unsupported(f"matmul of {n.out.type.dtype.name} (BLAS handles float32 and float64 only)")
     out = gen.name(n.out)
+    if n.out.id in gen.transposed_products:
+        gen.emit(1, "# (computed transposed, by the permute that reads it)")
+        return "C"
     if len(n.out.type.shape) == 2:
         gen.emit(1, f"{out} = rt.dot({gen.contiguous(a)}, {gen.contiguous(b)})")
         return "C"
@@ -410,6 +432,11 @@ def _matmul(gen: _Generator, n: Node) -> str:
 
 def _permute(gen: _Generator, n: Node) -> str:
     x, dims = n.operands[0], tuple(n.attrs["dims"])
+    product = gen.transposed_products.get(x.id)
+    if product is not None:
+        a, b = product.operands
+        gen.emit(1, f"{gen.name(n.out)} = rt.dot({gen.contiguous(b)}.T, {gen.contiguous(a)}.T)")
+        return "C"
     if dims == (1, 0):
         gen.emit(1, f"{gen.name(n.out)} = {gen.array(x)}.T")
         return {"C": "F", "F": "C", "I": "F"}.get(gen.layout.get(x.id, "C"), "A")
