@@ -4,14 +4,15 @@ The graph's units (``ir.passes.schedule``) are emitted in order. A loop unit bec
 over its shape: each node is one statement on scalars (the primitive's ``scalar`` template),
 operands of other units are array reads with broadcasting folded into the index, values needed
 elsewhere are stored at the end of the body, and reductions accumulate in the same nest (in a
-scalar when they reduce the innermost axes). Other nodes have a lowering below: ``np.dot`` for
-matmul, views for movement, loops for gather and scatter. Write-backs store into the caller's
+scalar when they reduce the innermost axes). Other nodes have a lowering below: BLAS (``rt.dot``)
+for matmul, views for movement, loops for gather, scatter, index tensors and argmax. Write-backs store into the caller's
 buffers; where nothing reads the old value later, the loop computing the new value writes it in
 place. Guards raise ``rt.GuardFailed`` before any write-back happens.
 """
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from .. import Unsupported
