@@ -74,7 +74,8 @@ class _Generator:
         # value id -> 'C' (row-major), 'F' (transposed 2-D), 'A' (strided) or 'I' (a caller's array: row-major
         # nearly always, but Numba compiles a strided variant when it is not)
         self.layout: dict[int, str] = {}
-        self.scalars: set[int] = set()     # scalar constants, inlined as c<id>
+        self.scalars: set[int] = set()     # values held as scalar variables: 0-d results of loops, and
+        self.constants: set[int] = set()   # constants of equal elements, inlined as typed literals c<id>
         self.units = schedule(graph)
         self.position = {n.out.id: i for i, unit in enumerate(self.units) for n in unit}
         self.readers: dict[int, list] = {}  # value id -> nodes reading it
@@ -166,7 +167,7 @@ class _Generator:
         self.lines.append("    " * depth + text)
 
     def name(self, v: Value) -> str:
-        return f"c{v.id}" if v.id in self.scalars else f"v{v.id}"
+        return f"c{v.id}" if v.id in self.constants else f"v{v.id}"
 
     def array(self, v: Value) -> str:
         """An expression for v as an array (a constant of equal elements is filled in)."""
@@ -201,6 +202,7 @@ class _Generator:
                 continue
             if v.const is not None and v.const.size and (v.const == v.const.flat[0]).all():
                 self.scalars.add(v.id)  # a constant of equal elements: one typed scalar
+                self.constants.add(v.id)
             else:
                 args.append(v)
                 self.layout[v.id] = "I"
@@ -208,7 +210,7 @@ class _Generator:
         self.emit(0, f"@njit({JIT_OPTIONS}{', parallel=True' if self.parallel else ''})")
         self.emit(0, f"def {entry}({', '.join(self.name(v) for v in args)}):")
         for v in graph.inputs:
-            if v.id in self.scalars:
+            if v.id in self.constants:
                 self.emit(1, f"{self.name(v)} = {literal(v.const.flat[0], v.type.dtype.np)}")
         guards = {}
         for k, (value, expected, _) in enumerate(graph.guards):
@@ -273,7 +275,12 @@ class _Generator:
         members = {n.out.id for n in unit if REGISTRY[n.prim].reducer is None}
         stored = [n for n in unit if n.out.id in members and self._needed_outside(n, unit)]
         self.emit(1, f"# {', '.join(f'%{n.out.id} {n.prim}' for n in unit)}")
+        # 0-d results stay scalar variables (no 0-d arrays to allocate, store and read back)
+        registers = {n.out.id for n in stored if depth == 0 and n.out.id not in self.in_place}
+        registers |= {r.out.id for r in reductions if not r.out.type.shape}
         for n in stored:
+            if n.out.id in registers:
+                continue
             dst = self.in_place.get(n.out.id)
             alloc = self.name(dst) if dst is not None else f"np.empty({n.out.type.shape}, {scalar_type(n.out.type.dtype.np)})"
             self.emit(1, f"{self.name(n.out)} = {alloc}")
@@ -304,6 +311,8 @@ class _Generator:
             if r.out.id in partial:
                 rows = [chunks] + [str(size) for size in (out_shape if level[r.out.id] is None else ())]
                 self.emit(1, f"p{r.out.id} = np.full(({', '.join(rows)},), {start(r)})")
+            if r.out.id in registers:
+                continue
             if level[r.out.id] is None and r.out.id not in partial:
                 self.emit(1, f"{self.name(r.out)} = np.full({out_shape}, {start(r)})")
             else:
@@ -351,7 +360,8 @@ class _Generator:
                 x = f"{scalar_type(dtype)}({x})"
             acc = accumulate_into(n)
             body.append(f"{acc} = {prim.reducer[1].format(x, acc=acc, T=scalar_type(dtype))}")
-        body += [f"{self.name(n.out)}[{_index([f'i{k}' for k in range(depth)])}] = t{n.out.id}" for n in stored]
+        element = f"[{_index([f'i{k}' for k in range(depth)])}]"
+        body += [f"{self.name(n.out)}{'' if n.out.id in registers else element} = t{n.out.id}" for n in stored]
 
         def final(r: Node, value: str) -> str:
             return value if accumulator[r.out.id] == r.out.type.dtype.np else f"{scalar_type(r.out.type.dtype.np)}({value})"
@@ -376,7 +386,8 @@ class _Generator:
                     if r.out.id in partial:
                         self.emit(outer + k, f"p{r.out.id}[c] = a{r.out.id}")
                     else:
-                        self.emit(outer + k, f"{self.name(r.out)}[{_index(output_index(r))}] = {final(r, f'a{r.out.id}')}")
+                        self.emit(outer + k, f"{self.store_target(r, output_index(r), registers)} = "
+                                             f"{final(r, f'a{r.out.id}')}")
         for r in reductions:  # fold the per-chunk rows
             if r.out.id not in partial:
                 continue
@@ -388,7 +399,12 @@ class _Generator:
             self.emit(inner, f"a = p{r.out.id}[{_index(['0'] + kept)}]")
             self.emit(inner, f"for c in range(1, {chunks}):")
             self.emit(inner + 1, f"a = {combine.format(f'p{r.out.id}[{_index([chr(99)] + kept)}]', acc='a')}")
-            self.emit(inner, f"{self.name(r.out)}[{_index(kept)}] = {final(r, 'a')}")
+            self.emit(inner, f"{self.store_target(r, kept, registers)} = {final(r, 'a')}")
+        self.scalars |= registers
+
+    def store_target(self, r: Node, index: list, registers: set) -> str:
+        """Where a reduction's result goes: its scalar variable, or an element of its array."""
+        return self.name(r.out) if r.out.id in registers else f"{self.name(r.out)}[{_index(index)}]"
 
     def _needed_outside(self, n: Node, unit: list) -> bool:
         return n.out.id in self.kept or any(r not in unit for r in self.readers.get(n.out.id, []))
