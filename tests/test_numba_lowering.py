@@ -178,3 +178,24 @@ def test_matmul_helper_handles_every_operand_layout(dtype):
         r = right[: left.shape[1]]
         for b in (r, np.asfortranarray(r), r[::-1][::-1]):
             np.testing.assert_allclose(dot(left, b), left @ b, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_a_step_with_an_op_numba_cannot_lower_runs_on_the_interpreter_with_a_warning(monkeypatch):
+    from tracegrad.backends.numba_cpu import codegen
+    from tracegrad.compiler import CompileWarning
+    monkeypatch.delitem(codegen._LOWERINGS, "cat")
+    w = tg.ones(7, requires_grad=True)
+
+    def step(x):
+        loss = (tg.cat([x, w]) * 7).sum()
+        loss.backward()
+        grad = w.grad.clone()
+        w.grad = None
+        return loss, grad
+    compiled = tg.compile(step, backend="numba")
+    x = tg.ones(2)
+    with pytest.warns(CompileWarning, match="numba can't compile .*cat.*interpreter runs"):
+        results = [compiled(x) for _ in range(3)]
+    for loss, grad in results:
+        assert float(loss) == 63.0 and np.array_equal(grad.numpy(), np.full(7, 7.0, np.float32))
+    assert compiled.cache_info().compiles == 1
