@@ -32,10 +32,12 @@ print(json.dumps({"losses": losses, "from_disk": kernel.from_disk, "numba_hits":
 """
 
 
-def _run(cache_dir: Path, script: str = SCRIPT) -> dict:
+def _run(cache_dir: Path, script: str = SCRIPT, stderr: list | None = None) -> dict:
     env = {**os.environ, "TRACEGRAD_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
+    if stderr is not None:
+        stderr.append(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -88,6 +90,16 @@ def test_damaged_numba_cache_files_are_recompiled(filled, tmp_path):
     for f in (copy / "kernels" / "__pycache__").iterdir():
         f.write_bytes(f.read_bytes()[:10])
     assert _same(_run(copy)["losses"], first["losses"])
+
+
+def test_an_unusable_cache_directory_falls_back_to_a_temporary_one_with_a_warning(filled, tmp_path):
+    _, first = filled
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    stderr = []
+    result = _run(blocker / "cache", stderr=stderr)
+    assert _same(result["losses"], first["losses"]) and not result["from_disk"]
+    assert "can't be used" in stderr[0] and "TRACEGRAD_CACHE_DIR" in stderr[0]
 
 
 def test_concurrent_processes_share_one_cache_safely(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import logging
 import os
 import platform
 import shutil
@@ -23,10 +24,32 @@ from pathlib import Path
 _CHECKSUM = "# checksum: "
 
 
+_FALLBACK: list = []  # a temporary directory of this process, used when the cache directory can't be written
+
+
 def cache_dir() -> Path:
     """Where kernels live: $TRACEGRAD_CACHE_DIR, else ~/.cache/tracegrad."""
     configured = os.environ.get("TRACEGRAD_CACHE_DIR")
     return Path(configured) if configured else Path.home() / ".cache" / "tracegrad"
+
+
+def _kernel_dir() -> Path:
+    """The kernels folder, made if needed; a temporary one (with a warning) when that is impossible."""
+    if _FALLBACK:
+        return _FALLBACK[0]
+    directory = cache_dir() / "kernels"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if os.access(directory, os.W_OK):
+            return directory
+        problem = "it is not writable"
+    except OSError as error:
+        problem = str(error)
+    _FALLBACK.append(Path(tempfile.mkdtemp(prefix="tracegrad-kernels-")))
+    logging.getLogger("tracegrad").warning(
+        "kernel cache %s can't be used (%s); kernels of this process go to %s and are not kept: set "
+        "TRACEGRAD_CACHE_DIR to a writable folder", directory, problem, _FALLBACK[0])
+    return _FALLBACK[0]
 
 
 def kernel_key(graph_hash: str, backend: str, options: str) -> str:
@@ -61,16 +84,14 @@ def _intact(text: str) -> bool:
 
 
 def _path(key: str) -> Path:
-    return cache_dir() / "kernels" / f"tg_{key}.py"
+    return _kernel_dir() / f"tg_{key}.py"
 
 
 def load(key: str, make_source) -> tuple[object, bool]:
     """(module, found): the kernel module of ``key``, writing ``make_source()`` first when absent or damaged."""
     path = _path(key)
-    directory = path.parent
     found = path.exists() and _intact(path.read_text(errors="replace"))
     if not found:
-        directory.mkdir(parents=True, exist_ok=True)
         _write_atomically(path, _with_checksum(make_source()))
         forget_machine_code(key)  # Numba's cache of the old file
     module = sys.modules.get(f"tracegrad_kernel_{key}")
