@@ -6,6 +6,7 @@ training flag into the guard key (train() / eval() select different variants).
 from __future__ import annotations
 
 import inspect
+import operator
 
 from ..tensor import Tensor
 
@@ -75,13 +76,14 @@ class CaptureWatch:
     def __call__(self) -> tuple:
         """The current captured identity of fn."""
         try:
-            seen = tuple(id(c.cell_contents) for c in self.cells)
+            current = [c.cell_contents for c in self.cells]
         except ValueError:  # an empty cell: no shortcut
             return captured_identity(self.fn)
         g = self.globals
-        seen += tuple(id(g.get(n)) for n in self.names)
-        if seen != self.seen:
-            self.seen, self.identity = seen, captured_identity(self.fn)
+        current += [g.get(n) for n in self.names]
+        # the objects themselves are kept and compared (an id could be reused by a new object)
+        if self.seen is None or not all(map(operator.is_, current, self.seen)):
+            self.seen, self.identity = current, captured_identity(self.fn)
         return self.identity
 
 

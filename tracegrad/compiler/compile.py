@@ -5,6 +5,7 @@ import collections
 import copy
 import functools
 import logging
+import operator
 import os
 import time
 import warnings
@@ -120,7 +121,10 @@ class Variant:
             elif kind == "hyper":
                 self.from_hyper.append([i, src[0], src[1], value.type.dtype.np, None, None])
             else:
-                self.from_refs.append([i, src, value, self.requires_grad[value.id], None])
+                self.from_refs.append((i, src, value))
+        self.ref_tensors = [src for _, src, _ in self.from_refs]
+        self.ref_flags = [self.requires_grad[value.id] for _, _, value in self.from_refs]
+        self.ref_arrays: list = []  # the captured arrays that passed the type check last time
         self.bumped_args = [src for kind, src in (sources[dst.id] for dst, _ in graph.writebacks) if kind == "arg"]
         self.bumped_refs = [src for kind, src in (sources[dst.id] for dst, _ in graph.writebacks) if kind != "arg"]
         # A kernel returns fresh arrays, the interpreter's may alias inputs or each other; two .grad
@@ -131,6 +135,13 @@ class Variant:
         returned = output_slots(self.trace.output_tree)
         self.fresh_returns = frozenset(k for k in returned if fresh and returned.count(k) == 1 and k not in grad_outputs)
 
+    def _check_captured_types(self, current: list) -> None:
+        for (_, tensor, value), data in zip(self.from_refs, current):
+            if data.shape != value.type.shape or data.dtype != value.type.dtype.np:
+                raise GuardFailure(f"the type of captured tensor {value.name or value}", str(value.type),
+                                   f"{tensor.dtype}{list(tensor.shape)}")
+        self.ref_arrays = current
+
     def run(self, leaves: list):
         """Replay on new arguments; GuardFailure (nothing modified) when an assumption fails."""
         for container, key, expected in self.trace.flag_guards:
@@ -139,19 +150,18 @@ class Variant:
         arrays = self.template.copy()
         for i, leaf in self.from_args:
             arrays[i] = leaves[leaf]._data
-        for ref in self.from_refs:  # [position, tensor, graph input, requires_grad, the array last checked]
-            tensor = ref[1]
-            data = tensor._data  # a captured tensor must still have the traced type and requires_grad flag
-            if data is not ref[4]:
-                value = ref[2]
-                if data.shape != value.type.shape or data.dtype != value.type.dtype.np:
-                    raise GuardFailure(f"the type of captured tensor {value.name or value}", str(value.type),
-                                       f"{tensor.dtype}{list(tensor.shape)}")
-                ref[4] = data
-            if tensor._requires_grad != ref[3]:
-                raise GuardFailure(f"requires_grad of captured tensor {ref[2].name or ref[2]}", ref[3],
-                                   tensor._requires_grad)
-            arrays[ref[0]] = data
+        # Captured tensors must still have the traced type and requires_grad flags; arrays seen (and
+        # checked) last time are the same objects, so the type check runs only when one was replaced.
+        current = [t._data for t in self.ref_tensors]
+        if len(current) != len(self.ref_arrays) or not all(map(operator.is_, current, self.ref_arrays)):
+            self._check_captured_types(current)
+        if [t._requires_grad for t in self.ref_tensors] != self.ref_flags:
+            for (_, tensor, value), flag in zip(self.from_refs, self.ref_flags):
+                if tensor._requires_grad != flag:
+                    raise GuardFailure(f"requires_grad of captured tensor {value.name or value}", flag,
+                                       tensor._requires_grad)
+        for (i, _, _), data in zip(self.from_refs, current):
+            arrays[i] = data
         for hyper in self.from_hyper:  # [position, container, key, dtype, last value, its array]
             number = hyper[1][hyper[2]]
             if number != hyper[4] or hyper[5] is None:
@@ -204,8 +214,11 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if self.backend == "eager" or os.environ.get("TRACEGRAD_DISABLE") == "1":
             return self.fn(*args, **kwargs)
-        leaves: list = []
-        structure = _flatten((args, kwargs), leaves)
+        if not kwargs and all(type(a) is Tensor for a in args):  # the common case, without the walk
+            leaves, structure = list(args), len(args)
+        else:
+            leaves = []
+            structure = _flatten((args, kwargs), leaves)
         leaf_keys = tuple(_leaf_key(x) for x in leaves)
         # What the step reaches besides its arguments (closure cells, globals) is part of the signature:
         # rebinding a global model must not replay a graph that captured the old one.
