@@ -78,6 +78,7 @@ class _Generator:
         self.constants: set[int] = set()   # constants of equal elements, inlined as typed literals c<id>
         self.units = schedule(graph)
         self.position = {n.out.id: i for i, unit in enumerate(self.units) for n in unit}
+        self.producer = {n.out.id: n for n in graph.nodes}
         self.readers: dict[int, list] = {}  # value id -> nodes reading it
         for n in graph.nodes:
             for o in n.operands:
@@ -116,7 +117,7 @@ class _Generator:
         written_from = {src.id for _, src in self.graph.writebacks}
         chosen = {}
         for dst, src in self.graph.writebacks:
-            producer = next((n for n in self.graph.nodes if n.out is src), None)
+            producer = self.producer.get(src.id)
             if producer is None or REGISTRY[producer.prim].scalar is None or src.type != dst.type:
                 continue
             if dst_count[dst.id] > 1 or src_count[src.id] > 1 or src.id in outputs or dst.id in outputs \
@@ -141,7 +142,7 @@ class _Generator:
             if n.prim != "permute" or tuple(n.attrs["dims"]) != (1, 0):
                 continue
             x = n.operands[0]
-            producer = next((m for m in self.graph.nodes if m.out is x), None)
+            producer = self.producer.get(x.id)
             if producer is not None and producer.prim == "matmul" and len(x.type.shape) == 2 and \
                     self.readers.get(x.id) == [n] and x.id not in self.kept and \
                     self.position[n.out.id] == self.position[x.id] + 1:
