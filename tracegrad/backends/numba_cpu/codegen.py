@@ -46,6 +46,13 @@ def _index(parts: list) -> str:
     return ", ".join(parts) if parts else "()"
 
 
+def _broadcast_index(shape: tuple, loop_shape: tuple, end: int | None = None) -> list:
+    """Index of an operand of ``shape`` broadcast against loop indices i0, i1, ...: aligned so its last
+    dim meets loop dim ``end - 1`` (default: the last), a size-1 dim reads its only element."""
+    offset = (len(loop_shape) if end is None else end) - len(shape)
+    return ["0" if s == 1 and loop_shape[offset + j] != 1 else f"i{offset + j}" for j, s in enumerate(shape)]
+
+
 def _key_text(key: tuple) -> str:
     """A basic-indexing key template as Python subscript text."""
     parts = []
@@ -333,9 +340,7 @@ class _Generator:
                 return self.name(o)
             if o.id in hoisted:
                 return hoisted[o.id]
-            offset = depth - len(o.type.shape)
-            parts = ["0" if s == 1 and shape[offset + j] != 1 else f"i{offset + j}" for j, s in enumerate(o.type.shape)]
-            return f"{self.name(o)}[{_index(parts)}]"
+            return f"{self.name(o)}[{_index(_broadcast_index(o.type.shape, shape))}]"
 
         def output_index(r: Node, loop: str = "i") -> list:
             axes, keep = r.attrs["axes"], r.attrs["keepdim"]
@@ -438,9 +443,7 @@ def _matmul(gen: _Generator, n: Node) -> str:
     for v in (a, b):
         name = f"m{v.id}"
         gen.emit(1, f"{name} = {gen.row_major(v)}")
-        offset = len(batch) - (len(v.type.shape) - 2)
-        parts = ["0" if s == 1 and batch[offset + j] != 1 else f"i{offset + j}"
-                 for j, s in enumerate(v.type.shape[:-2])]
+        parts = _broadcast_index(v.type.shape[:-2], batch)
         operands.append(f"{name}[{', '.join(parts + ['...'])}]")
     for k, size in enumerate(batch):
         gen.emit(1 + k, f"for i{k} in range({size}):")
@@ -576,9 +579,7 @@ def _gathered_positions(gen: _Generator, n: Node, x: Value, indices: list, first
     position = [f"i{k}" for k in range(lead)]
     for m, idx in enumerate(indices):
         size = x.type.shape[first + m]
-        offset = lead + middle - len(idx.type.shape)
-        parts = ["0" if s == 1 and result_shape[offset + j] != 1 else f"i{offset + j}"
-                 for j, s in enumerate(idx.type.shape)]
+        parts = _broadcast_index(idx.type.shape, result_shape, end=lead + middle)
         gen.emit(1 + depth, f"j{m} = {gen.element(idx, parts)}")
         gen.emit(1 + depth, f"if j{m} < 0:")
         gen.emit(2 + depth, f"j{m} += {size}")
@@ -609,8 +610,7 @@ def _index_put_tensors(gen: _Generator, n: Node) -> str:
     region = x.type.shape[:first] + broadcast_shapes(*(i.type.shape for i in indices)) + x.type.shape[last + 1:]
     gen.emit(1, f"{out} = {gen.fresh(x)}")
     depth, position, loop = _gathered_positions(gen, n, x, indices, first, last, region)
-    offset = len(region) - len(values.type.shape)
-    parts = ["0" if s == 1 and region[offset + j] != 1 else f"i{offset + j}" for j, s in enumerate(values.type.shape)]
+    parts = _broadcast_index(values.type.shape, region)
     gen.emit(1 + depth, f"{out}[{_index(position)}] {'+=' if n.attrs['accumulate'] else '='} "
                         f"{gen.element(values, parts)}")
     return "C"
