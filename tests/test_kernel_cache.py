@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # A tiny training step; prints what the kernel cache did as JSON.
 SCRIPT = """
 import json
+import sys
 import numpy as np
 import tracegrad as tg
 w = tg.tensor(np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2), requires_grad=True)
@@ -28,7 +29,7 @@ losses = [float(step()) for _ in range(4)]
 kernel = next(iter(step._variants.values()))[0].execute
 stats = kernel.function.stats
 print(json.dumps({"losses": losses, "from_disk": kernel.from_disk, "numba_hits": sum(stats.cache_hits.values()),
-                  "numba_misses": sum(stats.cache_misses.values())}))
+                  "numba_misses": sum(stats.cache_misses.values()), "scipy_linalg": "scipy.linalg" in sys.modules}))
 """
 
 
@@ -68,6 +69,26 @@ def test_second_process_loads_the_kernel_without_calling_numbas_compiler(filled)
     second = _run(cache_dir)
     assert second["from_disk"] and second["numba_hits"] == 1 and second["numba_misses"] == 0
     assert _same(second["losses"], first["losses"])
+
+
+def test_a_warm_start_does_not_import_scipy_and_numba_still_gets_it_when_needed(filled):
+    """Kernels call NumPy's BLAS: loading one skips SciPy's import (a quarter of a warm start), while
+    a function compiled afterwards that needs SciPy's BLAS (np.dot in Numba) still works."""
+    cache_dir, _ = filled
+    later = SCRIPT + '''
+import numba
+@numba.njit
+def dot(a, b):
+    return np.dot(a, b)
+a = np.arange(6.0).reshape(2, 3)
+print(json.dumps({"dot_ok": bool(np.allclose(dot(a, a.T), a @ a.T))}))
+'''
+    out = subprocess.run([sys.executable, "-c", later], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TRACEGRAD_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    kernel_report, dot_report = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+    assert kernel_report["from_disk"] and not kernel_report["scipy_linalg"]
+    assert dot_report["dot_ok"]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "corrupt"])

@@ -1,9 +1,11 @@
 """The Numba CPU backend: a graph becomes one generated ``@njit`` function, cached in memory and on disk."""
 from __future__ import annotations
 
+import functools
 import logging
 import operator
 import pickle
+import sys
 import time
 
 import numpy as np
@@ -51,6 +53,7 @@ class Kernel:
             return [np.array(a, copy=True) for a in run(self.graph, arrays)]
         self.ready = True
         start = time.perf_counter()
+        _load_numba_target()
         try:
             outputs = self(arrays)
         except (pickle.UnpicklingError, EOFError, OSError, ValueError) as error:
@@ -64,6 +67,27 @@ class Kernel:
         LOG.info("%s: first kernel call (Numba %s) took %.1f ms", self.name,
                  "loading its cache" if self.from_disk else "compiling", 1e3 * (time.perf_counter() - start))
         return outputs
+
+
+@functools.cache
+def _load_numba_target() -> None:
+    """Set up Numba's CPU target before the first kernel compiles or loads, without importing SciPy.
+
+    Loading the target's registries imports Numba's array math, which probes for SciPy's BLAS by
+    importing scipy.linalg: ~0.25 s, a quarter of a warm start. Kernels call NumPy's own BLAS
+    (runtime.py) and need no SciPy, so the probe is made to fail; Numba still imports SciPy later
+    if other code compiles a function that needs it (np.dot on arrays, np.linalg).
+    """
+    from numba.core.registry import cpu_target
+    probe = "scipy.linalg.cython_blas"
+    if "scipy.linalg" in sys.modules:  # already paid for: nothing to save
+        cpu_target.target_context.refresh()
+        return
+    sys.modules[probe] = None  # `import` of a None entry raises ImportError without importing anything
+    try:
+        cpu_target.target_context.refresh()
+    finally:
+        del sys.modules[probe]
 
 
 def compile_graph(graph: Graph, parallel: bool = False, interpret_first: bool = False) -> Kernel:

@@ -83,6 +83,7 @@ class _Generator:
         self.layout: dict[int, str] = {}
         self.scalars: set[int] = set()     # values held as scalar variables: 0-d results of loops, and
         self.constants: set[int] = set()   # constants of equal elements, inlined as typed literals c<id>
+        self.filled = 0  # arrays made from scalar variables so far (their names are numbered)
         self.units = schedule(graph)
         self.position = {n.out.id: i for i, unit in enumerate(self.units) for n in unit}
         self.producer = {n.out.id: n for n in graph.nodes}
@@ -177,9 +178,23 @@ class _Generator:
     def name(self, v: Value) -> str:
         return f"c{v.id}" if v.id in self.constants else f"v{v.id}"
 
+    def allocate(self, name: str, shape: tuple | str, dtype: np.dtype, fill: str | None = None) -> None:
+        """``name = `` a new row-major array, filled with ``fill`` when given.
+
+        Always np.empty, filled by a store: Numba compiles each allocation function once per process
+        for each (dimension count, dtype), and np.full or np.zeros beside np.empty would double that.
+        """
+        self.emit(1, f"{name} = np.empty({shape}, {scalar_type(dtype)})")
+        if fill is not None:
+            self.emit(1, f"{name}[...] = {fill}")
+
     def array(self, v: Value) -> str:
-        """An expression for v as an array (a constant of equal elements is filled in)."""
-        return f"np.full({v.type.shape}, {self.name(v)})" if v.id in self.scalars else self.name(v)
+        """An expression for v as an array (a scalar variable is first stored into a new array)."""
+        if v.id not in self.scalars:
+            return self.name(v)
+        self.filled += 1
+        self.allocate(f"f{v.id}_{self.filled}", v.type.shape, v.type.dtype.np, fill=self.name(v))
+        return f"f{v.id}_{self.filled}"
 
     def element(self, v: Value, index: list) -> str:
         """v's element at ``index`` (a constant of equal elements is its scalar)."""
@@ -290,8 +305,10 @@ class _Generator:
             if n.out.id in registers:
                 continue
             dst = self.in_place.get(n.out.id)
-            alloc = self.name(dst) if dst is not None else f"np.empty({n.out.type.shape}, {scalar_type(n.out.type.dtype.np)})"
-            self.emit(1, f"{self.name(n.out)} = {alloc}")
+            if dst is not None:
+                self.emit(1, f"{self.name(n.out)} = {self.name(dst)}")
+            else:
+                self.allocate(self.name(n.out), n.out.type.shape, n.out.type.dtype.np)
             self.layout[n.out.id] = "C"
         # Reductions over the innermost axes keep a scalar accumulator, started at the loop level where
         # the reduced axes begin; others accumulate into their output array. A float32 sum or product
@@ -318,13 +335,11 @@ class _Generator:
             out_shape = r.out.type.shape
             if r.out.id in partial:
                 rows = [chunks] + [str(size) for size in (out_shape if level[r.out.id] is None else ())]
-                self.emit(1, f"p{r.out.id} = np.full(({', '.join(rows)},), {start(r)})")
+                self.allocate(f"p{r.out.id}", f"({', '.join(rows)},)", accumulator[r.out.id], fill=start(r))
             if r.out.id in registers:
                 continue
-            if level[r.out.id] is None and r.out.id not in partial:
-                self.emit(1, f"{self.name(r.out)} = np.full({out_shape}, {start(r)})")
-            else:
-                self.emit(1, f"{self.name(r.out)} = np.empty({out_shape}, {scalar_type(r.out.type.dtype.np)})")
+            starts_filled = level[r.out.id] is None and r.out.id not in partial
+            self.allocate(self.name(r.out), out_shape, r.out.type.dtype.np, fill=start(r) if starts_filled else None)
             self.layout[r.out.id] = "C"
         hoisted = {}
         for n in unit:
@@ -372,27 +387,35 @@ class _Generator:
         def final(r: Node, value: str) -> str:
             return value if accumulator[r.out.id] == r.out.type.dtype.np else f"{scalar_type(r.out.type.dtype.np)}({value})"
 
-        outer = 1
+        # indent[k]: the indentation of statements at loop level k (inside loops 0..k-1). A dimension of
+        # size 1 gets no loop, only its index variable: fewer statements for Numba to compile.
+        indent = [2 if partial else 1]
         if partial:
             self.emit(1, f"for c in prange({chunks}):")
-            outer = 2
         for k in range(depth + 1):
             for r in reductions:
                 if level[r.out.id] == k:
-                    self.emit(outer + k, f"a{r.out.id} = {start(r)}")
+                    self.emit(indent[k], f"a{r.out.id} = {start(r)}")
+            if k == depth:
+                break
             if k == 0 and partial:
-                self.emit(outer, f"for i0 in range(c * {shape[0]} // {chunks}, (c + 1) * {shape[0]} // {chunks}):")
-            elif k < depth:
-                self.emit(outer + k, f"for i{k} in {'prange' if parallel and k == 0 else 'range'}({shape[k]}):")
+                self.emit(indent[k], f"for i0 in range(c * {shape[0]} // {chunks}, (c + 1) * {shape[0]} // {chunks}):")
+            elif shape[k] == 1:
+                self.emit(indent[k], f"i{k} = 0")
+                indent.append(indent[k])
+                continue
+            else:
+                self.emit(indent[k], f"for i{k} in {'prange' if parallel and k == 0 else 'range'}({shape[k]}):")
+            indent.append(indent[k] + 1)
         for line in body:
-            self.emit(outer + depth, line)
+            self.emit(indent[depth], line)
         for k in range(depth, -1, -1):
             for r in reductions:
                 if level[r.out.id] == k:
                     if r.out.id in partial:
-                        self.emit(outer + k, f"p{r.out.id}[c] = a{r.out.id}")
+                        self.emit(indent[k], f"p{r.out.id}[c] = a{r.out.id}")
                     else:
-                        self.emit(outer + k, f"{self.store_target(r, output_index(r), registers)} = "
+                        self.emit(indent[k], f"{self.store_target(r, output_index(r), registers)} = "
                                              f"{final(r, f'a{r.out.id}')}")
         for r in reductions:  # fold the per-chunk rows
             if r.out.id not in partial:
@@ -438,7 +461,7 @@ def _matmul(gen: _Generator, n: Node) -> str:
         return "C"
     # batched: one np.dot per batch element, the batch dimensions broadcast by the index
     batch = n.out.type.shape[:-2]
-    gen.emit(1, f"{out} = np.empty({n.out.type.shape}, {scalar_type(n.out.type.dtype.np)})")
+    gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
     operands = []
     for v in (a, b):
         name = f"m{v.id}"
@@ -516,7 +539,7 @@ def _gather(gen: _Generator, n: Node) -> str:
     if not x.type.shape:
         gen.emit(1, f"{out} = {gen.fresh(x)}")
         return "C"
-    gen.emit(1, f"{out} = np.empty({n.out.type.shape}, {scalar_type(n.out.type.dtype.np)})")
+    gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
     depth, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
     gen.emit(1 + depth, f"{out}[{_index([f'i{k}' for k in range(depth)])}] = {gen.element(x, where)}")
     return "C"
@@ -541,9 +564,8 @@ def _arg_extremum(gen: _Generator, n: Node) -> str:
     better = ">" if n.prim == "argmax" else "<"
     kept = [("0" if k == axis else f"i{k}") for k in range(len(shape))]
     where = _index(kept if n.attrs["keepdim"] else [p for k, p in enumerate(kept) if k != axis])
-    gen.emit(1, f"{out} = np.zeros({n.out.type.shape}, np.int64)")
-    gen.emit(1, f"best{n.out.id} = np.empty({tuple(1 if k == axis else s for k, s in enumerate(shape))}, "
-                f"{scalar_type(x.type.dtype.np)})")
+    gen.allocate(out, n.out.type.shape, np.dtype(np.int64))  # all written: each at axis index 0
+    gen.allocate(f"best{n.out.id}", tuple(1 if k == axis else s for k, s in enumerate(shape)), x.type.dtype.np)
     for k, size in enumerate(shape):
         gen.emit(1 + k, f"for i{k} in range({size}):")
     depth = 1 + len(shape)
@@ -595,7 +617,7 @@ def _index_tensors(gen: _Generator, n: Node) -> str:
     x, indices = n.operands[0], n.operands[1:]
     first, last = _tensor_key(n.attrs["key"])
     out = gen.name(n.out)
-    gen.emit(1, f"{out} = np.empty({n.out.type.shape}, {scalar_type(n.out.type.dtype.np)})")
+    gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
     depth, position, loop = _gathered_positions(gen, n, x, indices, first, last, n.out.type.shape)
     gen.emit(1 + depth, f"{out}[{_index(loop)}] = {gen.element(x, position)}")
     return "C"
