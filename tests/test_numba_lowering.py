@@ -164,20 +164,56 @@ def test_parallel_kernels_match_the_interpreter_on_large_loops():
     assert "prange(" in kernel.source
     for g, e in zip(kernel([a.copy() for a in arrays]), expected):
         np.testing.assert_allclose(g, e, rtol=2e-5, atol=2e-6)
+    assert kernel.llvm_opt == 3  # large loops get LLVM's full optimization
+
+
+def test_kernels_of_small_loops_compile_at_llvm_o1_and_leave_numbas_setting_alone():
+    import numba
+    from tracegrad.backends.numba_cpu import _llvm_optimization
+    graph, arrays = _graph_and_arrays(_edge_step, _edge_tensors())
+    assert compile_graph(graph).llvm_opt == 1
+    before = numba.config.OPT
+    with pytest.raises(KeyError):
+        with _llvm_optimization(1):
+            assert numba.config.OPT == min(1, before)
+            raise KeyError("a failing compile")
+    assert numba.config.OPT is before
+
+
+def test_matmul_of_a_callers_transposed_or_strided_arrays():
+    def step(x, w):
+        x.requires_grad_()
+        loss = (x @ w.t()).tanh().sum()
+        loss.backward()
+        return loss, x.grad
+    rng = np.random.default_rng(4)
+    x, w = (tg.tensor(rng.standard_normal(s).astype(np.float32)) for s in ((5, 4), (3, 4)))
+    graph, arrays = _graph_and_arrays(step, [x, w])
+    kernel = compile_graph(graph)
+    expected = run(graph, [a.copy() for a in arrays])
+    names = [v.name for v in graph.inputs]
+    for layout in (np.asfortranarray, lambda a: np.repeat(a, 2, axis=-1)[..., ::2]):  # column-major, strided
+        passed = [layout(a) if names[i] in ("x", "w") else a for i, a in enumerate(arrays)]
+        assert all(not passed[names.index(n)].flags.c_contiguous for n in ("x", "w"))
+        for g, e in zip(kernel(passed), expected):
+            np.testing.assert_allclose(g, e, rtol=2e-6, atol=2e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_matmul_helper_handles_every_operand_layout(dtype):
+def test_matmul_helper_handles_every_blas_layout_and_refuses_others(dtype):
     from tracegrad.backends.numba_cpu.runtime import dot
     rng = np.random.default_rng(2)
     base = rng.standard_normal((6, 10)).astype(dtype)
-    operands = {"row-major": base[:, :4], "column-major": np.asfortranarray(base[:, :4]), "strided": base[:, ::2][:, :4],
-                "reversed": base[::-1, :4], "empty": base[:, :0]}
+    operands = {"row-major": base[:, :4], "column-major": np.asfortranarray(base[:, :4]),
+                "transposed": np.ascontiguousarray(base[:4, :6]).T, "empty": base[:, :0], "no rows": base[:0, :4]}
     right = rng.standard_normal((4, 3)).astype(dtype)
     for name, left in operands.items():
         r = right[: left.shape[1]]
         for b in (r, np.asfortranarray(r), r[::-1][::-1]):
             np.testing.assert_allclose(dot(left, b), left @ b, rtol=1e-5, atol=1e-5, err_msg=name)
+    for strided in (base[:, ::2][:, :4], base[::-1, :4]):  # the generated code copies these first
+        with pytest.raises(ValueError, match="neither row-major nor column-major"):
+            dot(strided, right)
 
 
 def test_a_step_with_an_op_numba_cannot_lower_runs_on_the_interpreter_with_a_warning(monkeypatch):

@@ -1,6 +1,7 @@
 """The Numba CPU backend: a graph becomes one generated ``@njit`` function, cached in memory and on disk."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import operator
@@ -36,6 +37,7 @@ class Kernel:
         # the caller's arrays as they are: Numba compiles a variant for a strided one, no copies here
         self.pick = operator.itemgetter(*chosen) if len(chosen) > 1 else lambda arrays: tuple(arrays[i] for i in chosen)
         self.name, self.guards, self.ready = graph.name, graph.guards, False
+        self.llvm_opt = module.LLVM_OPT
 
     def __call__(self, arrays: list):
         if not self.ready:
@@ -54,16 +56,17 @@ class Kernel:
         self.ready = True
         start = time.perf_counter()
         _load_numba_target()
-        try:
-            outputs = self(arrays)
-        except (pickle.UnpicklingError, EOFError, OSError, ValueError) as error:
-            if not self.from_disk:
-                raise
-            # Numba's own cache files of this kernel are damaged: drop them and compile afresh.
-            LOG.warning("%s: Numba's cache of this kernel is unreadable (%s); recompiling", self.name, error)
-            cache.forget_machine_code(self.key)
-            self.function = cache.reload(self.key).ENTRY
-            outputs = self(arrays)
+        with _llvm_optimization(self.llvm_opt):
+            try:
+                outputs = self(arrays)
+            except (pickle.UnpicklingError, EOFError, OSError, ValueError) as error:
+                if not self.from_disk:
+                    raise
+                # Numba's own cache files of this kernel are damaged: drop them and compile afresh.
+                LOG.warning("%s: Numba's cache of this kernel is unreadable (%s); recompiling", self.name, error)
+                cache.forget_machine_code(self.key)
+                self.function = cache.reload(self.key).ENTRY
+                outputs = self(arrays)
         LOG.info("%s: first kernel call (Numba %s) took %.1f ms", self.name,
                  "loading its cache" if self.from_disk else "compiling", 1e3 * (time.perf_counter() - start))
         return outputs
@@ -88,6 +91,23 @@ def _load_numba_target() -> None:
         cpu_target.target_context.refresh()
     finally:
         del sys.modules[probe]
+
+
+@contextlib.contextmanager
+def _llvm_optimization(level: int):
+    """Compile with LLVM's optimization passes at ``level`` at most (Numba reads NUMBA_OPT per compile).
+
+    Numba's compiler lock is held throughout, so no other thread compiles at this level meanwhile.
+    """
+    from numba.core import config
+    from numba.core.compiler_lock import global_compiler_lock
+    with global_compiler_lock:
+        saved = config.OPT
+        config.OPT = type(saved)(min(level, int(saved)))
+        try:
+            yield
+        finally:
+            config.OPT = saved
 
 
 def compile_graph(graph: Graph, parallel: bool = False, interpret_first: bool = False) -> Kernel:

@@ -8,6 +8,7 @@ import os
 import llvmlite.binding as llvm
 import numpy as np
 from numba import njit, types
+from numba.extending import overload
 
 
 class GuardFailed(Exception):
@@ -24,6 +25,19 @@ def maximum(a, b):
 def minimum(a, b):
     """np.minimum on scalars: NaN wins, as in NumPy."""
     return a if a <= b or a != a else b
+
+
+def blas_operand(x):
+    """Inside kernels: matrix x as it is when Numba types it row- or column-major, else a row-major copy."""
+    raise TypeError("blas_operand is only callable inside a Numba kernel")
+
+
+@overload(blas_operand)
+def _blas_operand(x):
+    # chosen by x's Numba type, so a caller's array passes through without a runtime check
+    if x.layout in "CF":
+        return lambda x: x
+    return lambda x: np.ascontiguousarray(x)
 
 
 # ---- matrix products on NumPy's own BLAS ------------------------------------------------------------
@@ -62,51 +76,37 @@ if _BLAS is not None:
     _dgemm = types.ExternalFunction("scipy_cblas_dgemm64_", _gemm_type(types.float64))
 
     @njit(inline="always")
-    def _row_major(x) -> bool:
-        return x.strides[1] == x.itemsize and x.strides[0] >= x.shape[1] * x.itemsize
-
-    @njit(inline="always")
-    def _column_major(x) -> bool:
-        return x.strides[0] == x.itemsize and x.strides[1] >= x.shape[0] * x.itemsize
-
-    @njit(inline="always")
     def _operand(x):
-        """(transpose flag, leading dimension) of a row-major or column-major matrix."""
-        if _row_major(x):
-            return _NO_TRANSPOSE, max(x.strides[0] // x.itemsize, 1)
-        return _TRANSPOSE, max(x.strides[1] // x.itemsize, 1)
+        """(transpose flag, leading dimension) of a row-major or column-major matrix; (0, 0) otherwise."""
+        size = x.itemsize
+        if x.strides[1] == size and x.strides[0] >= x.shape[1] * size:
+            return _NO_TRANSPOSE, max(x.strides[0] // size, 1)
+        if x.strides[0] == size and x.strides[1] >= x.shape[0] * size:
+            return _TRANSPOSE, max(x.strides[1] // size, 1)
+        return 0, 0
 
     @njit(cache=True)
-    def _gemm(a, b, out):
+    def matmul_into(a, b, out):
+        """out = a @ b: float32/float64 matrices a and b row-major or column-major (a row-major array or
+        its .T; the generated code copies other views first), out row-major. One path, no copies: every
+        kernel links this code in, and its size counts in each kernel's compile time."""
         m, k = a.shape
         n = b.shape[1]
+        if m == 0 or n == 0:
+            return out
+        if k == 0:
+            out[...] = 0
+            return out
         ta, lda = _operand(a)
         tb, ldb = _operand(b)
+        if ta == 0 or tb == 0:
+            raise ValueError("matmul_into: an operand is neither row-major nor column-major; copy it first")
         if a.itemsize == 4:
             _sgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float32(1), a.ctypes.data, lda, b.ctypes.data, ldb,
                    np.float32(0), out.ctypes.data, max(n, 1))
         else:
             _dgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float64(1), a.ctypes.data, lda, b.ctypes.data, ldb,
                    np.float64(0), out.ctypes.data, max(n, 1))
-
-    @njit(cache=True)
-    def matmul_into(a, b, out):
-        """out = a @ b for float32/float64 matrices (row-major out); other strides are copied first."""
-        if a.shape[0] == 0 or b.shape[1] == 0:
-            return out
-        if a.shape[1] == 0:
-            out[...] = 0
-            return out
-        a_ok = _row_major(a) or _column_major(a)
-        b_ok = _row_major(b) or _column_major(b)
-        if a_ok and b_ok:
-            _gemm(a, b, out)
-        elif a_ok:
-            _gemm(a, np.ascontiguousarray(b), out)
-        elif b_ok:
-            _gemm(np.ascontiguousarray(a), b, out)
-        else:
-            _gemm(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
         return out
 else:
     @njit(cache=True)
@@ -118,5 +118,5 @@ else:
 
 @njit(cache=True)
 def dot(a, b):
-    """a @ b for float32/float64 matrices that are row-major or transposed row-major: a new array."""
+    """a @ b for float32/float64 matrices that are row-major or column-major: a new array."""
     return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), a.dtype))
