@@ -20,6 +20,9 @@ from ..tensor import Tensor
 from .capture import CaptureWatch, modules_and_optimizers, tensor_names
 from .tracer import Trace, Tracer, fill_outputs, output_slots
 
+# attribute readers for the replay loops (map with these is quicker than a comprehension)
+_DATA, _REQUIRES_GRAD, _TRAINING = (operator.attrgetter(name) for name in ("_data", "_requires_grad", "training"))
+
 CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
 
 BACKENDS = backends.BACKENDS + ("eager",)
@@ -123,6 +126,7 @@ class Variant:
             else:
                 self.from_refs.append((i, src, value))
         self.ref_tensors = [src for _, src, _ in self.from_refs]
+        self.ref_positions = [i for i, _, _ in self.from_refs]
         self.ref_flags = [self.requires_grad[value.id] for _, _, value in self.from_refs]
         self.ref_arrays: list = []  # the captured arrays that passed the type check last time
         self.bumped_args = [src for kind, src in (sources[dst.id] for dst, _ in graph.writebacks) if kind == "arg"]
@@ -152,15 +156,15 @@ class Variant:
             arrays[i] = leaves[leaf]._data
         # Captured tensors must still have the traced type and requires_grad flags; arrays seen (and
         # checked) last time are the same objects, so the type check runs only when one was replaced.
-        current = [t._data for t in self.ref_tensors]
+        current = list(map(_DATA, self.ref_tensors))
         if len(current) != len(self.ref_arrays) or not all(map(operator.is_, current, self.ref_arrays)):
             self._check_captured_types(current)
-        if [t._requires_grad for t in self.ref_tensors] != self.ref_flags:
+        if list(map(_REQUIRES_GRAD, self.ref_tensors)) != self.ref_flags:
             for (_, tensor, value), flag in zip(self.from_refs, self.ref_flags):
                 if tensor._requires_grad != flag:
                     raise GuardFailure(f"requires_grad of captured tensor {value.name or value}", flag,
                                        tensor._requires_grad)
-        for (i, _, _), data in zip(self.from_refs, current):
+        for i, data in zip(self.ref_positions, current):
             arrays[i] = data
         for hyper in self.from_hyper:  # [position, container, key, dtype, last value, its array]
             number = hyper[1][hyper[2]]
@@ -226,7 +230,7 @@ class CompiledFunction:
         modules = self._modules.get(reached)
         if modules is None:
             modules = self._modules[reached] = modules_and_optimizers(self.fn, leaves)[0]
-        key = (structure, leaf_keys, is_grad_enabled(), reached, tuple(m.training for m in modules))
+        key = (structure, leaf_keys, is_grad_enabled(), reached, tuple(map(_TRAINING, modules)))
         if key in self._eager:
             return self.fn(*args, **kwargs)
         variants = self._variants.setdefault(key, [])

@@ -302,150 +302,13 @@ class _Generator:
         Inline, not a function per loop: Numba's fixed cost per compiled function (~0.2 s here)
         outweighs what smaller functions save in typing and LLVM time.
         """
-        reductions = [n for n in unit if REGISTRY[n.prim].reducer is not None]
-        first = unit[0]
-        shape = first.operands[0].type.shape if REGISTRY[first.prim].reducer is not None else first.out.type.shape
-        depth = len(shape)
-        self.largest_loop = max(self.largest_loop, math.prod(shape))
-        members = {n.out.id for n in unit if REGISTRY[n.prim].reducer is None}
-        stored = [n for n in unit if n.out.id in members and self._needed_outside(n, unit)]
+        nest = _LoopNest(self, unit)
+        self.largest_loop = max(self.largest_loop, math.prod(nest.shape))
         self.emit(1, f"# {', '.join(f'%{n.out.id} {n.prim}' for n in unit)}")
-        # 0-d results stay scalar variables (no 0-d arrays to allocate, store and read back)
-        registers = {n.out.id for n in stored if depth == 0 and n.out.id not in self.in_place}
-        registers |= {r.out.id for r in reductions if not r.out.type.shape}
-        for n in stored:
-            if n.out.id in registers:
-                continue
-            dst = self.in_place.get(n.out.id)
-            if dst is not None:
-                self.emit(1, f"{self.name(n.out)} = {self.name(dst)}")
-            else:
-                self.allocate(self.name(n.out), n.out.type.shape, n.out.type.dtype.np)
-            self.layout[n.out.id] = "C"
-        # Reductions over the innermost axes keep a scalar accumulator, started at the loop level where
-        # the reduced axes begin; others accumulate into their output array. A float32 sum or product
-        # in a scalar runs in float64: summing a whole tensor in float32, one element after the other,
-        # would lose digits that NumPy's pairwise sum keeps.
-        level, accumulator = {}, {}
-        for r in reductions:
-            axes = tuple(sorted(r.attrs["axes"]))
-            level[r.out.id] = depth - len(axes) if axes == tuple(range(depth - len(axes), depth)) else None
-            float32_scalar = level[r.out.id] is not None and r.prim in ("sum", "prod") and r.out.type.dtype.np == np.float32
-            accumulator[r.out.id] = np.dtype(np.float64) if float32_scalar else np.dtype(r.out.type.dtype.np)
-        # numba-parallel spreads the outer loop over threads. Reductions over axis 0 would race, so then
-        # the outer axis is cut into one chunk per thread, each accumulating into its own row of a
-        # partial result, and the rows are combined after the loop.
-        parallel = self.parallel and depth > 0 and math.prod(shape) >= PARALLEL_MIN_ELEMENTS
-        partial = {r.out.id for r in reductions if parallel and 0 in r.attrs["axes"]}
-        chunks = f"chunks{first.out.id}"
-        if partial:
-            self.emit(1, f"{chunks} = {min(numba_threads(), shape[0])}")
-
-        def start(r: Node) -> str:
-            return literal(REGISTRY[r.prim].reducer[0](accumulator[r.out.id]), accumulator[r.out.id])
-        for r in reductions:
-            out_shape = r.out.type.shape
-            if r.out.id in partial:
-                rows = [chunks] + [str(size) for size in (out_shape if level[r.out.id] is None else ())]
-                self.allocate(f"p{r.out.id}", f"({', '.join(rows)},)", accumulator[r.out.id], fill=start(r))
-            if r.out.id in registers:
-                continue
-            starts_filled = level[r.out.id] is None and r.out.id not in partial
-            self.allocate(self.name(r.out), out_shape, r.out.type.dtype.np, fill=start(r) if starts_filled else None)
-            self.layout[r.out.id] = "C"
-        hoisted = {}
-        for n in unit:
-            for o in n.operands:
-                if o.id not in members and o.id not in self.scalars and o.type.shape == () and o.id not in hoisted:
-                    hoisted[o.id] = f"s{o.id}"
-                    self.emit(1, f"s{o.id} = {self.name(o)}.item()")
-
-        def read(o: Value) -> str:
-            if o.id in members:
-                return f"t{o.id}"
-            if o.id in self.scalars:
-                return self.name(o)
-            if o.id in hoisted:
-                return hoisted[o.id]
-            return f"{self.name(o)}[{_index(_broadcast_index(o.type.shape, shape))}]"
-
-        def output_index(r: Node, loop: str = "i") -> list:
-            axes, keep = r.attrs["axes"], r.attrs["keepdim"]
-            return [("0" if j in axes else f"{loop}{j}") for j in range(depth) if keep or j not in axes]
-
-        def accumulate_into(r: Node) -> str:
-            if level[r.out.id] is not None:
-                return f"a{r.out.id}"
-            if r.out.id in partial:
-                return f"p{r.out.id}[{_index(['c'] + output_index(r))}]"
-            return f"{self.name(r.out)}[{_index(output_index(r))}]"
-
-        body = []
-        for n in unit:
-            prim = REGISTRY[n.prim]
-            if prim.reducer is None:
-                text = prim.scalar_template(n.attrs).format(*(read(o) for o in n.operands),
-                                                            T=scalar_type(n.out.type.dtype.np))
-                body.append(f"t{n.out.id} = {text}")
-                continue
-            x, dtype = read(n.operands[0]), accumulator[n.out.id]
-            if n.operands[0].type.dtype.np != dtype:
-                x = f"{scalar_type(dtype)}({x})"
-            acc = accumulate_into(n)
-            body.append(f"{acc} = {prim.reducer[1].format(x, acc=acc, T=scalar_type(dtype))}")
-        element = f"[{_index([f'i{k}' for k in range(depth)])}]"
-        body += [f"{self.name(n.out)}{'' if n.out.id in registers else element} = t{n.out.id}" for n in stored]
-
-        def final(r: Node, value: str) -> str:
-            return value if accumulator[r.out.id] == r.out.type.dtype.np else f"{scalar_type(r.out.type.dtype.np)}({value})"
-
-        # indent[k]: the indentation of statements at loop level k (inside loops 0..k-1). A dimension of
-        # size 1 gets no loop, only its index variable: fewer statements for Numba to compile.
-        indent = [2 if partial else 1]
-        if partial:
-            self.emit(1, f"for c in prange({chunks}):")
-        for k in range(depth + 1):
-            for r in reductions:
-                if level[r.out.id] == k:
-                    self.emit(indent[k], f"a{r.out.id} = {start(r)}")
-            if k == depth:
-                break
-            if k == 0 and partial:
-                self.emit(indent[k], f"for i0 in range(c * {shape[0]} // {chunks}, (c + 1) * {shape[0]} // {chunks}):")
-            elif shape[k] == 1:
-                self.emit(indent[k], f"i{k} = 0")
-                indent.append(indent[k])
-                continue
-            else:
-                self.emit(indent[k], f"for i{k} in {'prange' if parallel and k == 0 else 'range'}({shape[k]}):")
-            indent.append(indent[k] + 1)
-        for line in body:
-            self.emit(indent[depth], line)
-        for k in range(depth, -1, -1):
-            for r in reductions:
-                if level[r.out.id] == k:
-                    if r.out.id in partial:
-                        self.emit(indent[k], f"p{r.out.id}[c] = a{r.out.id}")
-                    else:
-                        self.emit(indent[k], f"{self.store_target(r, output_index(r), registers)} = "
-                                             f"{final(r, f'a{r.out.id}')}")
-        for r in reductions:  # fold the per-chunk rows
-            if r.out.id not in partial:
-                continue
-            combine = REGISTRY[r.prim].reducer[1]
-            kept = [] if level[r.out.id] is not None else [f"j{k}" for k in range(len(r.out.type.shape))]
-            for k, size in enumerate(r.out.type.shape if kept else ()):
-                self.emit(1 + k, f"for j{k} in range({size}):")
-            inner = 1 + len(kept)
-            self.emit(inner, f"a = p{r.out.id}[{_index(['0'] + kept)}]")
-            self.emit(inner, f"for c in range(1, {chunks}):")
-            self.emit(inner + 1, f"a = {combine.format(f'p{r.out.id}[{_index([chr(99)] + kept)}]', acc='a')}")
-            self.emit(inner, f"{self.store_target(r, kept, registers)} = {final(r, 'a')}")
-        self.scalars |= registers
-
-    def store_target(self, r: Node, index: list, registers: set) -> str:
-        """Where a reduction's result goes: its scalar variable, or an element of its array."""
-        return self.name(r.out) if r.out.id in registers else f"{self.name(r.out)}[{_index(index)}]"
+        nest.allocate()
+        nest.emit_loops(nest.body())
+        nest.fold_partial_rows()
+        self.scalars |= nest.registers
 
     def _needed_outside(self, n: Node, unit: list) -> bool:
         return n.out.id in self.kept or any(r not in unit for r in self.readers.get(n.out.id, []))
@@ -458,6 +321,189 @@ class _Generator:
             raise Unsupported(f"no Numba lowering for primitive {n.prim!r}")
         self.emit(1, f"# %{n.out.id} {n.prim}")
         self.layout[n.out.id] = lower(self, n) or "C"
+
+
+class _LoopNest:
+    """The plan of one loop unit: its shape, what it stores, and how each reduction accumulates.
+
+    Reductions over the innermost axes keep a scalar accumulator ``a<id>``, started at the loop level
+    where the reduced axes begin; others accumulate into their output array. A float32 sum or product
+    in a scalar runs in float64: summing a whole tensor in float32, one element after the other, would
+    lose digits that NumPy's pairwise sum keeps. With numba-parallel, the outer loop of a large nest is
+    a prange; reductions over axis 0 would race there, so the outer axis is then cut into one chunk per
+    thread, each accumulating into its own row ``p<id>[c]`` of a partial result, and the rows are
+    combined after the loop.
+    """
+
+    def __init__(self, gen: "_Generator", unit: list) -> None:
+        self.gen, self.unit = gen, unit
+        self.reductions = [n for n in unit if REGISTRY[n.prim].reducer is not None]
+        first = unit[0]
+        self.shape = first.operands[0].type.shape if REGISTRY[first.prim].reducer is not None else first.out.type.shape
+        self.depth = depth = len(self.shape)
+        self.members = {n.out.id for n in unit if REGISTRY[n.prim].reducer is None}
+        self.stored = [n for n in unit if n.out.id in self.members and gen._needed_outside(n, unit)]
+        # 0-d results stay scalar variables (no 0-d arrays to allocate, store and read back)
+        self.registers = {n.out.id for n in self.stored if depth == 0 and n.out.id not in gen.in_place}
+        self.registers |= {r.out.id for r in self.reductions if not r.out.type.shape}
+        self.level, self.accumulator = {}, {}
+        for r in self.reductions:
+            axes = tuple(sorted(r.attrs["axes"]))
+            inner = axes == tuple(range(depth - len(axes), depth))
+            self.level[r.out.id] = depth - len(axes) if inner else None
+            widened = inner and r.prim in ("sum", "prod") and r.out.type.dtype.np == np.float32
+            self.accumulator[r.out.id] = np.dtype(np.float64) if widened else np.dtype(r.out.type.dtype.np)
+        self.parallel = gen.parallel and depth > 0 and math.prod(self.shape) >= PARALLEL_MIN_ELEMENTS
+        self.partial = {r.out.id for r in self.reductions if self.parallel and 0 in r.attrs["axes"]}
+        self.chunks = f"chunks{first.out.id}"
+        self.hoisted: dict = {}  # 0-d operands of other units, read once before the loop
+
+    # ---- before the loop ----------------------------------------------------------------------------
+
+    def allocate(self) -> None:
+        """Arrays for stored values and reduction results, partial rows, hoisted 0-d operands."""
+        gen = self.gen
+        for n in self.stored:
+            if n.out.id in self.registers:
+                continue
+            dst = gen.in_place.get(n.out.id)
+            if dst is not None:
+                gen.emit(1, f"{gen.name(n.out)} = {gen.name(dst)}")
+            else:
+                gen.allocate(gen.name(n.out), n.out.type.shape, n.out.type.dtype.np)
+            gen.layout[n.out.id] = "C"
+        if self.partial:
+            gen.emit(1, f"{self.chunks} = {min(numba_threads(), self.shape[0])}")
+        for r in self.reductions:
+            rid = r.out.id
+            if rid in self.partial:
+                rows = [self.chunks] + [str(size) for size in (r.out.type.shape if self.level[rid] is None else ())]
+                gen.allocate(f"p{rid}", f"({', '.join(rows)},)", self.accumulator[rid], fill=self.start(r))
+            if rid in self.registers:
+                continue
+            starts_filled = self.level[rid] is None and rid not in self.partial
+            gen.allocate(gen.name(r.out), r.out.type.shape, r.out.type.dtype.np,
+                         fill=self.start(r) if starts_filled else None)
+            gen.layout[rid] = "C"
+        for n in self.unit:
+            for o in n.operands:
+                if o.id not in self.members and o.id not in gen.scalars and o.type.shape == () \
+                        and o.id not in self.hoisted:
+                    self.hoisted[o.id] = f"s{o.id}"
+                    gen.emit(1, f"s{o.id} = {gen.name(o)}.item()")
+
+    # ---- the loop body ------------------------------------------------------------------------------
+
+    def body(self) -> list:
+        """The innermost statements: one per node, then the stores of values needed elsewhere."""
+        lines = []
+        for n in self.unit:
+            prim = REGISTRY[n.prim]
+            if prim.reducer is None:
+                text = prim.scalar_template(n.attrs).format(*(self.read(o) for o in n.operands),
+                                                            T=scalar_type(n.out.type.dtype.np))
+                lines.append(f"t{n.out.id} = {text}")
+                continue
+            x, dtype = self.read(n.operands[0]), self.accumulator[n.out.id]
+            if n.operands[0].type.dtype.np != dtype:
+                x = f"{scalar_type(dtype)}({x})"
+            acc = self.accumulate_into(n)
+            lines.append(f"{acc} = {prim.reducer[1].format(x, acc=acc, T=scalar_type(dtype))}")
+        element = f"[{_index([f'i{k}' for k in range(self.depth)])}]"
+        lines += [f"{self.gen.name(n.out)}{'' if n.out.id in self.registers else element} = t{n.out.id}"
+                  for n in self.stored]
+        return lines
+
+    def read(self, o: Value) -> str:
+        """An operand inside the loop: this unit's register, a scalar, or an element of an array."""
+        if o.id in self.members:
+            return f"t{o.id}"
+        if o.id in self.gen.scalars:
+            return self.gen.name(o)
+        if o.id in self.hoisted:
+            return self.hoisted[o.id]
+        return f"{self.gen.name(o)}[{_index(_broadcast_index(o.type.shape, self.shape))}]"
+
+    def output_index(self, r: Node) -> list:
+        """Where loop element (i0, i1, ...) lands in reduction r's result."""
+        axes, keep = r.attrs["axes"], r.attrs["keepdim"]
+        return [("0" if j in axes else f"i{j}") for j in range(self.depth) if keep or j not in axes]
+
+    def accumulate_into(self, r: Node) -> str:
+        if self.level[r.out.id] is not None:
+            return f"a{r.out.id}"
+        if r.out.id in self.partial:
+            return f"p{r.out.id}[{_index(['c'] + self.output_index(r))}]"
+        return f"{self.gen.name(r.out)}[{_index(self.output_index(r))}]"
+
+    def start(self, r: Node) -> str:
+        """The reduction's identity, typed as its accumulator."""
+        dtype = self.accumulator[r.out.id]
+        return literal(REGISTRY[r.prim].reducer[0](dtype), dtype)
+
+    def final(self, r: Node, value: str) -> str:
+        """An accumulated value cast back to the reduction's dtype."""
+        dtype = r.out.type.dtype.np
+        return value if self.accumulator[r.out.id] == dtype else f"{scalar_type(dtype)}({value})"
+
+    def store_target(self, r: Node, index: list) -> str:
+        """Where a reduction's result goes: its scalar variable, or an element of its array."""
+        return self.gen.name(r.out) if r.out.id in self.registers else f"{self.gen.name(r.out)}[{_index(index)}]"
+
+    # ---- the nest -----------------------------------------------------------------------------------
+
+    def emit_loops(self, body: list) -> None:
+        """The loops around ``body``, with each scalar accumulator started and stored at its level."""
+        gen, shape, depth = self.gen, self.shape, self.depth
+        # indent[k]: the indentation of statements at loop level k (inside loops 0..k-1). A dimension of
+        # size 1 gets no loop, only its index variable: fewer statements for Numba to compile.
+        indent = [2 if self.partial else 1]
+        if self.partial:
+            gen.emit(1, f"for c in prange({self.chunks}):")
+        for k in range(depth + 1):
+            for r in self.reductions:
+                if self.level[r.out.id] == k:
+                    gen.emit(indent[k], f"a{r.out.id} = {self.start(r)}")
+            if k == depth:
+                break
+            if k == 0 and self.partial:
+                gen.emit(indent[k], f"for i0 in range(c * {shape[0]} // {self.chunks}, "
+                                    f"(c + 1) * {shape[0]} // {self.chunks}):")
+            elif shape[k] == 1:
+                gen.emit(indent[k], f"i{k} = 0")
+                indent.append(indent[k])
+                continue
+            else:
+                gen.emit(indent[k], f"for i{k} in {'prange' if self.parallel and k == 0 else 'range'}({shape[k]}):")
+            indent.append(indent[k] + 1)
+        for line in body:
+            gen.emit(indent[depth], line)
+        for k in range(depth, -1, -1):
+            for r in self.reductions:
+                if self.level[r.out.id] != k:
+                    continue
+                if r.out.id in self.partial:
+                    gen.emit(indent[k], f"p{r.out.id}[c] = a{r.out.id}")
+                else:
+                    gen.emit(indent[k], f"{self.store_target(r, self.output_index(r))} = "
+                                        f"{self.final(r, f'a{r.out.id}')}")
+
+    def fold_partial_rows(self) -> None:
+        """After a chunked parallel loop: combine each reduction's per-chunk rows into its result."""
+        gen = self.gen
+        for r in self.reductions:
+            if r.out.id not in self.partial:
+                continue
+            combine = REGISTRY[r.prim].reducer[1]
+            kept = [] if self.level[r.out.id] is not None else [f"j{k}" for k in range(len(r.out.type.shape))]
+            for k, size in enumerate(r.out.type.shape if kept else ()):
+                gen.emit(1 + k, f"for j{k} in range({size}):")
+            inner = 1 + len(kept)
+            gen.emit(inner, f"a = p{r.out.id}[{_index(['0'] + kept)}]")
+            gen.emit(inner, f"for c in range(1, {self.chunks}):")
+            row = f"p{r.out.id}[{_index(['c'] + kept)}]"
+            gen.emit(inner + 1, f"a = {combine.format(row, acc='a')}")
+            gen.emit(inner, f"{self.store_target(r, kept)} = {self.final(r, 'a')}")
 
 
 def _matmul(gen: _Generator, n: Node) -> str:
