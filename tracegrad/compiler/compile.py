@@ -198,6 +198,8 @@ class CompiledFunction:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS + PLANNED_BACKENDS}")
         functools.update_wrapper(self, fn)
         self.fn, self.backend, self.fullgraph, self.recompile_limit = fn, backend, fullgraph, recompile_limit
+        # read once here, not per call: an environment lookup costs as much as the rest of a cache-hit check
+        self.eager = backend == "eager" or os.environ.get("TRACEGRAD_DISABLE") == "1"
         self._captured = CaptureWatch(fn)
         self.cache_clear()
 
@@ -216,17 +218,20 @@ class CompiledFunction:
                          sum(len(v) for v in self._variants.values()))
 
     def __call__(self, *args, **kwargs):
-        if self.backend == "eager" or os.environ.get("TRACEGRAD_DISABLE") == "1":
+        if self.eager:
             return self.fn(*args, **kwargs)
         if not kwargs and all(type(a) is Tensor for a in args):  # the common case, without the walk
             leaves, structure = list(args), len(args)
+            leaf_keys = tuple(map(_leaf_key, leaves))
+            objects: tuple = ()
         else:
             leaves = []
             structure = _flatten((args, kwargs), leaves)
-        leaf_keys = tuple(_leaf_key(x) for x in leaves)
+            leaf_keys = tuple(map(_leaf_key, leaves))
+            objects = tuple(k for k in leaf_keys if k[0] == "object")
         # What the step reaches besides its arguments (closure cells, globals) is part of the signature:
         # rebinding a global model must not replay a graph that captured the old one.
-        reached = (self._captured(), tuple(k for k in leaf_keys if k[0] == "object"))
+        reached = (self._captured(), objects)
         modules = self._modules.get(reached)
         if modules is None:
             modules = self._modules[reached] = modules_and_optimizers(self.fn, leaves)[0]
