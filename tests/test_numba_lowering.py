@@ -57,9 +57,9 @@ def test_lowered_primitives_match_the_interpreter(batch):
 
 
 def test_every_primitive_has_a_lowering_and_the_batches_reach_it():
-    from tracegrad.backends.numba_cpu.codegen import _LOWERINGS
+    from tracegrad.backends.numba_cpu.lowerings import LOWERINGS
     from tracegrad.primitives import REGISTRY
-    lowered = {name for name, p in REGISTRY.items() if p.scalar is not None or p.reducer is not None} | set(_LOWERINGS)
+    lowered = {name for name, p in REGISTRY.items() if p.scalar is not None or p.reducer is not None} | set(LOWERINGS)
     assert lowered == set(REGISTRY), f"no lowering for: {sorted(set(REGISTRY) - lowered)}"
     reached = {n.prim for batch in range(BATCHES)
                for n in _graph_and_arrays(_batched_step(TRACEABLE[batch::BATCHES]), inputs())[0].nodes}
@@ -143,8 +143,8 @@ def test_out_of_range_gather_index_raises_instead_of_reading_memory():
 
 
 def test_a_graph_with_an_op_it_cannot_lower_is_reported_not_crashed(monkeypatch):
-    from tracegrad.backends.numba_cpu import codegen
-    monkeypatch.delitem(codegen._LOWERINGS, "cat")
+    from tracegrad.backends.numba_cpu import lowerings
+    monkeypatch.delitem(lowerings.LOWERINGS, "cat")
     graph, _ = _graph_and_arrays(lambda a, b: tg.cat([a, b]) * 2, [tg.ones(2), tg.ones(3)])
     with pytest.raises(Unsupported, match="cat"):
         compile_graph(graph)
@@ -217,9 +217,9 @@ def test_matmul_helper_handles_every_blas_layout_and_refuses_others(dtype):
 
 
 def test_a_step_with_an_op_numba_cannot_lower_runs_on_the_interpreter_with_a_warning(monkeypatch):
-    from tracegrad.backends.numba_cpu import codegen
+    from tracegrad.backends.numba_cpu import lowerings
     from tracegrad.compiler import CompileWarning
-    monkeypatch.delitem(codegen._LOWERINGS, "cat")
+    monkeypatch.delitem(lowerings.LOWERINGS, "cat")
     w = tg.ones(7, requires_grad=True)
 
     def step(x):

@@ -13,8 +13,9 @@ import numpy as np
 
 from ...ir import Graph, GuardFailure, run
 from . import cache
-from .codegen import JIT_OPTIONS, Unsupported, generate, numba_threads
+from .codegen import JIT_OPTIONS, Unsupported, generate
 from .runtime import GuardFailed
+from .source import numba_threads
 
 LOG = logging.getLogger("tracegrad")
 _LOADED: dict[str, "Kernel"] = {}  # kernel key -> kernel, for every graph compiled in this process

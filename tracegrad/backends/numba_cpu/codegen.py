@@ -4,9 +4,9 @@ The graph's units (``ir.passes.schedule``) are emitted in order. A loop unit bec
 over its shape: each node is one statement on scalars (the primitive's ``scalar`` template),
 operands of other units are array reads with broadcasting folded into the index, values needed
 elsewhere are stored at the end of the body, and reductions accumulate in the same nest (in a
-scalar when they reduce the innermost axes). Other nodes have a lowering below: BLAS (``rt.dot``)
-for matmul, views for movement, loops for gather, scatter, index tensors and argmax. Write-backs store into the caller's
-buffers; where nothing reads the old value later, the loop computing the new value writes it in
+scalar when they reduce the innermost axes): ``loops.LoopNest``. Other nodes have a lowering in
+``lowerings``: BLAS (``rt.dot``) for matmul, views for movement, loops for gather, scatter, index
+tensors and argmax. Write-backs store into the caller's buffers; where nothing reads the old value later, the loop computing the new value writes it in
 place. Guards raise ``rt.GuardFailed`` before any write-back happens.
 """
 from __future__ import annotations
@@ -19,62 +19,14 @@ from .. import Unsupported
 from ...ir.graph import Graph, Node, Value
 from ...ir.passes import schedule
 from ...primitives import REGISTRY
+from .loops import LoopNest
+from .lowerings import LOWERINGS
+from .source import index_text, literal, scalar_type
 
-PARALLEL_MIN_ELEMENTS = 1 << 15  # smaller loops finish before the threads would start
 # A kernel whose loops are all smaller than this is compiled with LLVM at -O1: measured on W1 and W4,
 # 15% less compile time for 2-3% more run time; bigger loops (W2's Adam update) ran 20% slower at -O1.
 FULL_OPTIMIZATION_MIN_ELEMENTS = 1 << 15
 JIT_OPTIONS = 'cache=True, error_model="numpy", fastmath={"reassoc", "contract"}'
-
-
-def scalar_type(dtype: np.dtype) -> str:
-    """The NumPy scalar type's name in generated code ('np.float32')."""
-    return "np.bool_" if dtype == np.bool_ else f"np.{np.dtype(dtype).name}"
-
-
-def literal(value, dtype: np.dtype) -> str:
-    """A typed literal: plain Python numbers would promote float32 arithmetic to float64."""
-    dtype = np.dtype(dtype)
-    if dtype == np.bool_:
-        return repr(bool(value))
-    if dtype.kind == "f":
-        value = float(value)
-        text = "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "-np.inf") if math.isinf(value) \
-            else repr(value)
-        return f"{scalar_type(dtype)}({text})"
-    return f"{scalar_type(dtype)}({int(value)})"
-
-
-def _index(parts: list) -> str:
-    return ", ".join(parts) if parts else "()"
-
-
-def _broadcast_index(shape: tuple, loop_shape: tuple, end: int | None = None) -> list:
-    """Index of an operand of ``shape`` broadcast against loop indices i0, i1, ...: aligned so its last
-    dim meets loop dim ``end - 1`` (default: the last), a size-1 dim reads its only element."""
-    offset = (len(loop_shape) if end is None else end) - len(shape)
-    return ["0" if s == 1 and loop_shape[offset + j] != 1 else f"i{offset + j}" for j, s in enumerate(shape)]
-
-
-def _key_text(key: tuple) -> str:
-    """A basic-indexing key template as Python subscript text."""
-    parts = []
-    for item in key:
-        if item[0] == "s":
-            parts.append(":".join("" if x is None else str(x) for x in item[1:]))
-        elif item[0] == "i":
-            parts.append(str(item[1]))
-        elif item[0] == "n":
-            parts.append("None")
-        else:
-            parts.append("...")
-    return ", ".join(parts) + ("" if ("e",) in key else ", ...")  # a trailing ... keeps results arrays
-
-
-def numba_threads() -> int:
-    """Numba's thread count (NUMBA_NUM_THREADS): parallel kernels cut their outer loop into this many chunks."""
-    import numba
-    return numba.config.NUMBA_NUM_THREADS
 
 
 class _Generator:
@@ -202,7 +154,7 @@ class _Generator:
 
     def element(self, v: Value, index: list) -> str:
         """v's element at ``index`` (a constant of equal elements is its scalar)."""
-        return self.name(v) if v.id in self.scalars else f"{self.name(v)}[{_index(index)}]"
+        return self.name(v) if v.id in self.scalars else f"{self.name(v)}[{index_text(index)}]"
 
     def fresh(self, v: Value) -> str:
         """An expression for a new row-major array holding v's values."""
@@ -302,7 +254,7 @@ class _Generator:
         Inline, not a function per loop: Numba's fixed cost per compiled function (~0.2 s here)
         outweighs what smaller functions save in typing and LLVM time.
         """
-        nest = _LoopNest(self, unit)
+        nest = LoopNest(self, unit)
         self.largest_loop = max(self.largest_loop, math.prod(nest.shape))
         self.emit(1, f"# {', '.join(f'%{n.out.id} {n.prim}' for n in unit)}")
         nest.allocate()
@@ -316,389 +268,11 @@ class _Generator:
     # ---- other nodes ---------------------------------------------------------------------------------
 
     def _single(self, n: Node) -> None:
-        lower = _LOWERINGS.get(n.prim)
+        lower = LOWERINGS.get(n.prim)
         if lower is None:
             raise Unsupported(f"no Numba lowering for primitive {n.prim!r}")
         self.emit(1, f"# %{n.out.id} {n.prim}")
         self.layout[n.out.id] = lower(self, n) or "C"
-
-
-class _LoopNest:
-    """The plan of one loop unit: its shape, what it stores, and how each reduction accumulates.
-
-    Reductions over the innermost axes keep a scalar accumulator ``a<id>``, started at the loop level
-    where the reduced axes begin; others accumulate into their output array. A float32 sum or product
-    in a scalar runs in float64: summing a whole tensor in float32, one element after the other, would
-    lose digits that NumPy's pairwise sum keeps. With numba-parallel, the outer loop of a large nest is
-    a prange; reductions over axis 0 would race there, so the outer axis is then cut into one chunk per
-    thread, each accumulating into its own row ``p<id>[c]`` of a partial result, and the rows are
-    combined after the loop.
-    """
-
-    def __init__(self, gen: "_Generator", unit: list) -> None:
-        self.gen, self.unit = gen, unit
-        self.reductions = [n for n in unit if REGISTRY[n.prim].reducer is not None]
-        first = unit[0]
-        self.shape = first.operands[0].type.shape if REGISTRY[first.prim].reducer is not None else first.out.type.shape
-        self.depth = depth = len(self.shape)
-        self.members = {n.out.id for n in unit if REGISTRY[n.prim].reducer is None}
-        self.stored = [n for n in unit if n.out.id in self.members and gen._needed_outside(n, unit)]
-        # 0-d results stay scalar variables (no 0-d arrays to allocate, store and read back)
-        self.registers = {n.out.id for n in self.stored if depth == 0 and n.out.id not in gen.in_place}
-        self.registers |= {r.out.id for r in self.reductions if not r.out.type.shape}
-        self.level, self.accumulator = {}, {}
-        for r in self.reductions:
-            axes = tuple(sorted(r.attrs["axes"]))
-            inner = axes == tuple(range(depth - len(axes), depth))
-            self.level[r.out.id] = depth - len(axes) if inner else None
-            widened = inner and r.prim in ("sum", "prod") and r.out.type.dtype.np == np.float32
-            self.accumulator[r.out.id] = np.dtype(np.float64) if widened else np.dtype(r.out.type.dtype.np)
-        self.parallel = gen.parallel and depth > 0 and math.prod(self.shape) >= PARALLEL_MIN_ELEMENTS
-        self.partial = {r.out.id for r in self.reductions if self.parallel and 0 in r.attrs["axes"]}
-        self.chunks = f"chunks{first.out.id}"
-        self.hoisted: dict = {}  # 0-d operands of other units, read once before the loop
-
-    # ---- before the loop ----------------------------------------------------------------------------
-
-    def allocate(self) -> None:
-        """Arrays for stored values and reduction results, partial rows, hoisted 0-d operands."""
-        gen = self.gen
-        for n in self.stored:
-            if n.out.id in self.registers:
-                continue
-            dst = gen.in_place.get(n.out.id)
-            if dst is not None:
-                gen.emit(1, f"{gen.name(n.out)} = {gen.name(dst)}")
-            else:
-                gen.allocate(gen.name(n.out), n.out.type.shape, n.out.type.dtype.np)
-            gen.layout[n.out.id] = "C"
-        if self.partial:
-            gen.emit(1, f"{self.chunks} = {min(numba_threads(), self.shape[0])}")
-        for r in self.reductions:
-            rid = r.out.id
-            if rid in self.partial:
-                rows = [self.chunks] + [str(size) for size in (r.out.type.shape if self.level[rid] is None else ())]
-                gen.allocate(f"p{rid}", f"({', '.join(rows)},)", self.accumulator[rid], fill=self.start(r))
-            if rid in self.registers:
-                continue
-            starts_filled = self.level[rid] is None and rid not in self.partial
-            gen.allocate(gen.name(r.out), r.out.type.shape, r.out.type.dtype.np,
-                         fill=self.start(r) if starts_filled else None)
-            gen.layout[rid] = "C"
-        for n in self.unit:
-            for o in n.operands:
-                if o.id not in self.members and o.id not in gen.scalars and o.type.shape == () \
-                        and o.id not in self.hoisted:
-                    self.hoisted[o.id] = f"s{o.id}"
-                    gen.emit(1, f"s{o.id} = {gen.name(o)}.item()")
-
-    # ---- the loop body ------------------------------------------------------------------------------
-
-    def body(self) -> list:
-        """The innermost statements: one per node, then the stores of values needed elsewhere."""
-        lines = []
-        for n in self.unit:
-            prim = REGISTRY[n.prim]
-            if prim.reducer is None:
-                text = prim.scalar_template(n.attrs).format(*(self.read(o) for o in n.operands),
-                                                            T=scalar_type(n.out.type.dtype.np))
-                lines.append(f"t{n.out.id} = {text}")
-                continue
-            x, dtype = self.read(n.operands[0]), self.accumulator[n.out.id]
-            if n.operands[0].type.dtype.np != dtype:
-                x = f"{scalar_type(dtype)}({x})"
-            acc = self.accumulate_into(n)
-            lines.append(f"{acc} = {prim.reducer[1].format(x, acc=acc, T=scalar_type(dtype))}")
-        element = f"[{_index([f'i{k}' for k in range(self.depth)])}]"
-        lines += [f"{self.gen.name(n.out)}{'' if n.out.id in self.registers else element} = t{n.out.id}"
-                  for n in self.stored]
-        return lines
-
-    def read(self, o: Value) -> str:
-        """An operand inside the loop: this unit's register, a scalar, or an element of an array."""
-        if o.id in self.members:
-            return f"t{o.id}"
-        if o.id in self.gen.scalars:
-            return self.gen.name(o)
-        if o.id in self.hoisted:
-            return self.hoisted[o.id]
-        return f"{self.gen.name(o)}[{_index(_broadcast_index(o.type.shape, self.shape))}]"
-
-    def output_index(self, r: Node) -> list:
-        """Where loop element (i0, i1, ...) lands in reduction r's result."""
-        axes, keep = r.attrs["axes"], r.attrs["keepdim"]
-        return [("0" if j in axes else f"i{j}") for j in range(self.depth) if keep or j not in axes]
-
-    def accumulate_into(self, r: Node) -> str:
-        if self.level[r.out.id] is not None:
-            return f"a{r.out.id}"
-        if r.out.id in self.partial:
-            return f"p{r.out.id}[{_index(['c'] + self.output_index(r))}]"
-        return f"{self.gen.name(r.out)}[{_index(self.output_index(r))}]"
-
-    def start(self, r: Node) -> str:
-        """The reduction's identity, typed as its accumulator."""
-        dtype = self.accumulator[r.out.id]
-        return literal(REGISTRY[r.prim].reducer[0](dtype), dtype)
-
-    def final(self, r: Node, value: str) -> str:
-        """An accumulated value cast back to the reduction's dtype."""
-        dtype = r.out.type.dtype.np
-        return value if self.accumulator[r.out.id] == dtype else f"{scalar_type(dtype)}({value})"
-
-    def store_target(self, r: Node, index: list) -> str:
-        """Where a reduction's result goes: its scalar variable, or an element of its array."""
-        return self.gen.name(r.out) if r.out.id in self.registers else f"{self.gen.name(r.out)}[{_index(index)}]"
-
-    # ---- the nest -----------------------------------------------------------------------------------
-
-    def emit_loops(self, body: list) -> None:
-        """The loops around ``body``, with each scalar accumulator started and stored at its level."""
-        gen, shape, depth = self.gen, self.shape, self.depth
-        # indent[k]: the indentation of statements at loop level k (inside loops 0..k-1). A dimension of
-        # size 1 gets no loop, only its index variable: fewer statements for Numba to compile.
-        indent = [2 if self.partial else 1]
-        if self.partial:
-            gen.emit(1, f"for c in prange({self.chunks}):")
-        for k in range(depth + 1):
-            for r in self.reductions:
-                if self.level[r.out.id] == k:
-                    gen.emit(indent[k], f"a{r.out.id} = {self.start(r)}")
-            if k == depth:
-                break
-            if k == 0 and self.partial:
-                gen.emit(indent[k], f"for i0 in range(c * {shape[0]} // {self.chunks}, "
-                                    f"(c + 1) * {shape[0]} // {self.chunks}):")
-            elif shape[k] == 1:
-                gen.emit(indent[k], f"i{k} = 0")
-                indent.append(indent[k])
-                continue
-            else:
-                gen.emit(indent[k], f"for i{k} in {'prange' if self.parallel and k == 0 else 'range'}({shape[k]}):")
-            indent.append(indent[k] + 1)
-        for line in body:
-            gen.emit(indent[depth], line)
-        for k in range(depth, -1, -1):
-            for r in self.reductions:
-                if self.level[r.out.id] != k:
-                    continue
-                if r.out.id in self.partial:
-                    gen.emit(indent[k], f"p{r.out.id}[c] = a{r.out.id}")
-                else:
-                    gen.emit(indent[k], f"{self.store_target(r, self.output_index(r))} = "
-                                        f"{self.final(r, f'a{r.out.id}')}")
-
-    def fold_partial_rows(self) -> None:
-        """After a chunked parallel loop: combine each reduction's per-chunk rows into its result."""
-        gen = self.gen
-        for r in self.reductions:
-            if r.out.id not in self.partial:
-                continue
-            combine = REGISTRY[r.prim].reducer[1]
-            kept = [] if self.level[r.out.id] is not None else [f"j{k}" for k in range(len(r.out.type.shape))]
-            for k, size in enumerate(r.out.type.shape if kept else ()):
-                gen.emit(1 + k, f"for j{k} in range({size}):")
-            inner = 1 + len(kept)
-            gen.emit(inner, f"a = p{r.out.id}[{_index(['0'] + kept)}]")
-            gen.emit(inner, f"for c in range(1, {self.chunks}):")
-            row = f"p{r.out.id}[{_index(['c'] + kept)}]"
-            gen.emit(inner + 1, f"a = {combine.format(row, acc='a')}")
-            gen.emit(inner, f"{self.store_target(r, kept)} = {self.final(r, 'a')}")
-
-
-def _matmul(gen: _Generator, n: Node) -> str:
-    a, b = n.operands
-    if n.out.type.dtype.np not in (np.float32, np.float64):
-        raise Unsupported(f"matmul of {n.out.type.dtype.name} (BLAS handles float32 and float64 only)")
-    out = gen.name(n.out)
-    if n.out.id in gen.transposed_products:
-        gen.emit(1, "# (computed transposed, by the permute that reads it)")
-        return "C"
-    if len(n.out.type.shape) == 2:
-        gen.emit(1, f"{out} = rt.dot({gen.contiguous(a)}, {gen.contiguous(b)})")
-        return "C"
-    # batched: one np.dot per batch element, the batch dimensions broadcast by the index
-    batch = n.out.type.shape[:-2]
-    gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
-    operands = []
-    for v in (a, b):
-        name = f"m{v.id}"
-        gen.emit(1, f"{name} = {gen.row_major(v)}")
-        parts = _broadcast_index(v.type.shape[:-2], batch)
-        operands.append(f"{name}[{', '.join(parts + ['...'])}]")
-    for k, size in enumerate(batch):
-        gen.emit(1 + k, f"for i{k} in range({size}):")
-    gen.emit(1 + len(batch), f"rt.matmul_into({operands[0]}, {operands[1]}, {out}[{', '.join(f'i{k}' for k in range(len(batch)))}])")
-    return "C"
-
-
-def _permute(gen: _Generator, n: Node) -> str:
-    x, dims = n.operands[0], tuple(n.attrs["dims"])
-    product = gen.transposed_products.get(x.id)
-    if product is not None:
-        a, b = product.operands
-        gen.emit(1, f"{gen.name(n.out)} = rt.dot({gen.contiguous(b)}.T, {gen.contiguous(a)}.T)")
-        return "C"
-    if dims == (1, 0):
-        gen.emit(1, f"{gen.name(n.out)} = {gen.array(x)}.T")
-        return {"C": "F", "F": "C", "I": "I"}.get(gen.layout.get(x.id, "C"), "A")
-    gen.emit(1, f"{gen.name(n.out)} = np.transpose({gen.array(x)}, {dims})")
-    return "A"
-
-
-def _reshape(gen: _Generator, n: Node) -> str:
-    gen.emit(1, f"{gen.name(n.out)} = {gen.row_major(n.operands[0])}.reshape({n.attrs['shape']})")
-    return "C"
-
-
-def _index_read(gen: _Generator, n: Node) -> str:
-    key = n.attrs["key"]
-    if any(item[0] in "tm" for item in key):
-        return _index_tensors(gen, n)
-    x = n.operands[0]
-    gen.emit(1, f"{gen.name(n.out)} = {gen.array(x)}[{_key_text(key)}]")
-    return "A"
-
-
-def _index_put(gen: _Generator, n: Node) -> str:
-    key = n.attrs["key"]
-    if any(item[0] in "tm" for item in key):
-        return _index_put_tensors(gen, n)
-    x, values = n.operands[:2]
-    out = gen.name(n.out)
-    gen.emit(1, f"{out} = {gen.fresh(x)}")
-    rhs = gen.name(values) if values.id in gen.scalars or values.type.shape else f"{gen.name(values)}.item()"
-    gen.emit(1, f"{out}[{_key_text(key)}] {'+=' if n.attrs['accumulate'] else '='} {rhs}")
-    return "C"
-
-
-def _cat(gen: _Generator, n: Node) -> str:
-    parts = ", ".join(gen.array(o) for o in n.operands)
-    gen.emit(1, f"{gen.name(n.out)} = np.concatenate(({parts},), axis={n.attrs['dim']})")
-    return "C"
-
-
-def _along_axis(gen: _Generator, n: Node, idx: Value, size: int, dim: int) -> tuple[int, list]:
-    """Open loops over idx's shape and bound-check idx; returns (depth, index of the indexed array)."""
-    depth = len(idx.type.shape)
-    for k, s in enumerate(idx.type.shape):
-        gen.emit(1 + k, f"for i{k} in range({s}):")
-    gen.emit(1 + depth, f"j = {gen.element(idx, [f'i{k}' for k in range(depth)])}")
-    gen.emit(1 + depth, "if j < 0:")
-    gen.emit(2 + depth, f"j += {size}")
-    gen.emit(1 + depth, f"if j < 0 or j >= {size}:")
-    gen.emit(2 + depth, f'raise IndexError("{n.prim}: an index is out of range for dimension {dim} of size {size}")')
-    return depth, ["j" if k == dim else f"i{k}" for k in range(depth)]
-
-
-def _gather(gen: _Generator, n: Node) -> str:
-    x, idx = n.operands
-    out, dim = gen.name(n.out), n.attrs["dim"]
-    if not x.type.shape:
-        gen.emit(1, f"{out} = {gen.fresh(x)}")
-        return "C"
-    gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
-    depth, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
-    gen.emit(1 + depth, f"{out}[{_index([f'i{k}' for k in range(depth)])}] = {gen.element(x, where)}")
-    return "C"
-
-
-def _scatter_add(gen: _Generator, n: Node) -> str:
-    x, idx, src = n.operands
-    out, dim = gen.name(n.out), n.attrs["dim"]
-    gen.emit(1, f"{out} = {gen.fresh(x)}")
-    if not x.type.shape:
-        gen.emit(1, f"{out}[()] += {gen.name(src) if src.id in gen.scalars else gen.name(src) + '.item()'}")
-        return "C"
-    depth, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
-    gen.emit(1 + depth, f"{out}[{_index(where)}] += {gen.element(src, [f'i{k}' for k in range(depth)])}")
-    return "C"
-
-
-def _arg_extremum(gen: _Generator, n: Node) -> str:
-    """argmax/argmin along one axis: the first position of the extremum, or of the first NaN (as NumPy)."""
-    x, axis = n.operands[0], n.attrs["axes"][0]
-    shape, out = x.type.shape, gen.name(n.out)
-    better = ">" if n.prim == "argmax" else "<"
-    kept = [("0" if k == axis else f"i{k}") for k in range(len(shape))]
-    where = _index(kept if n.attrs["keepdim"] else [p for k, p in enumerate(kept) if k != axis])
-    gen.allocate(out, n.out.type.shape, np.dtype(np.int64))  # all written: each at axis index 0
-    gen.allocate(f"best{n.out.id}", tuple(1 if k == axis else s for k, s in enumerate(shape)), x.type.dtype.np)
-    for k, size in enumerate(shape):
-        gen.emit(1 + k, f"for i{k} in range({size}):")
-    depth = 1 + len(shape)
-    gen.emit(depth, f"e = {gen.element(x, [f'i{k}' for k in range(len(shape))])}")
-    gen.emit(depth, f"b = best{n.out.id}[{_index(kept)}]")
-    gen.emit(depth, f"if i{axis} == 0 or b == b and (e {better} b or e != e):")
-    gen.emit(depth + 1, f"best{n.out.id}[{_index(kept)}] = e")
-    gen.emit(depth + 1, f"{out}[{where}] = i{axis}")
-    return "C"
-
-
-def _tensor_key(key: tuple) -> tuple[int, int]:
-    """(first, last) positions of a key's index tensors when they are adjacent and every other item is a
-    full slice (x[idx], x[:, rows, cols]); Unsupported otherwise."""
-    tensors = [k for k, item in enumerate(key) if item[0] == "t"]
-    if any(item[0] == "m" for item in key):
-        raise Unsupported("indexing with a boolean mask")
-    if tensors != list(range(tensors[0], tensors[-1] + 1)) or any(
-            item[0] != "t" and item != ("s", None, None, None) for item in key):
-        raise Unsupported("indexing that mixes index tensors with integers, None, Ellipsis or partial slices")
-    return tensors[0], tensors[-1]
-
-
-def _gathered_positions(gen: _Generator, n: Node, x: Value, indices: list, first: int, last: int,
-                        result_shape: tuple) -> tuple[int, list, list]:
-    """Open loops over the result of x[..., idx..., ...] and compute each index tensor's position (bound
-    checked); returns (depth, the element's index in x, the loop index of the result)."""
-    lead, trail = first, len(x.type.shape) - last - 1
-    middle = len(result_shape) - lead - trail  # the broadcast shape of the index tensors
-    for k, size in enumerate(result_shape):
-        gen.emit(1 + k, f"for i{k} in range({size}):")
-    depth = len(result_shape)
-    position = [f"i{k}" for k in range(lead)]
-    for m, idx in enumerate(indices):
-        size = x.type.shape[first + m]
-        parts = _broadcast_index(idx.type.shape, result_shape, end=lead + middle)
-        gen.emit(1 + depth, f"j{m} = {gen.element(idx, parts)}")
-        gen.emit(1 + depth, f"if j{m} < 0:")
-        gen.emit(2 + depth, f"j{m} += {size}")
-        gen.emit(1 + depth, f"if j{m} < 0 or j{m} >= {size}:")
-        gen.emit(2 + depth, f'raise IndexError("{n.prim}: an index is out of range for dimension {first + m} '
-                            f'of size {size}")')
-        position.append(f"j{m}")
-    position += [f"i{k}" for k in range(lead + middle, len(result_shape))]
-    return depth, position, [f"i{k}" for k in range(len(result_shape))]
-
-
-def _index_tensors(gen: _Generator, n: Node) -> str:
-    x, indices = n.operands[0], n.operands[1:]
-    first, last = _tensor_key(n.attrs["key"])
-    out = gen.name(n.out)
-    gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
-    depth, position, loop = _gathered_positions(gen, n, x, indices, first, last, n.out.type.shape)
-    gen.emit(1 + depth, f"{out}[{_index(loop)}] = {gen.element(x, position)}")
-    return "C"
-
-
-def _index_put_tensors(gen: _Generator, n: Node) -> str:
-    x, values, indices = n.operands[0], n.operands[1], n.operands[2:]
-    first, last = _tensor_key(n.attrs["key"])
-    out = gen.name(n.out)
-    # the region x[key] has the shape of x with the indexed dims replaced by the index tensors' broadcast
-    from ...primitives.base import broadcast_shapes
-    region = x.type.shape[:first] + broadcast_shapes(*(i.type.shape for i in indices)) + x.type.shape[last + 1:]
-    gen.emit(1, f"{out} = {gen.fresh(x)}")
-    depth, position, loop = _gathered_positions(gen, n, x, indices, first, last, region)
-    parts = _broadcast_index(values.type.shape, region)
-    gen.emit(1 + depth, f"{out}[{_index(position)}] {'+=' if n.attrs['accumulate'] else '='} "
-                        f"{gen.element(values, parts)}")
-    return "C"
-
-
-_LOWERINGS = {"matmul": _matmul, "permute": _permute, "reshape": _reshape, "index": _index_read,
-              "index_put": _index_put, "cat": _cat, "gather": _gather, "scatter_add": _scatter_add,
-              "argmax": _arg_extremum, "argmin": _arg_extremum}
 
 
 def generate(graph: Graph, parallel: bool = False) -> str:

@@ -1,0 +1,208 @@
+"""Lowerings of the nodes that are not loop units: BLAS matmul, views, gather/scatter and index loops."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import Unsupported
+from ...ir.graph import Node, Value
+from ...primitives.base import broadcast_shapes
+from .source import broadcast_index, index_text, key_text
+
+if TYPE_CHECKING:
+    from .codegen import _Generator
+
+
+def _matmul(gen: "_Generator", n: Node) -> str:
+    a, b = n.operands
+    if n.out.type.dtype.np not in (np.float32, np.float64):
+        raise Unsupported(f"matmul of {n.out.type.dtype.name} (BLAS handles float32 and float64 only)")
+    out = gen.name(n.out)
+    if n.out.id in gen.transposed_products:
+        gen.emit(1, "# (computed transposed, by the permute that reads it)")
+        return "C"
+    if len(n.out.type.shape) == 2:
+        gen.emit(1, f"{out} = rt.dot({gen.contiguous(a)}, {gen.contiguous(b)})")
+        return "C"
+    # batched: one np.dot per batch element, the batch dimensions broadcast by the index
+    batch = n.out.type.shape[:-2]
+    gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
+    operands = []
+    for v in (a, b):
+        name = f"m{v.id}"
+        gen.emit(1, f"{name} = {gen.row_major(v)}")
+        parts = broadcast_index(v.type.shape[:-2], batch)
+        operands.append(f"{name}[{', '.join(parts + ['...'])}]")
+    for k, size in enumerate(batch):
+        gen.emit(1 + k, f"for i{k} in range({size}):")
+    gen.emit(1 + len(batch), f"rt.matmul_into({operands[0]}, {operands[1]}, {out}[{', '.join(f'i{k}' for k in range(len(batch)))}])")
+    return "C"
+
+
+def _permute(gen: "_Generator", n: Node) -> str:
+    x, dims = n.operands[0], tuple(n.attrs["dims"])
+    product = gen.transposed_products.get(x.id)
+    if product is not None:
+        a, b = product.operands
+        gen.emit(1, f"{gen.name(n.out)} = rt.dot({gen.contiguous(b)}.T, {gen.contiguous(a)}.T)")
+        return "C"
+    if dims == (1, 0):
+        gen.emit(1, f"{gen.name(n.out)} = {gen.array(x)}.T")
+        return {"C": "F", "F": "C", "I": "I"}.get(gen.layout.get(x.id, "C"), "A")
+    gen.emit(1, f"{gen.name(n.out)} = np.transpose({gen.array(x)}, {dims})")
+    return "A"
+
+
+def _reshape(gen: "_Generator", n: Node) -> str:
+    gen.emit(1, f"{gen.name(n.out)} = {gen.row_major(n.operands[0])}.reshape({n.attrs['shape']})")
+    return "C"
+
+
+def _index_read(gen: "_Generator", n: Node) -> str:
+    key = n.attrs["key"]
+    if any(item[0] in "tm" for item in key):
+        return _index_tensors(gen, n)
+    x = n.operands[0]
+    gen.emit(1, f"{gen.name(n.out)} = {gen.array(x)}[{key_text(key)}]")
+    return "A"
+
+
+def _index_put(gen: "_Generator", n: Node) -> str:
+    key = n.attrs["key"]
+    if any(item[0] in "tm" for item in key):
+        return _index_put_tensors(gen, n)
+    x, values = n.operands[:2]
+    out = gen.name(n.out)
+    gen.emit(1, f"{out} = {gen.fresh(x)}")
+    rhs = gen.name(values) if values.id in gen.scalars or values.type.shape else f"{gen.name(values)}.item()"
+    gen.emit(1, f"{out}[{key_text(key)}] {'+=' if n.attrs['accumulate'] else '='} {rhs}")
+    return "C"
+
+
+def _cat(gen: "_Generator", n: Node) -> str:
+    parts = ", ".join(gen.array(o) for o in n.operands)
+    gen.emit(1, f"{gen.name(n.out)} = np.concatenate(({parts},), axis={n.attrs['dim']})")
+    return "C"
+
+
+def _along_axis(gen: "_Generator", n: Node, idx: Value, size: int, dim: int) -> tuple[int, list]:
+    """Open loops over idx's shape and bound-check idx; returns (depth, index of the indexed array)."""
+    depth = len(idx.type.shape)
+    for k, s in enumerate(idx.type.shape):
+        gen.emit(1 + k, f"for i{k} in range({s}):")
+    gen.emit(1 + depth, f"j = {gen.element(idx, [f'i{k}' for k in range(depth)])}")
+    gen.emit(1 + depth, "if j < 0:")
+    gen.emit(2 + depth, f"j += {size}")
+    gen.emit(1 + depth, f"if j < 0 or j >= {size}:")
+    gen.emit(2 + depth, f'raise IndexError("{n.prim}: an index is out of range for dimension {dim} of size {size}")')
+    return depth, ["j" if k == dim else f"i{k}" for k in range(depth)]
+
+
+def _gather(gen: "_Generator", n: Node) -> str:
+    x, idx = n.operands
+    out, dim = gen.name(n.out), n.attrs["dim"]
+    if not x.type.shape:
+        gen.emit(1, f"{out} = {gen.fresh(x)}")
+        return "C"
+    gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
+    depth, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
+    gen.emit(1 + depth, f"{out}[{index_text([f'i{k}' for k in range(depth)])}] = {gen.element(x, where)}")
+    return "C"
+
+
+def _scatter_add(gen: "_Generator", n: Node) -> str:
+    x, idx, src = n.operands
+    out, dim = gen.name(n.out), n.attrs["dim"]
+    gen.emit(1, f"{out} = {gen.fresh(x)}")
+    if not x.type.shape:
+        gen.emit(1, f"{out}[()] += {gen.name(src) if src.id in gen.scalars else gen.name(src) + '.item()'}")
+        return "C"
+    depth, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
+    gen.emit(1 + depth, f"{out}[{index_text(where)}] += {gen.element(src, [f'i{k}' for k in range(depth)])}")
+    return "C"
+
+
+def _arg_extremum(gen: "_Generator", n: Node) -> str:
+    """argmax/argmin along one axis: the first position of the extremum, or of the first NaN (as NumPy)."""
+    x, axis = n.operands[0], n.attrs["axes"][0]
+    shape, out = x.type.shape, gen.name(n.out)
+    better = ">" if n.prim == "argmax" else "<"
+    kept = [("0" if k == axis else f"i{k}") for k in range(len(shape))]
+    where = index_text(kept if n.attrs["keepdim"] else [p for k, p in enumerate(kept) if k != axis])
+    gen.allocate(out, n.out.type.shape, np.dtype(np.int64))  # all written: each at axis index 0
+    gen.allocate(f"best{n.out.id}", tuple(1 if k == axis else s for k, s in enumerate(shape)), x.type.dtype.np)
+    for k, size in enumerate(shape):
+        gen.emit(1 + k, f"for i{k} in range({size}):")
+    depth = 1 + len(shape)
+    gen.emit(depth, f"e = {gen.element(x, [f'i{k}' for k in range(len(shape))])}")
+    gen.emit(depth, f"b = best{n.out.id}[{index_text(kept)}]")
+    gen.emit(depth, f"if i{axis} == 0 or b == b and (e {better} b or e != e):")
+    gen.emit(depth + 1, f"best{n.out.id}[{index_text(kept)}] = e")
+    gen.emit(depth + 1, f"{out}[{where}] = i{axis}")
+    return "C"
+
+
+def _tensor_key(key: tuple) -> tuple[int, int]:
+    """(first, last) positions of a key's index tensors when they are adjacent and every other item is a
+    full slice (x[idx], x[:, rows, cols]); Unsupported otherwise."""
+    tensors = [k for k, item in enumerate(key) if item[0] == "t"]
+    if any(item[0] == "m" for item in key):
+        raise Unsupported("indexing with a boolean mask")
+    if tensors != list(range(tensors[0], tensors[-1] + 1)) or any(
+            item[0] != "t" and item != ("s", None, None, None) for item in key):
+        raise Unsupported("indexing that mixes index tensors with integers, None, Ellipsis or partial slices")
+    return tensors[0], tensors[-1]
+
+
+def _gathered_positions(gen: "_Generator", n: Node, x: Value, indices: list, first: int, last: int,
+                        result_shape: tuple) -> tuple[int, list, list]:
+    """Open loops over the result of x[..., idx..., ...] and compute each index tensor's position (bound
+    checked); returns (depth, the element's index in x, the loop index of the result)."""
+    lead, trail = first, len(x.type.shape) - last - 1
+    middle = len(result_shape) - lead - trail  # the broadcast shape of the index tensors
+    for k, size in enumerate(result_shape):
+        gen.emit(1 + k, f"for i{k} in range({size}):")
+    depth = len(result_shape)
+    position = [f"i{k}" for k in range(lead)]
+    for m, idx in enumerate(indices):
+        size = x.type.shape[first + m]
+        parts = broadcast_index(idx.type.shape, result_shape, end=lead + middle)
+        gen.emit(1 + depth, f"j{m} = {gen.element(idx, parts)}")
+        gen.emit(1 + depth, f"if j{m} < 0:")
+        gen.emit(2 + depth, f"j{m} += {size}")
+        gen.emit(1 + depth, f"if j{m} < 0 or j{m} >= {size}:")
+        gen.emit(2 + depth, f'raise IndexError("{n.prim}: an index is out of range for dimension {first + m} '
+                            f'of size {size}")')
+        position.append(f"j{m}")
+    position += [f"i{k}" for k in range(lead + middle, len(result_shape))]
+    return depth, position, [f"i{k}" for k in range(len(result_shape))]
+
+
+def _index_tensors(gen: "_Generator", n: Node) -> str:
+    x, indices = n.operands[0], n.operands[1:]
+    first, last = _tensor_key(n.attrs["key"])
+    out = gen.name(n.out)
+    gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
+    depth, position, loop = _gathered_positions(gen, n, x, indices, first, last, n.out.type.shape)
+    gen.emit(1 + depth, f"{out}[{index_text(loop)}] = {gen.element(x, position)}")
+    return "C"
+
+
+def _index_put_tensors(gen: "_Generator", n: Node) -> str:
+    x, values, indices = n.operands[0], n.operands[1], n.operands[2:]
+    first, last = _tensor_key(n.attrs["key"])
+    out = gen.name(n.out)
+    # the region x[key] has the shape of x with the indexed dims replaced by the index tensors' broadcast
+    region = x.type.shape[:first] + broadcast_shapes(*(i.type.shape for i in indices)) + x.type.shape[last + 1:]
+    gen.emit(1, f"{out} = {gen.fresh(x)}")
+    depth, position, loop = _gathered_positions(gen, n, x, indices, first, last, region)
+    parts = broadcast_index(values.type.shape, region)
+    gen.emit(1 + depth, f"{out}[{index_text(position)}] {'+=' if n.attrs['accumulate'] else '='} "
+                        f"{gen.element(values, parts)}")
+    return "C"
+
+
+LOWERINGS = {"matmul": _matmul, "permute": _permute, "reshape": _reshape, "index": _index_read,
+              "index_put": _index_put, "cat": _cat, "gather": _gather, "scatter_add": _scatter_add,
+              "argmax": _arg_extremum, "argmin": _arg_extremum}
