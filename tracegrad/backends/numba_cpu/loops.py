@@ -49,7 +49,7 @@ class LoopNest:
         self.parallel = gen.parallel and depth > 0 and math.prod(self.shape) >= PARALLEL_MIN_ELEMENTS
         self.partial = {r.out.id for r in self.reductions if self.parallel and 0 in r.attrs["axes"]}
         self.chunks = f"chunks{first.out.id}"
-        self.hoisted: dict = {}  # 0-d operands of other units, read once before the loop
+        self.hoisted = gen.hoisted  # 0-d operands of other units, read once before their first loop
 
     # ---- before the loop ----------------------------------------------------------------------------
 
