@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from . import dtypes
+from .autograd.grad_mode import no_grad
 from .primitives import elementwise as E
 from .primitives import indexing as I
 from .primitives import movement as M
@@ -45,6 +46,9 @@ def _promote(a, b, op: str) -> tuple[Tensor, Tensor]:
         if isinstance(b, Tensor):
             if a._data.dtype == b._data.dtype:
                 return a, b
+            if a._data.ndim and b._data.ndim:  # what result_type decides for two tensors with dimensions
+                d = dtypes.promote_types(a.dtype, b.dtype)
+                return _cast(a, d), _cast(b, d)
         elif type(b) is float and a._data.dtype.kind == "f" or type(b) is int and a._data.dtype.kind in "fi":
             return a, Tensor._make(np.array(b, dtype=a._data.dtype))  # the common case: tensor op number
     _check_operand(a, op)
@@ -387,10 +391,19 @@ def nonzero(input: Tensor, *, as_tuple: bool = False):
 
 # ---- reductions ---------------------------------------------------------------------------------
 
+def _normalized(axes: tuple, ndim: int) -> bool:
+    """True for a non-empty tuple of increasing ints in [0, ndim)."""
+    previous = -1
+    for a in axes:
+        if type(a) is not int or a <= previous or a >= ndim:
+            return False
+        previous = a
+    return previous >= 0
+
+
 def _axes(dim, ndim: int) -> tuple[int, ...]:
     """Normalize dim (None, int, or a sequence) to sorted non-negative axes; None means all."""
-    if type(dim) is tuple and dim and builtins.all(type(d) is int and 0 <= d < ndim for d in dim) \
-            and builtins.all(a < b for a, b in zip(dim, dim[1:])):
+    if type(dim) is tuple and _normalized(dim, ndim):
         return dim  # already normalized (the backward pass always passes this form)
     if dim is None:
         return tuple(range(ndim))
@@ -406,7 +419,7 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
     """Sum over dim (all dims by default)."""
     if dtype is not None:
         input = _cast(input, dtypes.to_dtype(dtype))
-    return apply(R.reduce_sum, input, axes=_axes(dim, input.ndim), keepdim=keepdim)
+    return apply(R.reduce_sum, input, axes=_axes(dim, input._data.ndim), keepdim=keepdim)
 
 
 def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
@@ -416,9 +429,10 @@ def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
     if input.dtype.category != dtypes.FLOAT:
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a floating "
                            f"point or complex dtype. Got: {_legacy(input.dtype)}")
-    axes = _axes(dim, input.ndim)
+    axes = _axes(dim, input._data.ndim)
     count = math.prod([input._data.shape[a] for a in axes])
-    out = apply(R.reduce_sum, input, axes=axes, keepdim=keepdim) / count
+    total = apply(R.reduce_sum, input, axes=axes, keepdim=keepdim)
+    out = apply(E.div, total, _const(count, total.dtype))  # total / count, without the operator's dispatch
     if out.grad_fn is not None:
         out.grad_fn.display_name = "MeanBackward0"
     return out
@@ -442,7 +456,7 @@ def _check_nonempty(input: Tensor, dim, axes: tuple, name: str) -> None:
 
 def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     """Maximum over dim (all dims when dim is empty); ties share the gradient."""
-    axes = _axes(dim if dim != () else None, input.ndim)
+    axes = _axes(dim if dim != () else None, input._data.ndim)
     _check_nonempty(input, dim, axes, "max" if dim == () else "amax")
     return apply(R.reduce_max, input, axes=axes, keepdim=keepdim)
 
@@ -553,12 +567,22 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
     return sum(magnitude ** p, dim, keepdim) ** (1.0 / p)
 
 
+def _max_shift(input: Tensor, dim) -> Tensor:
+    """The maximum over dim (kept) as a constant, to subtract before exp so that it cannot overflow.
+
+    The shift cancels exactly in value and gradient, so it carries no gradient; computing it without
+    recording (rather than detaching a recorded result) leaves no unused node, and no node-output
+    reference cycle for the garbage collector, behind.
+    """
+    with no_grad():
+        return amax(input, dim, keepdim=True)
+
+
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     """log(sum(exp(input))) over dim, computed without overflow."""
     input = _floating(input)
     axes = _axes(dim, input.ndim)
-    # The shift cancels exactly in value and gradient, so it carries no gradient itself.
-    shift = amax(input, axes, keepdim=True).detach()
+    shift = _max_shift(input, axes)
     shift = where(isinf(shift), 0.0, shift)
     out = log(sum(exp(input - shift), axes, keepdim=True)) + shift
     return out if keepdim else out.squeeze(axes)
@@ -568,7 +592,7 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """exp(input) normalized to sum to 1 over dim."""
     if dtype is not None:
         input = _cast(input, dtypes.to_dtype(dtype))
-    shifted = exp(input - amax(input, dim, keepdim=True).detach())
+    shifted = exp(input - _max_shift(input, dim))
     return shifted / sum(shifted, dim, keepdim=True)
 
 
@@ -576,7 +600,7 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """input - logsumexp(input) over dim."""
     if dtype is not None:
         input = _cast(input, dtypes.to_dtype(dtype))
-    shifted = input - amax(input, dim, keepdim=True).detach()
+    shifted = input - _max_shift(input, dim)
     return shifted - log(sum(exp(shifted), dim, keepdim=True))
 
 
@@ -600,6 +624,8 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
     if input._data.dtype != other._data.dtype:
         raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {_legacy(input.dtype).lower()} "
                            f"!= {_legacy(other.dtype).lower()}")
+    if input._data.ndim >= 2 and other._data.ndim >= 2:  # matrices and stacks of them: the primitive as it is
+        return apply(M.matmul, input, other)
     a, b = input, other
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D")
@@ -765,7 +791,7 @@ def unsqueeze(input: Tensor, dim: int) -> Tensor:
 def squeeze(input: Tensor, dim=None) -> Tensor:
     """Remove size-1 dimensions (all of them, or those in dim)."""
     shape = input._data.shape
-    axes = set(range(input.ndim)) if dim is None else set(_axes(dim, input.ndim))
+    axes = range(len(shape)) if dim is None else _axes(dim, len(shape))
     new = tuple(s for i, s in enumerate(shape) if not (i in axes and s == 1))
     return input if new == shape else apply(M.reshape, input, shape=new)
 
@@ -1006,16 +1032,19 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
 
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
     """out[i][j] = input[index[i][j]][j] (for dim=0), and so on."""
-    dim = _wrap_dim(dim, input.ndim)
-    if index.dtype is not dtypes.int64:
+    ndim = input._data.ndim
+    dim = _wrap_dim(dim, ndim)
+    if index._data.dtype != np.int64:
         raise RuntimeError(f"gather(): Expected dtype int64 for index, got {index.dtype}")
-    if index.ndim != input.ndim:
+    if index._data.ndim != ndim:
         raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
-    size = input._data.shape[dim] if input.ndim else 1
-    if index._data.size and (index._data.max() >= size or index._data.min() < 0):
-        bad = index._data.max() if index._data.max() >= size else index._data.min()
-        raise RuntimeError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
-    for d in range(input.ndim):
+    size = input._data.shape[dim] if ndim else 1
+    if index._data.size:
+        highest, lowest = index._data.max(), index._data.min()
+        if highest >= size or lowest < 0:
+            raise RuntimeError(f"index {highest if highest >= size else lowest} is out of bounds for dimension "
+                               f"{dim} with size {size}")
+    for d in range(ndim):
         if d != dim and index._data.shape[d] > input._data.shape[d]:
             raise RuntimeError(f"Size does not match at dimension {d} expected index {list(index.shape)} to be "
                                f"smaller than self {list(input.shape)} apart from dimension {dim}")
@@ -1024,8 +1053,8 @@ def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
 
 def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     """A copy of input with src added at the positions index names along dim."""
-    dim = _wrap_dim(dim, input.ndim)
-    if src.shape != index.shape:
+    dim = _wrap_dim(dim, input._data.ndim)
+    if src._data.shape != index._data.shape:
         raise RuntimeError(f"scatter_add(): src must have the shape of index, got {list(src.shape)} and "
                            f"{list(index.shape)}; slice src first")
     return apply(I.scatter_add, input, index, _cast(src, input.dtype), dim=dim)

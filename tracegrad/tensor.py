@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import dtypes
+from . import autograd
 from .autograd import views
 from .autograd.engine import AccumulateGrad, PrimitiveNode, RemovableHandle, run_backward
 from .autograd.grad_mode import STATE
@@ -249,8 +250,7 @@ class Tensor:
     def backward(self, gradient: "Tensor | None" = None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs=None) -> None:
         """Accumulate d(self)/d(leaf) into each leaf's ``.grad``."""
-        from .autograd import backward
-        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+        autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
     def detach(self) -> "Tensor":
         """A tensor sharing the data, cut from the graph."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import creation, dtypes, ops
-from .autograd.grad_mode import is_grad_enabled
+from .autograd.grad_mode import STATE, is_grad_enabled
 from .primitives import elementwise as E
 from .primitives import indexing as I
 from .primitives import movement as M
@@ -58,12 +58,20 @@ Tensor.mT = property(lambda self: self.transpose(-2, -1), doc="The last two dims
 _OPERAND_TYPES = (Tensor, int, float, bool, np.number, np.bool_)
 
 
-def _operator(fn, reflected: bool = False, same_dtype_prim=None):
-    """An operator method; with same_dtype_prim, two tensors of one dtype skip promotion entirely
-    (the common case, and the whole of a backward pass, where every op sees matching dtypes)."""
+def _operator(fn, reflected: bool = False, prim=None, any_dtype: bool = True):
+    """An operator method. With prim, two common cases skip fn's general type promotion (same result):
+    a float tensor with a Python number, which becomes a constant of the tensor's dtype (what promotion
+    makes of it), and two tensors of one dtype (the whole of a backward pass), for any dtype when any_dtype
+    is set, else for float dtypes only."""
     def method(self, other):
-        if same_dtype_prim is not None and isinstance(other, Tensor) and other._data.dtype == self._data.dtype:
-            return apply(same_dtype_prim, other, self) if reflected else apply(same_dtype_prim, self, other)
+        if prim is not None:
+            is_float = self._data.dtype.kind == "f"
+            if isinstance(other, Tensor):
+                if other._data.dtype == self._data.dtype and (is_float or any_dtype):
+                    return apply(prim, other, self) if reflected else apply(prim, self, other)
+            elif (type(other) is float or type(other) is int) and is_float:
+                number = Tensor._make(np.array(other, dtype=self._data.dtype))
+                return apply(prim, number, self) if reflected else apply(prim, self, number)
         if not isinstance(other, _OPERAND_TYPES):
             return NotImplemented
         return fn(other, self) if reflected else fn(self, other)
@@ -71,16 +79,19 @@ def _operator(fn, reflected: bool = False, same_dtype_prim=None):
     return method
 
 
-for _dunder, _fn, _prim in [("add", ops.add, E.add), ("sub", ops.sub, None), ("mul", ops.mul, E.mul),
-                            ("truediv", ops.div, None), ("floordiv", ops.floor_divide, None),
-                            ("mod", ops.remainder, None), ("pow", ops.pow, E.pow),
-                            ("matmul", ops.matmul, None), ("and", ops.bitwise_and, None),
-                            ("or", ops.bitwise_or, None), ("xor", ops.bitwise_xor, None)]:
-    setattr(Tensor, f"__{_dunder}__", _operator(_fn, same_dtype_prim=_prim))
-    setattr(Tensor, f"__r{_dunder}__", _operator(_fn, reflected=True, same_dtype_prim=_prim))
+# (name, op, primitive, whether two tensors of one dtype skip promotion for any dtype): subtraction must still
+# refuse two bool tensors and true division must turn integers into floats, so they skip it for floats only.
+for _dunder, _fn, _prim, _any in [("add", ops.add, E.add, True), ("sub", ops.sub, E.sub, False),
+                                  ("mul", ops.mul, E.mul, True), ("truediv", ops.div, E.div, False),
+                                  ("floordiv", ops.floor_divide, None, False),
+                                  ("mod", ops.remainder, None, False), ("pow", ops.pow, E.pow, True),
+                                  ("matmul", ops.matmul, None, False), ("and", ops.bitwise_and, None, False),
+                                  ("or", ops.bitwise_or, None, False), ("xor", ops.bitwise_xor, None, False)]:
+    setattr(Tensor, f"__{_dunder}__", _operator(_fn, prim=_prim, any_dtype=_any))
+    setattr(Tensor, f"__r{_dunder}__", _operator(_fn, reflected=True, prim=_prim, any_dtype=_any))
 for _dunder, _fn, _prim in [("eq", ops.eq, E.eq), ("ne", ops.ne, E.ne), ("lt", ops.lt, E.lt), ("le", ops.le, E.le),
                             ("gt", ops.gt, E.gt), ("ge", ops.ge, E.ge)]:
-    setattr(Tensor, f"__{_dunder}__", _operator(_fn, same_dtype_prim=_prim))
+    setattr(Tensor, f"__{_dunder}__", _operator(_fn, prim=_prim))
 Tensor.__neg__ = ops.neg
 Tensor.__pos__ = lambda self: self
 Tensor.__abs__ = ops.abs
@@ -101,34 +112,49 @@ def _inplace_operand(self: Tensor, other, op: str) -> Tensor:
 
 
 def _plain_float(self: Tensor) -> bool:
-    """A float tensor written in place with nothing recorded or traced: NumPy can do it directly."""
-    return (TRACE.tracer is None and self._data.dtype.kind == "f" and not (is_grad_enabled() and self._requires_grad)
-            and not self._inference and self._data.flags.writeable)
+    """A float tensor written in place with nothing recorded or traced: NumPy can do it directly.
+
+    With grad mode on, a tensor that requires grad, or a view of one, takes the general path, which
+    records the write or raises.
+    """
+    recorded = self._requires_grad or (self._base is not None and self._base._requires_grad)
+    return (TRACE.tracer is None and self._data.dtype.kind == "f" and not self._inference
+            and not (STATE.grad_enabled and recorded) and self._data.flags.writeable)
 
 
-def _number_in_place(self: Tensor, prim, other) -> bool:
-    """The optimizer hot path: float tensor op= Python number. Done?"""
-    if (type(other) is float or type(other) is int) and _plain_float(self):
-        prim.ufunc(self._data, other, out=self._data, casting="unsafe")
-        self._vc[0] += 1
-        return True
-    return False
+def _plain_operand(self: Tensor, other) -> bool:
+    """other is a tensor of self's dtype that nothing records and that broadcasts to self's shape."""
+    if not isinstance(other, Tensor) or other._data.dtype != self._data.dtype or (STATE.grad_enabled
+                                                                                  and other._requires_grad):
+        return False
+    shape = self._data.shape
+    return other._data.shape == shape or np.broadcast_shapes(shape, other._data.shape) == shape
 
 
-def _scaled_in_place(self: Tensor, ufunc, other, alpha) -> bool:
-    """The optimizer hot path: self op= alpha * other for a tensor other and a number alpha. Done?"""
-    if (isinstance(other, Tensor) and (type(alpha) is float or type(alpha) is int) and _plain_float(self)
-            and other._data.dtype == self._data.dtype and not (is_grad_enabled() and other._requires_grad)
-            and np.broadcast_shapes(self._data.shape, other._data.shape) == self._data.shape):
-        ufunc(self._data, other._data * alpha, out=self._data)
-        self._vc[0] += 1
-        return True
-    return False
+def _direct_in_place(self: Tensor, ufunc, other, alpha=1) -> bool:
+    """The optimizer hot path: self op= alpha * other straight in NumPy, for a float tensor that nothing
+    records and a Python number (with alpha 1) or a plain tensor (with alpha a number). Done?
+
+    alpha == 1 skips the multiplication, as the general path does (x * 1 == x exactly).
+    """
+    if (type(alpha) is not float and type(alpha) is not int) or not _plain_float(self):
+        return False
+    data = self._data
+    if type(other) is float or type(other) is int:
+        if alpha != 1:
+            return False
+        ufunc(data, other, out=data, casting="unsafe")
+    elif _plain_operand(self, other):
+        ufunc(data, other._data if alpha == 1 else other._data * alpha, out=data)
+    else:
+        return False
+    self._vc[0] += 1
+    return True
 
 
 def _binary_inplace(prim):
     def method(self: Tensor, other) -> Tensor:
-        if _number_in_place(self, prim, other):
+        if _direct_in_place(self, prim.ufunc, other):
             return self
         return self._inplace(prim, _inplace_operand(self, other, prim.name))
     method.__doc__ = f"In-place {prim.name} (returns self)."
@@ -153,14 +179,14 @@ def _scaled(other, alpha):
 
 def add_(self: Tensor, other, *, alpha=1) -> Tensor:
     """self += alpha * other."""
-    if _number_in_place(self, E.add, other) if ops._is_one(alpha) else _scaled_in_place(self, np.add, other, alpha):
+    if _direct_in_place(self, np.add, other, alpha):
         return self
     return self._inplace(E.add, _inplace_operand(self, _scaled(other, alpha), "add_"))
 
 
 def sub_(self: Tensor, other, *, alpha=1) -> Tensor:
     """self -= alpha * other."""
-    if _number_in_place(self, E.sub, other) if ops._is_one(alpha) else _scaled_in_place(self, np.subtract, other, alpha):
+    if _direct_in_place(self, np.subtract, other, alpha):
         return self
     return self._inplace(E.sub, _inplace_operand(self, _scaled(other, alpha), "sub_"))
 
@@ -171,6 +197,8 @@ def div_(self: Tensor, other, *, rounding_mode=None) -> Tensor:
         return self.copy_(ops.div(self, other, rounding_mode=rounding_mode))
     if self.dtype.category != dtypes.FLOAT:
         raise RuntimeError(f"result type Float can't be cast to the desired output type {_legacy_kind(self.dtype)}")
+    if _direct_in_place(self, np.true_divide, other):
+        return self
     return self._inplace(E.div, _inplace_operand(self, other, "div_"))
 
 

@@ -57,13 +57,18 @@ class Node:
 
     def save(self, tensors: Sequence) -> None:
         """Keep tensors for the backward; their version is checked when they are used."""
+        versions = []
         for t in tensors:
-            if t is not None and t._inference:
+            if t is None:
+                versions.append(None)
+                continue
+            if t._inference:
                 raise RuntimeError(
                     "Inference tensors cannot be saved for backward. To work around you can make a "
                     "clone to get a normal tensor and use it in autograd.")
+            versions.append(t._vc[0])
         self._saved = tuple(tensors)
-        self._versions = tuple(None if t is None else t._vc[0] for t in tensors)
+        self._versions = tuple(versions)
 
     def saved_tensors(self) -> tuple:
         """The saved tensors, checked against in-place modification and release."""
@@ -71,12 +76,24 @@ class Node:
             raise RuntimeError(_FREED_MESSAGE)
         for t, v in zip(self._saved, self._versions):
             if t is not None and t._vc[0] != v:
-                raise RuntimeError(
-                    f"one of the variables needed for gradient computation has been modified by an "
-                    f"inplace operation: [{t.type()} {list(t.shape)}], which is used by "
-                    f"{self.name()}, is at version {t._vc[0]}; expected version {v} instead. "
-                    f"Hint: avoid modifying the tensor in place, or clone() it before the op.")
+                self._raise_modified(t, v)
         return self._saved
+
+    def _saved_at(self, k: int):
+        """Saved tensor number k, checked like saved_tensors() (a VJP reading one input checks that one)."""
+        if self._freed:
+            raise RuntimeError(_FREED_MESSAGE)
+        t = self._saved[k]
+        if t is not None and t._vc[0] != self._versions[k]:
+            self._raise_modified(t, self._versions[k])
+        return t
+
+    def _raise_modified(self, t, version: int) -> None:
+        raise RuntimeError(
+            f"one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: [{t.type()} {list(t.shape)}], which is used by "
+            f"{self.name()}, is at version {t._vc[0]}; expected version {version} instead. "
+            f"Hint: avoid modifying the tensor in place, or clone() it before the op.")
 
     def release(self) -> None:
         """Free the saved tensors after a backward without retain_graph."""
@@ -125,10 +142,13 @@ class PrimitiveNode(Node):
     """The backward of one primitive application; runs the primitive's VJP rule."""
 
     def __init__(self, prim, inputs: Sequence, attrs: dict, out) -> None:
-        edges = []
-        for t in inputs:  # _edge, inlined: this runs once per recorded op
+        # One loop builds the edges, the flags and the shapes: this runs once per recorded op.
+        edges, needs, shapes = [], [], []
+        for t in inputs:
+            shapes.append(t._data.shape)
             if not t._requires_grad:
                 edges.append(_NO_EDGE)
+                needs.append(False)
                 continue
             if t._base is not None and t._base.grad_fn is not t._base_history:
                 from .views import refresh  # the base was written in place after this view was taken
@@ -137,16 +157,17 @@ class PrimitiveNode(Node):
                 edges.append((t.grad_fn, t._output_nr))
             else:
                 edges.append((t._accumulator(), 0))
+            needs.append(True)
         self.next_functions = tuple(edges)
-        self.needs_input_grad = tuple([e is not _NO_EDGE for e in edges])
+        self.needs_input_grad = tuple(needs)
         self.prim = prim
         self.attrs = attrs
-        self.in_shapes = tuple([t._data.shape for t in inputs])
+        self.in_shapes = tuple(shapes)
         saves = prim.saves
-        saved = list(inputs[saves]) if isinstance(saves, slice) else [inputs[i] for i in saves]
-        if prim.saves_output:
-            saved.append(out)
-        if saved:
+        if saves or prim.saves_output:
+            saved = list(inputs[saves]) if isinstance(saves, slice) else [inputs[i] for i in saves]
+            if prim.saves_output:
+                saved.append(out)
             self.save(saved)
 
     def name(self) -> str:
@@ -154,11 +175,11 @@ class PrimitiveNode(Node):
 
     def saved(self, i: int):
         """Input ``i`` as it was when the op ran (the primitive must declare it in ``saves``)."""
-        return self.saved_tensors()[self.prim.saves.index(i)]
+        return self._saved_at(self.prim.saves.index(i))
 
     def saved_output(self):
         """The op's result (the primitive must declare ``saves_output``)."""
-        return self.saved_tensors()[-1]
+        return self._saved_at(-1)
 
     def backward(self, grads: list) -> tuple:
         return self.prim.vjp(self, grads[0])

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
+
 from .. import dtypes, ops
 from ..creation import arange, empty_like
-from ..tensor import Tensor, _legacy_kind
+from ..tensor import TRACE, Tensor, _legacy_kind
 
 sigmoid = ops.sigmoid
 tanh = ops.tanh
@@ -217,20 +219,29 @@ def _class_dim(input: Tensor) -> int:
 
 def _check_class_targets(input: Tensor, target: Tensor, weight: Tensor | None) -> None:
     """Raise like PyTorch unless target holds one int64 class index per sample (and weight one per class)."""
-    if target.dtype is not dtypes.int64:
+    if target._data.dtype != np.int64:
         raise RuntimeError(f"expected scalar type Long but found {_legacy_kind(target.dtype)}")
-    if input.ndim == 0:
+    shape, target_shape = input._data.shape, target._data.shape
+    if not shape:
         raise ValueError("Expected 1 or more dimensions (got 0)")
-    if input.ndim > 1 and target.ndim > 0 and target.shape[0] != input.shape[0]:
-        raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target batch_size "
-                         f"({target.shape[0]}).")
-    expected = (input.shape[0],) + tuple(input.shape[2:]) if input.ndim > 1 else ()
-    if tuple(target.shape) != expected:
-        raise RuntimeError(f"Expected target size {list(expected)}, got {list(target.shape)}")
-    classes = input.shape[_class_dim(input)]
-    if weight is not None and tuple(weight.shape) != (classes,):
+    if len(shape) > 1 and target_shape and target_shape[0] != shape[0]:
+        raise ValueError(f"Expected input batch_size ({shape[0]}) to match target batch_size "
+                         f"({target_shape[0]}).")
+    expected = (shape[0],) + shape[2:] if len(shape) > 1 else ()
+    if target_shape != expected:
+        raise RuntimeError(f"Expected target size {list(expected)}, got {list(target_shape)}")
+    classes = shape[_class_dim(input)]
+    if weight is not None and weight._data.shape != (classes,):
         raise RuntimeError(f"weight tensor should be defined either for all {classes} classes or no classes but got "
                            f"weight tensor of shape: {list(weight.shape)}")
+
+
+def _any_ignored(target: Tensor, ignore_index) -> bool:
+    """Whether some target is ignore_index. A traced step records the test (its outcome becomes a guard);
+    eagerly, NumPy compares the int64 targets with an int directly, which is the same test without two ops."""
+    if TRACE.tracer is None and type(ignore_index) is int:
+        return bool((target._data == ignore_index).any())
+    return bool((target == ignore_index).any())
 
 
 def _pick(values: Tensor, target: Tensor) -> Tensor:
@@ -247,7 +258,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     """
     reduction = _reduction(size_average, reduce, reduction)
     _check_class_targets(input, target, weight)
-    if weight is None and not bool((target == ignore_index).any()):
+    if weight is None and not _any_ignored(target, ignore_index):
         # The common case, in few ops (bool() of a tensor becomes a guard when the step is compiled).
         return _reduce(-_pick(input, target), reduction)
     valid = target != ignore_index

@@ -30,13 +30,15 @@ class SGD(Optimizer):
             momentum = self.hyper(group, "momentum")
             keep = 1 - self.hyper(group, "dampening")
         for p in group["params"]:
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            grad = -p.grad if maximize else p.grad
+            if maximize:
+                grad = -grad
             if weight_decay is not None:
                 grad = grad.add(p, alpha=weight_decay)
             if use_momentum:
-                state = self.state.setdefault(p, {})
+                state = self.state[p]
                 buf = state.get("momentum_buffer")
                 if buf is None:
                     buf = state["momentum_buffer"] = grad.clone().detach()

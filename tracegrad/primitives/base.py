@@ -14,7 +14,8 @@ A primitive has
     works on tensors (eager backward, ``create_graph=True``) and on traced values alike.
     ``node.saved(i)`` gives input ``i`` and ``node.saved_output()`` the result, when the
     primitive declared it saves them; ``node.needs_input_grad[i]`` says which cotangents are
-    wanted (return None for the others).
+    wanted (return None for the others). Where ``records_nothing()``, the hottest rules run the
+    same primitives' impls on the arrays instead, wrapping only their results.
 Everything else (softmax, losses, layers, optimizers) is composed from these.
 """
 from __future__ import annotations
@@ -23,7 +24,20 @@ from typing import Callable
 
 import numpy as np
 
+from ..autograd.grad_mode import STATE
+from ..tensor import TRACE, Tensor
+
 REGISTRY: dict[str, "Primitive"] = {}
+
+
+def records_nothing() -> bool:
+    """True when ops record neither graph nodes nor a trace: a backward without create_graph, not compiled.
+
+    A VJP may then call the primitives' impls on the arrays (the values its tensor ops give, bit for
+    bit) and wrap only its results: the intermediate tensors it skips would be seen by no one, and
+    their dispatch is most of an eager backward's cost.
+    """
+    return not STATE.grad_enabled and TRACE.tracer is None
 
 
 class Primitive:
@@ -158,6 +172,9 @@ def sum_to_shape(g, shape: tuple[int, ...]):
         return g
     lead = len(g_shape) - len(shape)
     ones = tuple(lead + i for i, s in enumerate(shape) if s == 1 and g_shape[lead + i] != 1)
+    if records_nothing() and (lead or ones):  # the sum (and reshape) below, on the array
+        total = REGISTRY["sum"].impl(g._data, axes=tuple(range(lead)) + ones, keepdim=bool(ones))
+        return Tensor._make(total if total.shape == shape else REGISTRY["reshape"].impl(total, shape=shape))
     if not ones:  # only leading axes were added: one sum gives the shape directly
         return g.sum(tuple(range(lead)))
     g = g.sum(tuple(range(lead)) + ones, keepdim=True)

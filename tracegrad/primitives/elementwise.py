@@ -9,7 +9,8 @@ import math
 import numpy as np
 
 from .. import ops
-from .base import Primitive, bool_dtype, elementwise_shape, quiet, same_dtype, sum_to_shape
+from ..tensor import Tensor
+from .base import Primitive, bool_dtype, elementwise_shape, quiet, records_nothing, same_dtype, sum_to_shape
 
 
 def _unary(name: str, fn, scalar: str, *, saves=(), saves_output=False, silent=False, ufunc=True) -> Primitive:
@@ -83,6 +84,9 @@ def _sigmoid_vjp(node, g):
 
 @relu.defvjp
 def _relu_vjp(node, g):
+    if records_nothing():  # the ops below on the arrays: y > 0, cast to g's dtype, multiply
+        mask = node.saved_output()._data > 0
+        return (Tensor._make(mul.impl(g._data, mask.astype(g._data.dtype))),)
     return (g * (node.saved_output() > 0),)
 
 

@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 
-from ..tensor import apply
-from .base import Primitive, broadcast_shapes, same_dtype, sum_to_shape
+from ..tensor import Tensor, apply
+from .base import Primitive, broadcast_shapes, records_nothing, same_dtype, sum_to_shape
 
 
 def _reshape_shape(in_shapes, shape):
@@ -30,9 +30,10 @@ def _expand_shape(in_shapes, shape):
     return tuple(shape)
 
 
-reshape = Primitive("reshape", "movement", lambda x, shape: np.reshape(x, shape),
+# The ndarray methods, not np.reshape/np.transpose: the same views, without the NumPy wrappers' overhead.
+reshape = Primitive("reshape", "movement", lambda x, shape: x.reshape(shape),
                     shape_rule=_reshape_shape, dtype_rule=same_dtype)
-permute = Primitive("permute", "movement", lambda x, dims: np.transpose(x, dims),
+permute = Primitive("permute", "movement", lambda x, dims: x.transpose(dims),
                     shape_rule=_permute_shape, dtype_rule=same_dtype)
 # In a loop, expand is a broadcast read of its operand: the code generators fuse it like elementwise ops.
 expand = Primitive("expand", "movement", lambda x, shape: np.broadcast_to(x, shape),
@@ -51,7 +52,7 @@ def _inverse_permutation(dims: tuple) -> tuple:
 
 def swap_last_two(x):
     """x with its last two dims swapped (a view)."""
-    n = x.ndim
+    n = x._data.ndim
     return apply(permute, x, dims=tuple(range(n - 2)) + (n - 1, n - 2))
 
 
@@ -102,6 +103,10 @@ matmul = Primitive("matmul", "linalg", np.matmul, shape_rule=_matmul_shape, dtyp
 def _matmul_vjp(node, g):
     a, b = node.saved(0), node.saved(1)
     need_a, need_b = node.needs_input_grad
+    if records_nothing() and a._data.ndim == 2 and b._data.ndim == 2:  # the ops below on the arrays
+        ga = Tensor._make(matmul.impl(g._data, permute.impl(b._data, dims=(1, 0)))) if need_a else None
+        gb = Tensor._make(matmul.impl(permute.impl(a._data, dims=(1, 0)), g._data)) if need_b else None
+        return ga, gb  # two matrices: sum_to_shape has nothing to sum
     ga = sum_to_shape(apply(matmul, g, swap_last_two(b)), node.in_shapes[0]) if need_a else None
     gb = sum_to_shape(apply(matmul, swap_last_two(a), g), node.in_shapes[1]) if need_b else None
     return ga, gb
