@@ -44,7 +44,7 @@ def test_version_and_help():
 def test_dump_text_shows_every_stage(script):
     out = tracegrad("dump", script, "3")
     assert out.returncode == 0, out.stderr
-    for stage in ("traced", "adjoint", "optimized", "kernel"):
+    for stage in ("traced", "adjoint", "optimized", "kernel", "replay"):
         assert f"· {stage} ===" in out.stdout
     traced = out.stdout.split("· adjoint ===")[0]
     assert "[adjoint]" not in traced and "matmul" in traced and "# train.py:" in traced
@@ -60,6 +60,15 @@ def test_dump_kernel_stage_prints_the_generated_source_of_the_chosen_backend(scr
     assert "no kernel: the interpreter backend" in out.stdout
 
 
+def test_dump_replay_stage_prints_the_generated_python_of_each_call(script):
+    out = tracegrad("dump", "--stage", "replay", "--format", "json", script, "3")
+    assert out.returncode == 0, out.stderr
+    replay = out.stdout.split("· replay ===")[1]
+    assert "def run(leaves):" in replay and "out = execute([leaves[0]._data, d0" in replay
+    assert "d0 = r0._data  # w\n" in replay  # captured tensors are named
+    assert "r0._vc[0] += 1" in replay and "return make(out[0])" in replay
+
+
 def test_dump_json_and_dot(script, tmp_path):
     out = tracegrad("dump", "--stage", "optimized", "--format", "json", script, "3")
     doc = json.loads(out.stdout.split("===\n", 1)[1])
@@ -68,7 +77,8 @@ def test_dump_json_and_dot(script, tmp_path):
     out = tracegrad("dump", "--format", "dot", "-o", str(target), script, "3")
     assert out.returncode == 0
     files = sorted(p.name for p in target.iterdir())
-    assert files == ["step.0.adjoint.dot", "step.0.kernel.py", "step.0.optimized.dot", "step.0.traced.dot"]
+    assert files == ["step.0.adjoint.dot", "step.0.kernel.py", "step.0.optimized.dot", "step.0.replay.py",
+                     "step.0.traced.dot"]
     assert (target / "step.0.traced.dot").read_text().startswith('digraph "step"')
 
 
@@ -96,7 +106,7 @@ def test_dump_an_example_at_every_stage():
     out = tracegrad("dump", str(root / "examples" / "compile_explain.py"), cwd=root)
     assert out.returncode == 0, out.stderr
     sections = out.stdout.split("=== train_step (variant 0) · ")
-    assert [s.split(" ===")[0] for s in sections[1:]] == ["traced", "adjoint", "optimized", "kernel"]
+    assert [s.split(" ===")[0] for s in sections[1:]] == ["traced", "adjoint", "optimized", "kernel", "replay"]
     traced, adjoint, optimized = sections[1], sections[2], sections[3]
     assert "[adjoint]" not in traced and "[adjoint]" in adjoint and "writeback" in optimized
     assert "'model.0.weight'" in optimized and "hyper 'lr'" in optimized

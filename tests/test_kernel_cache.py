@@ -98,7 +98,9 @@ def test_a_damaged_kernel_file_is_rebuilt_not_trusted(filled, tmp_path, damage):
     subprocess.run(["cp", "-r", str(cache_dir), str(copy)], check=True)
     path = _kernel_files(copy)[0]
     text = path.read_text()
-    path.write_text(text[: len(text) // 2] if damage == "truncate" else text.replace("return", "retrun", 1))
+    corrupt = text.replace("def ", "dfe ", 1)  # one flipped pair of letters: a syntax error if imported
+    assert corrupt != text
+    path.write_text(text[: len(text) // 2] if damage == "truncate" else corrupt)
     again = _run(copy)
     assert not again["from_disk"] and _same(again["losses"], first["losses"])
     assert path.read_text() == text  # rewritten whole

@@ -235,3 +235,28 @@ def test_a_step_with_an_op_numba_cannot_lower_runs_on_the_interpreter_with_a_war
     for loss, grad in results:
         assert float(loss) == 63.0 and np.array_equal(grad.numpy(), np.full(7, 7.0, np.float32))
     assert compiled.cache_info().compiles == 1
+
+
+def test_output_buffers_are_reused_only_once_nothing_holds_them():
+    def step(a, b):
+        return (a * b).sum(1), a @ b.T, (a * 2).sum()
+
+    graph, arrays = _graph_and_arrays(step, [tg.randn(4, 3), tg.randn(4, 3)])
+    kernel = compile_graph(graph)
+    expected = run(graph, [a.copy() for a in arrays])
+    held = kernel(arrays)  # kept for the whole test, as a user keeping a step's results would
+    snapshot = [h.copy() for h in held]
+    seen = []
+    last = None
+    for _ in range(6):
+        outputs = kernel(arrays)
+        assert not any(o is h for o in outputs for h in held)
+        for got, want in zip(outputs, expected):
+            np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+        seen.append([id(o) for o in outputs])
+        last = outputs  # the previous call's outputs stay held while the next call runs, like .grad
+    for h, s in zip(held, snapshot):
+        np.testing.assert_array_equal(h, s)  # never written again
+    assert all(not set(seen[k]) & set(seen[k + 1]) for k in range(len(seen) - 1))  # a held set is never reused
+    assert seen[-1] == seen[-3] and seen[-2] == seen[-4]  # the steady state: two sets alternate
+    assert last is not None

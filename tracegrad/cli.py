@@ -6,7 +6,8 @@ import os
 import runpy
 import sys
 
-STAGES = ("traced", "adjoint", "optimized", "kernel")
+STAGES = ("traced", "adjoint", "optimized", "kernel", "replay")
+SOURCE_STAGES = ("kernel", "replay")  # shown as Python source, whatever the --format
 
 
 class UserError(Exception):
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         "dump", help="run a script and print the IR of each compiled step",
         description="Run SCRIPT.py (with ARGS) and print, for each compiled function it traces, the IR at "
                     "each stage: traced (the step's own ops), adjoint (with the backward), optimized "
-                    "(after the passes), kernel (generated code, with a code-generating backend). "
+                    "(after the passes), kernel (generated code, with a code-generating backend), replay (the "
+                    "generated Python that feeds each call's tensors to the backend and hands back the results). "
                     "Options go before SCRIPT.py; everything after it is passed to the script.")
     dump.add_argument("script", metavar="SCRIPT.py", help="the Python script to run")
     dump.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the script")
@@ -60,6 +62,8 @@ def _render(variant, stage: str, fmt: str) -> str:
     if stage == "kernel":
         source = getattr(variant, "kernel_source", None)
         return source or "# no kernel: the interpreter backend executes the optimized graph directly"
+    if stage == "replay":
+        return variant.replay.source
     graph, nodes, header = _stage_graph(variant, stage)
     if fmt == "dot":
         return to_dot(graph, nodes)
@@ -99,10 +103,10 @@ def dump(args) -> int:
     ext = {"text": "ir", "dot": "dot", "json": "json"}[args.format]
     for i, (name, variant) in enumerate(variants):
         for stage in stages:
-            body = _render(variant, stage, args.format if stage != "kernel" else "text")
+            body = _render(variant, stage, args.format if stage not in SOURCE_STAGES else "text")
             if args.output:
                 os.makedirs(args.output, exist_ok=True)
-                suffix = "py" if stage == "kernel" else ext
+                suffix = "py" if stage in SOURCE_STAGES else ext
                 with open(os.path.join(args.output, f"{name}.{i}.{stage}.{suffix}"), "w") as f:
                     f.write(body + "\n")
             else:

@@ -10,6 +10,8 @@ import operator
 
 from ..tensor import Tensor
 
+_CELL_CONTENTS = operator.attrgetter("cell_contents")
+
 
 def _is_module(obj) -> bool:
     return hasattr(obj, "named_parameters") and hasattr(obj, "training") and hasattr(obj, "modules")
@@ -76,11 +78,10 @@ class CaptureWatch:
     def __call__(self) -> tuple:
         """The current captured identity of fn."""
         try:
-            current = [c.cell_contents for c in self.cells]
+            current = list(map(_CELL_CONTENTS, self.cells))
         except ValueError:  # an empty cell: no shortcut
             return captured_identity(self.fn)
-        g = self.globals
-        current += [g.get(n) for n in self.names]
+        current += map(self.globals.get, self.names)
         # the objects themselves are kept and compared (an id could be reused by a new object)
         if self.seen is None or not all(map(operator.is_, current, self.seen)):
             self.seen, self.identity = current, captured_identity(self.fn)

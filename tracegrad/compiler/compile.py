@@ -18,10 +18,11 @@ from ..ir import GuardFailure, verify
 from ..ir.passes import optimize
 from ..tensor import Tensor
 from .capture import CaptureWatch, modules_and_optimizers, tensor_names
-from .tracer import Trace, Tracer, fill_outputs, output_slots
+from .replay import Replay
+from .tracer import Trace, Tracer
 
-# attribute readers for the replay loops (map with these is quicker than a comprehension)
-_DATA, _REQUIRES_GRAD, _TRAINING = (operator.attrgetter(name) for name in ("_data", "_requires_grad", "training"))
+_TRAINING = operator.attrgetter("training")  # map with it is quicker than a comprehension
+_IS_TENSOR = functools.partial(operator.is_, Tensor)  # _IS_TENSOR(type(x)): x is a Tensor, not a subclass
 
 CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
 
@@ -97,7 +98,6 @@ class Variant:
     def __init__(self, trace: Trace, backend: str) -> None:
         self.trace = trace
         self.traced = copy.deepcopy(trace.graph)  # kept for dumps; the trace's graph gets optimized
-        self.requires_grad = {vid: src[1]._requires_grad for vid, src in trace.sources.items() if src[0] == "ref"}
         self.pass_report = optimize(trace.graph)
         verify(trace.graph)
         self.backend, self.fallback = backend, None
@@ -108,83 +108,9 @@ class Variant:
             self.backend, self.fallback = "interpreter", f"{backend} can't compile {trace.graph.name}: {reason}"
             self.execute = backends.prepare("interpreter", trace.graph)
         self.kernel_source = getattr(self.execute, "source", None)
-        self._plan_inputs()
-
-    def _plan_inputs(self) -> None:
-        """Precompute where each graph input comes from, so that a replay does no lookups."""
-        graph, sources = self.trace.graph, self.trace.sources
-        self.template = [v.const for v in graph.inputs]  # constants in place; the rest is filled per call
-        self.from_args, self.from_refs, self.from_hyper = [], [], []
-        for i, value in enumerate(graph.inputs):
-            if value.const is not None:
-                continue
-            kind, src = sources[value.id]
-            if kind == "arg":
-                self.from_args.append((i, src))
-            elif kind == "hyper":
-                self.from_hyper.append([i, src[0], src[1], value.type.dtype.np, None, None])
-            else:
-                self.from_refs.append((i, src, value))
-        self.ref_tensors = [src for _, src, _ in self.from_refs]
-        self.ref_positions = [i for i, _, _ in self.from_refs]
-        self.ref_flags = [self.requires_grad[value.id] for _, _, value in self.from_refs]
-        self.ref_arrays: list = []  # the captured arrays that passed the type check last time
-        self.bumped_args = [src for kind, src in (sources[dst.id] for dst, _ in graph.writebacks) if kind == "arg"]
-        self.bumped_refs = [src for kind, src in (sources[dst.id] for dst, _ in graph.writebacks) if kind != "arg"]
-        # A kernel returns fresh arrays, the interpreter's may alias inputs or each other; two .grad
-        # tensors never share a buffer.
-        grad_outputs = [g[1] for _, g in self.trace.grads if g is not None and g[0] != "keep"]
-        fresh = getattr(self.execute, "fresh_outputs", False)
-        self.copied_grads = {k for k in grad_outputs if not fresh or grad_outputs.count(k) > 1}
-        returned = output_slots(self.trace.output_tree)
-        self.fresh_returns = frozenset(k for k in returned if fresh and returned.count(k) == 1 and k not in grad_outputs)
-
-    def _check_captured_types(self, current: list) -> None:
-        for (_, tensor, value), data in zip(self.from_refs, current):
-            if data.shape != value.type.shape or data.dtype != value.type.dtype.np:
-                raise GuardFailure(f"the type of captured tensor {value.name or value}", str(value.type),
-                                   f"{tensor.dtype}{list(tensor.shape)}")
-        self.ref_arrays = current
-
-    def run(self, leaves: list):
-        """Replay on new arguments; GuardFailure (nothing modified) when an assumption fails."""
-        for container, key, expected in self.trace.flag_guards:
-            if bool(container[key]) != expected:
-                raise GuardFailure(f"the hyperparameter flag {key!r}", expected, not expected)
-        arrays = self.template.copy()
-        for i, leaf in self.from_args:
-            arrays[i] = leaves[leaf]._data
-        # Captured tensors must still have the traced type and requires_grad flags; arrays seen (and
-        # checked) last time are the same objects, so the type check runs only when one was replaced.
-        current = list(map(_DATA, self.ref_tensors))
-        if len(current) != len(self.ref_arrays) or not all(map(operator.is_, current, self.ref_arrays)):
-            self._check_captured_types(current)
-        if list(map(_REQUIRES_GRAD, self.ref_tensors)) != self.ref_flags:
-            for (_, tensor, value), flag in zip(self.from_refs, self.ref_flags):
-                if tensor._requires_grad != flag:
-                    raise GuardFailure(f"requires_grad of captured tensor {value.name or value}", flag,
-                                       tensor._requires_grad)
-        for i, data in zip(self.ref_positions, current):
-            arrays[i] = data
-        for hyper in self.from_hyper:  # [position, container, key, dtype, last value, its array]
-            number = hyper[1][hyper[2]]
-            if number != hyper[4] or hyper[5] is None:
-                hyper[4], hyper[5] = number, np.array(number, dtype=hyper[3])
-            arrays[hyper[0]] = hyper[5]
-        outputs = self.execute(arrays)
-        for leaf in self.bumped_args:
-            leaves[leaf]._vc[0] += 1
-        for tensor in self.bumped_refs:
-            tensor._vc[0] += 1
-        for tensor, grad in self.trace.grads:
-            if grad is None:
-                tensor._grad = None
-            elif grad[0] == "keep":
-                tensor._grad = grad[1]
-            else:
-                array = outputs[grad[1]]
-                tensor._grad = Tensor._make(array.copy() if grad[1] in self.copied_grads else array)
-        return fill_outputs(self.trace.output_tree, outputs, self.fresh_returns)
+        self.replay = Replay(trace, self.execute, getattr(self.execute, "fresh_outputs", False))
+        # run(leaves): replay on new arguments; GuardFailure (nothing modified) when an assumption fails
+        self.run = self.replay.run
 
 
 class CompiledFunction:
@@ -210,20 +136,20 @@ class CompiledFunction:
         self._warmed: dict = {}  # signatures seen once (insertion ordered: the last is the previous one)
         self._eager: set = set()
         self._counts = collections.Counter()
+        self._hits = 0  # an int of its own: counted on every replay, where a Counter update costs time
 
     def cache_info(self) -> CacheInfo:
         """hits, misses (traces), compiles, fallbacks, guard_failures, entries."""
         c = self._counts
-        return CacheInfo(c["hits"], c["misses"], c["compiles"], c["fallbacks"], c["guard_failures"],
+        return CacheInfo(self._hits, c["misses"], c["compiles"], c["fallbacks"], c["guard_failures"],
                          sum(len(v) for v in self._variants.values()))
 
     def __call__(self, *args, **kwargs):
         if self.eager:
             return self.fn(*args, **kwargs)
-        if not kwargs and all(type(a) is Tensor for a in args):  # the common case, without the walk
-            leaves, structure = list(args), len(args)
-            leaf_keys = tuple(map(_leaf_key, leaves))
-            objects: tuple = ()
+        if not kwargs and all(map(_IS_TENSOR, map(type, args))):  # the common case, without the walk
+            leaves, structure, objects = args, len(args), ()
+            leaf_keys = tuple(map(_leaf_key, args))
         else:
             leaves = []
             structure = _flatten((args, kwargs), leaves)
@@ -234,11 +160,11 @@ class CompiledFunction:
         reached = (self._captured(), objects)
         modules = self._modules.get(reached)
         if modules is None:
-            modules = self._modules[reached] = modules_and_optimizers(self.fn, leaves)[0]
+            modules = self._modules[reached] = modules_and_optimizers(self.fn, list(leaves))[0]
         key = (structure, leaf_keys, is_grad_enabled(), reached, tuple(map(_TRAINING, modules)))
-        if key in self._eager:
+        if self._eager and key in self._eager:
             return self.fn(*args, **kwargs)
-        variants = self._variants.setdefault(key, [])
+        variants = self._variants.get(key, ())
         failed = None
         for variant in variants:
             try:
@@ -247,9 +173,9 @@ class CompiledFunction:
                 self._counts["guard_failures"] += 1
                 failed = e
                 continue
-            self._counts["hits"] += 1
-            LOG.debug("%s: cache hit", self.__name__)
+            self._hits += 1
             return result
+        variants = self._variants.setdefault(key, [])
         if key not in self._warmed:
             # The first call runs eagerly: optimizers and modules create their state lazily.
             previous = next(reversed(self._warmed), None) if self._warmed else None
@@ -262,7 +188,7 @@ class CompiledFunction:
         if len(variants) >= self.recompile_limit:
             return self._give_up(key, f"the {failed} kept failing: {len(variants)} variants reached the "
                                       f"recompile limit ({self.recompile_limit})", args, kwargs)
-        return self._trace(key, leaves, args, kwargs)
+        return self._trace(key, list(leaves), args, kwargs)
 
     def _trace(self, key, leaves: list, args, kwargs):
         tracer = Tracer(getattr(self.fn, "__name__", "step"), leaves, self.fullgraph, tensor_names(self.fn, leaves))

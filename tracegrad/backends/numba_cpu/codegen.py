@@ -53,6 +53,7 @@ class _Generator:
         self.view_root = self._view_roots()
         self.in_place = self._in_place_writebacks()
         self.transposed_products = self._transposed_products()
+        self.direct_outputs = self._direct_outputs()
 
     # ---- analysis ---------------------------------------------------------------------------------
 
@@ -114,6 +115,25 @@ class _Generator:
                 products[x.id] = producer
         return products
 
+    def _direct_outputs(self) -> set:
+        """Names of the outputs computed straight into the buffer the caller passes for them.
+
+        Those are the arrays a loop or a matrix product makes; other outputs (scalars, views, inputs,
+        an output returned twice) are copied into their buffer at the end.
+        """
+        direct = set()
+        ids = [v.id for v in self.graph.outputs]
+        for v in self.graph.outputs:
+            producer = self.producer.get(v.id)
+            if producer is None or ids.count(v.id) > 1 or not v.type.shape or v.id in self.in_place:
+                continue
+            prim = REGISTRY[producer.prim]
+            product = producer.prim == "matmul" and len(v.type.shape) == 2 and v.id not in self.transposed_products
+            transposed = producer.prim == "permute" and producer.operands[0].id in self.transposed_products
+            if prim.scalar is not None or prim.reducer is not None or product or transposed:
+                direct.add(self.name(v))
+        return direct
+
     def _old_value_read_after(self, dst: Value, where: int, unit: list) -> bool:
         members = {n.out.id for n in unit}
         for vid, root in self.view_root.items():
@@ -136,12 +156,13 @@ class _Generator:
         return f"c{v.id}" if v.id in self.constants else f"v{v.id}"
 
     def allocate(self, name: str, shape: tuple | str, dtype: np.dtype, fill: str | None = None) -> None:
-        """``name = `` a new row-major array, filled with ``fill`` when given.
+        """``name = `` a new row-major array (an output's is the caller's), filled with ``fill`` when given.
 
         Always np.empty, filled by a store: Numba compiles each allocation function once per process
         for each (dimension count, dtype), and np.full or np.zeros beside np.empty would double that.
         """
-        self.emit(1, f"{name} = np.empty({shape}, {scalar_type(dtype)})")
+        if name not in self.direct_outputs:
+            self.emit(1, f"{name} = np.empty({shape}, {scalar_type(dtype)})")
         if fill is not None:
             self.emit(1, f"{name}[...] = {fill}")
 
@@ -191,8 +212,16 @@ class _Generator:
                 args.append(v)
                 self.layout[v.id] = "I"
         entry = graph.name
+        # one buffer per output, from the caller (making and returning arrays in Numba costs more)
+        seen: set = set()
+        outputs = []
+        for k, v in enumerate(graph.outputs):
+            direct = self.name(v) in self.direct_outputs and v.id not in seen
+            outputs.append((v, self.name(v) if direct else f"o{k}", direct))
+            seen.add(v.id)
+        parameters = [self.name(v) for v in args] + [name for _, name, _ in outputs]
         self.emit(0, f"@njit({JIT_OPTIONS}{', parallel=True' if self.parallel else ''})")
-        self.emit(0, f"def {entry}({', '.join(self.name(v) for v in args)}):")
+        self.emit(0, f"def {entry}({', '.join(parameters)}):")
         for v in graph.inputs:
             if v.id in self.constants:
                 self.emit(1, f"{self.name(v)} = {literal(v.const.flat[0], v.type.dtype.np)}")
@@ -208,22 +237,12 @@ class _Generator:
                 self._single(unit[0])
             for n in unit:
                 self._guards(guards.pop(n.out.id, []), n.out)
+        for v, name, direct in outputs:  # before the write-backs: an output may be an input's old value
+            if not direct:
+                self._store_whole(name, v)
         for dst, src in graph.writebacks:
             if self.in_place.get(src.id) is not dst:
-                self.emit(1, f"{self.name(dst)}[{'...' if dst.type.shape else '()'}] = {self._whole(src)}")
-        # every output is a fresh array of its own: views, inputs and repeats are copied
-        outputs, seen = [], set()
-        views = {n.out.id for n in graph.nodes if n.prim in ("permute", "reshape", "index")
-                 and n.operands[0].id not in self.transposed_products}  # those permutes compute a product
-        for v in graph.outputs:
-            if v.id in self.scalars:
-                outputs.append(self.array(v))
-            elif v.id in seen or v.id in views or v.id in self.layout and v in graph.inputs:
-                outputs.append(f"{self.name(v)}.copy()")
-            else:
-                outputs.append(self.name(v))
-            seen.add(v.id)
-        self.emit(1, f"return ({', '.join(outputs)}{',' if len(outputs) == 1 else ''})")
+                self._store_whole(self.name(dst), src)
         self.emit(0, "")
         self.emit(0, "")
         self.emit(0, f"ENTRY = {entry}")
@@ -235,11 +254,10 @@ class _Generator:
                   "from tracegrad.backends.numba_cpu import fastmath as fm, runtime as rt", "", ""]
         return "\n".join(header + self.lines) + "\n"
 
-    def _whole(self, v: Value) -> str:
-        """v's value as the right-hand side of a full-array store."""
-        if v.id in self.scalars or not v.type.shape:
-            return self.name(v) if v.id in self.scalars else f"{self.name(v)}.item()"
-        return self.name(v)
+    def _store_whole(self, target: str, v: Value) -> None:
+        """target (an array of v's shape) = v's values."""
+        value = self.name(v) if v.id in self.scalars or v.type.shape else f"{self.name(v)}.item()"
+        self.emit(1, f"{target}[{'...' if v.type.shape else '()'}] = {value}")
 
     def _guards(self, checks: list, v: Value) -> None:
         for k, expected in checks:

@@ -23,7 +23,7 @@ def _matmul(gen: "_Generator", n: Node) -> str:
         gen.emit(1, "# (computed transposed, by the permute that reads it)")
         return "C"
     if len(n.out.type.shape) == 2:
-        gen.emit(1, f"{out} = rt.dot({gen.contiguous(a)}, {gen.contiguous(b)})")
+        gen.emit(1, _product(gen, out, gen.contiguous(a), gen.contiguous(b)))
         return "C"
     # batched: one np.dot per batch element, the batch dimensions broadcast by the index
     batch = n.out.type.shape[:-2]
@@ -40,12 +40,17 @@ def _matmul(gen: "_Generator", n: Node) -> str:
     return "C"
 
 
+def _product(gen: "_Generator", out: str, a: str, b: str) -> str:
+    """The statement computing out = a @ b: into the caller's buffer when out is an output."""
+    return f"rt.matmul_into({a}, {b}, {out})" if out in gen.direct_outputs else f"{out} = rt.dot({a}, {b})"
+
+
 def _permute(gen: "_Generator", n: Node) -> str:
     x, dims = n.operands[0], tuple(n.attrs["dims"])
     product = gen.transposed_products.get(x.id)
     if product is not None:
         a, b = product.operands
-        gen.emit(1, f"{gen.name(n.out)} = rt.dot({gen.contiguous(b)}.T, {gen.contiguous(a)}.T)")
+        gen.emit(1, _product(gen, gen.name(n.out), f"{gen.contiguous(b)}.T", f"{gen.contiguous(a)}.T"))
         return "C"
     if dims == (1, 0):
         gen.emit(1, f"{gen.name(n.out)} = {gen.array(x)}.T")
