@@ -337,3 +337,57 @@ def test_rebinding_a_captured_global_retraces_instead_of_replaying_the_old_one()
     expected = namespace["step"](X).item()
     assert compiled(X).item() == pytest.approx(expected)
     assert compiled.cache_info().entries >= 1
+
+
+def test_the_fast_path_of_the_last_variant_misses_whenever_the_signature_differs():
+    """Each change below must reach a variant of its own (or eager), never replay the last one."""
+    namespace = {"tg": tg}
+    exec("scale = tg.ones(1)\n"
+         "def make(model):\n"
+         "    w = tg.full((3,), 0.5, requires_grad=True)\n"
+         "    def step(x):\n"
+         "        loss = (model(x * w) * scale).sum()\n"
+         "        if tg.is_grad_enabled():\n"
+         "            loss.backward()\n"
+         "        return loss\n"
+         "    def forget_w():\n"
+         "        nonlocal w\n"
+         "        del w\n"
+         "    return step, forget_w\n", namespace)
+    model = tg.nn.Dropout(0.5)
+    step, forget_w = namespace["make"](model)
+    compiled = tg.compile(step)
+    x = tg.tensor(RNG.standard_normal((4, 3)).astype(np.float32))
+
+    def same_as_eager(arg):
+        expected = step(arg).item()
+        assert compiled(arg).item() == pytest.approx(expected, rel=1e-6)
+
+    model.eval()  # dropout off: the values are deterministic
+    for _ in range(3):
+        same_as_eager(x)
+    assert compiled._fast is not None  # the last replay took the fast path
+    hits = compiled.cache_info().hits
+    for _ in range(3):  # each new signature twice: its first call runs eagerly, the second traces
+        same_as_eager(x[:2])                        # another shape
+        same_as_eager(x.to(tg.float64))             # another dtype
+        same_as_eager(x.clone().requires_grad_())   # requires_grad of an argument
+        with tg.no_grad():
+            same_as_eager(x)                        # grad mode
+        same_as_eager(x)
+    assert compiled.cache_info().hits > hits and compiled.cache_info().misses == 1 + 4  # one trace each
+    model.train()                                   # a module's training flag (dropout: runs eagerly)
+    with pytest.warns(CompileWarning, match="random numbers"):
+        compiled(x)
+        compiled(x)
+    assert compiled.cache_info().misses == 6
+    model.eval()
+    namespace["scale"] = tg.full((1,), 3.0)        # a rebound global
+    same_as_eager(x)
+    same_as_eager(x)
+    assert compiled.cache_info().misses == 7
+    forget_w()                                      # an emptied closure cell: eager raises, so must compiled
+    with pytest.raises(NameError):
+        step(x)
+    with pytest.raises(NameError):
+        compiled(x)

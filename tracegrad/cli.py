@@ -63,7 +63,7 @@ def _render(variant, stage: str, fmt: str) -> str:
         source = getattr(variant, "kernel_source", None)
         return source or "# no kernel: the interpreter backend executes the optimized graph directly"
     if stage == "replay":
-        return variant.replay.source
+        return variant.replay.source + "\n\n" + getattr(variant.replay, "fast_source", "# no fast path\n")
     graph, nodes, header = _stage_graph(variant, stage)
     if fmt == "dot":
         return to_dot(graph, nodes)

@@ -18,7 +18,7 @@ from ..ir import GuardFailure, verify
 from ..ir.passes import optimize
 from ..tensor import Tensor
 from .capture import CaptureWatch, modules_and_optimizers, tensor_names
-from .replay import Replay
+from .replay import MISS, Replay
 from .tracer import Trace, Tracer
 
 _TRAINING = operator.attrgetter("training")  # map with it is quicker than a comprehension
@@ -137,6 +137,7 @@ class CompiledFunction:
         self._eager: set = set()
         self._counts = collections.Counter()
         self._hits = 0  # an int of its own: counted on every replay, where a Counter update costs time
+        self._fast = None  # the replay of the last variant hit, behind inline checks of its signature
 
     def cache_info(self) -> CacheInfo:
         """hits, misses (traces), compiles, fallbacks, guard_failures, entries."""
@@ -147,6 +148,14 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if self.eager:
             return self.fn(*args, **kwargs)
+        if self._fast is not None and not kwargs:
+            try:
+                result = self._fast(args)
+            except GuardFailure:
+                self._fast, result = None, MISS  # the lookup below finds or makes the variant that holds
+            if result is not MISS:
+                self._hits += 1
+                return result
         if not kwargs and all(map(_IS_TENSOR, map(type, args))):  # the common case, without the walk
             leaves, structure, objects = args, len(args), ()
             leaf_keys = tuple(map(_leaf_key, args))
@@ -174,6 +183,7 @@ class CompiledFunction:
                 failed = e
                 continue
             self._hits += 1
+            self._fast = getattr(variant.replay, "fast", None)
             return result
         variants = self._variants.setdefault(key, [])
         if key not in self._warmed:
@@ -213,10 +223,27 @@ class CompiledFunction:
                           CompileWarning, stacklevel=3)
         LOG.info("%s: compiled variant %d (%d nodes, passes %s) in %.1f ms", self.__name__, len(self._variants[key]),
                  len(variant.trace.graph.nodes), variant.pass_report, 1e3 * (time.perf_counter() - start))
+        self._add_fast_path(variant, key, leaves)
         self._variants[key].append(variant)
         self._counts["compiles"] += 1
         _notify(self.__name__, variant)
         return result
+
+    def _add_fast_path(self, variant: Variant, key, leaves: list) -> None:
+        """Give the variant a fast path when its signature is one a few inline checks can confirm:
+        positional tensor arguments, closure cells and globals as they are now."""
+        watch = self._captured
+        structure, _, grad_mode, reached, _ = key
+        try:
+            cells = [c.cell_contents for c in watch.cells]
+        except ValueError:  # an empty cell: the signature lookup handles it
+            return
+        captured = cells + [watch.globals.get(n) for n in watch.names]
+        if not isinstance(structure, int) or reached[1] or watch.seen is None or \
+                not all(map(operator.is_, captured, watch.seen)):
+            return
+        variant.replay.add_fast_path(leaves, grad_mode, watch.cells, captured, watch.globals, watch.names,
+                                     self._modules[reached])
 
     def _give_up(self, key, reason: str, args, kwargs):
         self._eager.add(key)

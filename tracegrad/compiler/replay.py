@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..autograd.grad_mode import is_grad_enabled
 from ..ir import GuardFailure
 from ..tensor import Tensor
 from .tracer import Trace, _OutputSlot, fill_outputs, output_slots
+
+MISS = object()  # what a fast path returns when a call does not have the signature of its variant
 
 
 class Replay:
@@ -77,6 +80,33 @@ class Replay:
         self.source = "\n".join(lines) + "\n"
         exec(compile(self.source, f"<replay of {graph.name}>", "exec"), self.env)
         self.run = self.env["run"]
+
+    def add_fast_path(self, tensors: list, grad_mode: bool, cells: tuple, captured: list, globals_: dict,
+                      names: tuple, modules: list) -> None:
+        """Make ``self.fast(args)``: ``run`` behind inline checks of the whole signature of the variant.
+
+        A call with positional tensor arguments usually repeats the last call's signature; checking
+        that attribute by attribute costs far less than building the signature and looking it up.
+        ``fast`` returns MISS where the signature differs (the caller then looks it up).
+        """
+        env = self.env
+        env.update(is_grad_enabled=is_grad_enabled, MISS=MISS, Tensor=Tensor, g=globals_)
+        checks = [f"len(args) == {len(tensors)}", f"is_grad_enabled() is {grad_mode}"]
+        for k, t in enumerate(tensors):
+            checks += [f"type(args[{k}]) is Tensor", f"args[{k}]._requires_grad is {t._requires_grad}",
+                       f"args[{k}]._data.shape == {t._data.shape}", f"args[{k}]._data.dtype == {self._const(t._data.dtype)}"]
+        for name, obj in zip(names, captured[len(cells):]):
+            checks.append(f"g.get({name!r}) is {self._const(obj)}")
+        checks += [f"{self._const(m)}.training is {m.training}" for m in modules]
+        lines = ["def fast(args):"]
+        if cells:
+            same = " and ".join(f"{self._const(c)}.cell_contents is {self._const(o)}" for c, o in zip(cells, captured))
+            lines += ["    try:", f"        if not ({same}):", "            return MISS",
+                      "    except ValueError:  # a closure cell was emptied", "        return MISS"]
+        lines += ["    if not (" + "\n            and ".join(checks) + "):", "        return MISS", "    return run(args)"]
+        self.fast_source = "\n".join(lines) + "\n"
+        exec(compile(self.fast_source, f"<signature check of {self.trace.graph.name}>", "exec"), env)
+        self.fast = env["fast"]
 
     def _const(self, obj) -> str:
         """A name in the function's globals bound to obj."""
