@@ -54,6 +54,7 @@ class _Generator:
         self.in_place = self._in_place_writebacks()
         self.transposed_products = self._transposed_products()
         self.direct_outputs = self._direct_outputs()
+        self.aliases = self._unit_reshapes()
 
     # ---- analysis ---------------------------------------------------------------------------------
 
@@ -134,6 +135,26 @@ class _Generator:
                 direct.add(self.name(v))
         return direct
 
+    def _unit_reshapes(self) -> dict:
+        """value id -> its source, for reshapes that only add or drop size-1 dims and are read only
+        element by element (by loops, or as the index or values of gather and scatter_add).
+
+        Those reshapes emit nothing: their readers index the source instead (a reshape in Numba costs
+        ~0.1 s of compile time, and a copy when the source is a caller's array)."""
+        element_reads = {"gather": (1,), "scatter_add": (1, 2)}
+        aliases = {}
+        for n in self.graph.nodes:
+            x, out = n.operands[0] if n.operands else None, n.out
+            if n.prim != "reshape" or not out.type.shape or not x.type.shape or out.id in self.kept or \
+                    [s for s in out.type.shape if s != 1] != [s for s in x.type.shape if s != 1]:
+                continue
+            readers = self.readers.get(out.id, [])
+            if all(REGISTRY[r.prim].scalar is not None or REGISTRY[r.prim].reducer is not None or
+                   all(k in element_reads.get(r.prim, ()) for k, o in enumerate(r.operands) if o.id == out.id)
+                   for r in readers):
+                aliases[out.id] = x
+        return aliases
+
     def _old_value_read_after(self, dst: Value, where: int, unit: list) -> bool:
         members = {n.out.id for n in unit}
         for vid, root in self.view_root.items():
@@ -176,6 +197,10 @@ class _Generator:
 
     def element(self, v: Value, index: list) -> str:
         """v's element at ``index`` (a constant of equal elements is its scalar)."""
+        source = self.aliases.get(v.id)
+        if source is not None:  # a reshape that adds or drops size-1 dims: the same element of its source
+            kept = iter(part for part, size in zip(index, v.type.shape) if size != 1)
+            return self.element(source, ["0" if size == 1 else next(kept) for size in source.type.shape])
         return self.name(v) if v.id in self.scalars else f"{self.name(v)}[{index_text(index)}]"
 
     def fresh(self, v: Value) -> str:
@@ -183,14 +208,6 @@ class _Generator:
         if v.id in self.scalars or self.layout.get(v.id, "C") not in "CI":
             return self.row_major(v)
         return f"{self.name(v)}.copy()"
-
-    def contiguous(self, v: Value) -> str:
-        """An expression for v as a matrix BLAS takes: row-major, or column-major (a transposed row-major).
-
-        The layout of a caller's array is known to Numba only (it compiles a variant for each):
-        rt.blas_operand copies it when strided and is the identity otherwise."""
-        layout = self.layout.get(v.id, "C")
-        return self.array(v) if layout in "CF" else f"rt.blas_operand({self.name(v)})"
 
     def row_major(self, v: Value) -> str:
         """An expression for v as a row-major array (a copy only when v is a strided view)."""
@@ -290,6 +307,9 @@ class _Generator:
         lower = LOWERINGS.get(n.prim)
         if lower is None:
             raise Unsupported(f"no Numba lowering for primitive {n.prim!r}")
+        if n.out.id in self.aliases:
+            self.emit(1, f"# %{n.out.id} {n.prim}: read as %{self.aliases[n.out.id].id}")
+            return
         self.emit(1, f"# %{n.out.id} {n.prim}")
         self.layout[n.out.id] = lower(self, n) or "C"
 

@@ -115,7 +115,7 @@ class LoopNest:
             return self.gen.name(o)
         if o.id in self.hoisted:
             return self.hoisted[o.id]
-        return f"{self.gen.name(o)}[{index_text(broadcast_index(o.type.shape, self.shape))}]"
+        return self.gen.element(o, broadcast_index(o.type.shape, self.shape))
 
     def output_index(self, r: Node) -> list:
         """Where loop element (i0, i1, ...) lands in reduction r's result."""

@@ -23,7 +23,7 @@ def _matmul(gen: "_Generator", n: Node) -> str:
         gen.emit(1, "# (computed transposed, by the permute that reads it)")
         return "C"
     if len(n.out.type.shape) == 2:
-        gen.emit(1, _product(gen, out, gen.contiguous(a), gen.contiguous(b)))
+        gen.emit(1, _product(gen, out, gen.array(a), gen.array(b)))
         return "C"
     # batched: one np.dot per batch element, the batch dimensions broadcast by the index
     batch = n.out.type.shape[:-2]
@@ -50,7 +50,7 @@ def _permute(gen: "_Generator", n: Node) -> str:
     product = gen.transposed_products.get(x.id)
     if product is not None:
         a, b = product.operands
-        gen.emit(1, _product(gen, gen.name(n.out), f"{gen.contiguous(b)}.T", f"{gen.contiguous(a)}.T"))
+        gen.emit(1, _product(gen, gen.name(n.out), f"{gen.array(b)}.T", f"{gen.array(a)}.T"))
         return "C"
     if dims == (1, 0):
         gen.emit(1, f"{gen.name(n.out)} = {gen.array(x)}.T")

@@ -28,13 +28,13 @@ def minimum(a, b):
 
 
 def blas_operand(x):
-    """Inside kernels: matrix x as it is when Numba types it row- or column-major, else a row-major copy."""
+    """Inside Numba code: matrix x as it is when Numba types it row- or column-major, else a row-major copy."""
     raise TypeError("blas_operand is only callable inside a Numba kernel")
 
 
 @overload(blas_operand)
 def _blas_operand(x):
-    # chosen by x's Numba type, so a caller's array passes through without a runtime check
+    # chosen by x's Numba type: a row- or column-major array passes through without a runtime check
     if x.layout in "CF":
         return lambda x: x
     return lambda x: np.ascontiguousarray(x)
@@ -86,10 +86,12 @@ if _BLAS is not None:
         return 0, 0
 
     @njit(cache=True)
-    def matmul_into(a, b, out):
-        """out = a @ b: float32/float64 matrices a and b row-major or column-major (a row-major array or
-        its .T; the generated code copies other views first), out row-major. One path, no copies: every
-        kernel links this code in, and its size counts in each kernel's compile time."""
+    def matmul_into(x, y, out):
+        """out = x @ y: float32/float64 matrices, out row-major. x and y are used as they are when Numba
+        types them row- or column-major (an array or its .T), else copied (blas_operand). One BLAS path:
+        every kernel links this code in, and its size counts in each kernel's compile time. Compiled
+        once per combination of layouts and cached on disk, so kernels pay nothing for the choice."""
+        a, b = blas_operand(x), blas_operand(y)
         m, k = a.shape
         n = b.shape[1]
         if m == 0 or n == 0:
@@ -110,13 +112,13 @@ if _BLAS is not None:
         return out
 else:
     @njit(cache=True)
-    def matmul_into(a, b, out):
-        """out = a @ b (np.dot: SciPy's BLAS)."""
-        np.dot(a, b, out)
+    def matmul_into(x, y, out):
+        """out = x @ y (np.dot: SciPy's BLAS)."""
+        np.dot(blas_operand(x), blas_operand(y), out)
         return out
 
 
 @njit(cache=True)
 def dot(a, b):
-    """a @ b for float32/float64 matrices that are row-major or column-major: a new array."""
+    """a @ b for float32/float64 matrices (strided ones are copied first): a new array."""
     return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), a.dtype))
