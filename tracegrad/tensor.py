@@ -447,6 +447,23 @@ def _init(t: Tensor, arr: np.ndarray, requires_grad: bool) -> None:
         TRACE.tracer.born_tensor(t)
 
 
+def _make_plain(arr: np.ndarray) -> Tensor:
+    """Tensor._make(arr) where neither inference mode nor a tracer is active (the caller checked):
+    half the cost, for the many results of a replayed compiled step."""
+    t = _new_object(Tensor)
+    t._data = arr
+    t._vc = [0]
+    return t
+
+
+def plain_make_allowed() -> bool:
+    """Whether _make_plain may stand for Tensor._make now."""
+    return not STATE.inference and TRACE.tracer is None
+
+
+_new_object = object.__new__
+
+
 def _rebuild(arr: np.ndarray, requires_grad: bool, cls=Tensor) -> Tensor:
     return cls._make(arr, requires_grad)
 

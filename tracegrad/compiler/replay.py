@@ -14,7 +14,7 @@ import numpy as np
 
 from ..autograd.grad_mode import is_grad_enabled
 from ..ir import GuardFailure
-from ..tensor import Tensor
+from ..tensor import Tensor, _make_plain, plain_make_allowed
 from .tracer import Trace, _OutputSlot, fill_outputs, output_slots
 
 MISS = object()  # what a fast path returns when a call does not have the signature of its variant
@@ -25,8 +25,9 @@ class Replay:
 
     def __init__(self, trace: Trace, execute, fresh_outputs: bool) -> None:
         self.trace = trace
-        self.env: dict = {"execute": execute, "make": Tensor._make, "copy": np.array, "fill": fill_outputs,
-                          "np": np, "replay": self}
+        self.env: dict = {"execute": execute, "make_any": Tensor._make, "make_plain": _make_plain,
+                          "plain": plain_make_allowed, "copy": np.array, "fill": fill_outputs, "np": np,
+                          "replay": self}
         graph, sources = trace.graph, trace.sources
         self.refs: list = []  # (tensor, graph input value, traced requires_grad) of each captured tensor
         self.seen: list = []  # the captured arrays whose types were checked last (refs' order)
@@ -61,6 +62,7 @@ class Replay:
             emit("        replay.flags_failed()")
             self.env["seen"] = self.seen
         emit(f"    out = execute([{', '.join(inputs)}])")
+        emit("    make = make_plain if plain() else make_any  # new tensors: inference mode and tracers mark them")
         writes = [sources[dst.id] for dst, _ in graph.writebacks]
         for kind, src in writes:
             emit(f"    {f'leaves[{src}]' if kind == 'arg' else self._ref(src)}._vc[0] += 1")
