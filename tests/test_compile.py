@@ -391,3 +391,13 @@ def test_the_fast_path_of_the_last_variant_misses_whenever_the_signature_differs
         step(x)
     with pytest.raises(NameError):
         compiled(x)
+
+
+def test_replayed_results_are_inference_tensors_only_inside_inference_mode():
+    compiled = tg.compile(lambda x: (x * 2).sum())
+    x = tg.ones(3)
+    with tg.inference_mode():
+        inside = [compiled(x) for _ in range(4)]  # eager, trace, then replays
+    outside = [compiled(x) for _ in range(4)]
+    assert all(t.is_inference() for t in inside) and not any(t.is_inference() for t in outside)
+    assert [t.item() for t in inside + outside] == [6.0] * 8

@@ -194,6 +194,10 @@ class Tensor:
         """True for tensors not produced by a recorded op."""
         return self.grad_fn is None
 
+    def is_inference(self) -> bool:
+        """True for tensors made inside inference_mode()."""
+        return self._inference
+
     @property
     def grad(self) -> "Tensor | None":
         """The accumulated gradient (leaves, and non-leaves after retain_grad())."""
