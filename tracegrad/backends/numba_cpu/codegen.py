@@ -41,6 +41,7 @@ class _Generator:
         self.filled = 0  # arrays made from scalar variables so far (their names are numbered)
         self.largest_loop = 0  # elements of the largest loop nest
         self.hoisted: dict = {}  # value id -> the scalar variable holding a 0-d array's element
+        self.checked_indices: set = set()  # (index tensor id, size) pairs bound-checked so far
         self.units = schedule(graph)
         self.position = {n.out.id: i for i, unit in enumerate(self.units) for n in unit}
         self.producer = {n.out.id: n for n in graph.nodes}
