@@ -37,7 +37,7 @@ class Replay:
             emit(f"    if bool({self._const(container)}[{key!r}]) is not {bool(expected)}:")
             emit(f"        replay.flag_failed({k})")
         inputs = []
-        for i, value in enumerate(graph.inputs):
+        for value in graph.inputs:
             if value.const is not None:
                 inputs.append(self._const(value.const))
                 continue
@@ -45,7 +45,7 @@ class Replay:
             if kind == "arg":
                 inputs.append(f"leaves[{src}]._data")
             elif kind == "hyper":
-                inputs.append(self._hyper(emit, i, src, value.type.dtype.np))
+                inputs.append(self._hyper(emit, src, value.type.dtype.np))
             else:
                 inputs.append(f"d{len(self.refs)}")
                 self.refs.append((src, value, src._requires_grad))
@@ -80,8 +80,7 @@ class Replay:
             emit(f"    {self._ref(tensor)}._grad = {value}")
         emit(f"    return {self._result(trace, fresh_outputs, grad_outputs)}")
         self.source = "\n".join(lines) + "\n"
-        exec(compile(self.source, f"<replay of {graph.name}>", "exec"), self.env)
-        self.run = self.env["run"]
+        self.run = self._define(self.source, f"<replay of {graph.name}>", "run")
 
     def add_fast_path(self, tensors: list, grad_mode: bool, cells: tuple, captured: list, globals_: dict,
                       names: tuple, modules: list) -> None:
@@ -107,8 +106,12 @@ class Replay:
                       "    except ValueError:  # a closure cell was emptied", "        return MISS"]
         lines += ["    if not (" + "\n            and ".join(checks) + "):", "        return MISS", "    return run(args)"]
         self.fast_source = "\n".join(lines) + "\n"
-        exec(compile(self.fast_source, f"<signature check of {self.trace.graph.name}>", "exec"), env)
-        self.fast = env["fast"]
+        self.fast = self._define(self.fast_source, f"<signature check of {self.trace.graph.name}>", "fast")
+
+    def _define(self, source: str, filename: str, name: str):
+        """Run generated source in the replay's namespace; the function it defines."""
+        exec(compile(source, filename, "exec"), self.env)
+        return self.env[name]
 
     def _const(self, obj) -> str:
         """A name in the function's globals bound to obj."""
@@ -123,7 +126,7 @@ class Replay:
                 return f"r{k}"
         return self._const(tensor)
 
-    def _hyper(self, emit, position: int, source: tuple, dtype: np.dtype) -> str:
+    def _hyper(self, emit, source: tuple, dtype: np.dtype) -> str:
         """Statements reading a hyperparameter; the name of its array (made anew only when it changed)."""
         container, key = source
         last = self._const([None, None])  # the value last seen and its array
