@@ -41,6 +41,9 @@ class _Generator:
         self.filled = 0  # arrays made from scalar variables so far (their names are numbered)
         self.largest_loop = 0  # elements of the largest loop nest
         self.hoisted: dict = {}  # value id -> the scalar variable holding a 0-d array's element
+        # value id -> the variable that already holds it (a buffer updated in place, a loop's scalar):
+        # no `v5 = t5` renaming statements, each of which Numba would type, lower and count references for
+        self.held_in: dict[int, str] = {}
         self.checked_indices: set = set()  # (index tensor id, size) pairs bound-checked so far
         self.units = schedule(graph)
         self.position = {n.out.id: i for i, unit in enumerate(self.units) for n in unit}
@@ -175,7 +178,8 @@ class _Generator:
         self.lines.append("    " * depth + text)
 
     def name(self, v: Value) -> str:
-        return f"c{v.id}" if v.id in self.constants else f"v{v.id}"
+        held = self.held_in.get(v.id)
+        return held if held is not None else f"c{v.id}" if v.id in self.constants else f"v{v.id}"
 
     def allocate(self, name: str, shape: tuple | str, dtype: np.dtype, fill: str | None = None) -> None:
         """``name = `` a new row-major array (an output's is the caller's), filled with ``fill`` when given.

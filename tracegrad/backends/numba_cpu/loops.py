@@ -50,6 +50,8 @@ class LoopNest:
         self.partial = {r.out.id for r in self.reductions if self.parallel and 0 in r.attrs["axes"]}
         self.chunks = f"chunks{first.out.id}"
         self.hoisted = gen.hoisted  # 0-d operands of other units, read once before their first loop
+        # the loop index of each dim; a dim of size 1 gets no loop and is indexed by 0
+        self.index = ["0" if size == 1 else f"i{k}" for k, size in enumerate(self.shape)]
 
     # ---- before the loop ----------------------------------------------------------------------------
 
@@ -61,7 +63,7 @@ class LoopNest:
                 continue
             dst = gen.in_place.get(n.out.id)
             if dst is not None:
-                gen.emit(1, f"{gen.name(n.out)} = {gen.name(dst)}")
+                gen.held_in[n.out.id] = gen.name(dst)
             else:
                 gen.allocate(gen.name(n.out), n.out.type.shape, n.out.type.dtype.np)
             gen.layout[n.out.id] = "C"
@@ -102,9 +104,12 @@ class LoopNest:
                 x = f"{scalar_type(dtype)}({x})"
             acc = self.accumulate_into(n)
             lines.append(f"{acc} = {prim.reducer[1].format(x, acc=acc, T=scalar_type(dtype))}")
-        element = f"[{index_text([f'i{k}' for k in range(self.depth)])}]"
-        lines += [f"{self.gen.name(n.out)}{'' if n.out.id in self.registers else element} = t{n.out.id}"
-                  for n in self.stored]
+        element = f"[{index_text(self.index)}]"
+        for n in self.stored:
+            if n.out.id in self.registers:
+                self.gen.held_in[n.out.id] = f"t{n.out.id}"  # outside any loop: t<id> is the value
+            else:
+                lines.append(f"{self.gen.name(n.out)}{element} = t{n.out.id}")
         return lines
 
     def read(self, o: Value) -> str:
@@ -120,7 +125,7 @@ class LoopNest:
     def output_index(self, r: Node) -> list:
         """Where loop element (i0, i1, ...) lands in reduction r's result."""
         axes, keep = r.attrs["axes"], r.attrs["keepdim"]
-        return [("0" if j in axes else f"i{j}") for j in range(self.depth) if keep or j not in axes]
+        return [("0" if j in axes else self.index[j]) for j in range(self.depth) if keep or j not in axes]
 
     def accumulate_into(self, r: Node) -> str:
         if self.level[r.out.id] is not None:
@@ -149,7 +154,7 @@ class LoopNest:
         """The loops around ``body``, with each scalar accumulator started and stored at its level."""
         gen, shape, depth = self.gen, self.shape, self.depth
         # indent[k]: the indentation of statements at loop level k (inside loops 0..k-1). A dimension of
-        # size 1 gets no loop, only its index variable: fewer statements for Numba to compile.
+        # size 1 gets no loop (its index is 0): fewer statements for Numba to compile.
         indent = [2 if self.partial else 1]
         if self.partial:
             gen.emit(1, f"for c in prange({self.chunks}):")
@@ -163,7 +168,6 @@ class LoopNest:
                 gen.emit(indent[k], f"for i0 in range(c * {shape[0]} // {self.chunks}, "
                                     f"(c + 1) * {shape[0]} // {self.chunks}):")
             elif shape[k] == 1:
-                gen.emit(indent[k], f"i{k} = 0")
                 indent.append(indent[k])
                 continue
             else:
@@ -177,6 +181,8 @@ class LoopNest:
                     continue
                 if r.out.id in self.partial:
                     gen.emit(indent[k], f"p{r.out.id}[c] = a{r.out.id}")
+                elif r.out.id in self.registers and self.final(r, "a") == "a":
+                    gen.held_in[r.out.id] = f"a{r.out.id}"  # a 0-d result of its own dtype: the accumulator is it
                 else:
                     gen.emit(indent[k], f"{self.store_target(r, self.output_index(r))} = "
                                         f"{self.final(r, f'a{r.out.id}')}")

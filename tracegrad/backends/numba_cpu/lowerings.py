@@ -91,22 +91,24 @@ def _cat(gen: "_Generator", n: Node) -> str:
     return "C"
 
 
-def _along_axis(gen: "_Generator", n: Node, idx: Value, size: int, dim: int) -> tuple[int, list]:
+def _along_axis(gen: "_Generator", n: Node, idx: Value, size: int, dim: int) -> tuple[int, list, list]:
     """Open loops over idx's shape and bound-check idx; returns (indentation of the loop body, index of
-    the indexed array). A size-1 dim gets no loop, and an index tensor checked against this size before
-    is not checked again (its values can't have changed: values are never overwritten)."""
+    idx, index of the indexed array). A size-1 dim gets no loop (its index is 0), and an index tensor
+    checked against this size before is not checked again (values are never overwritten)."""
     indent = 1
     for k, s in enumerate(idx.type.shape):
-        gen.emit(indent, f"i{k} = 0" if s == 1 else f"for i{k} in range({s}):")
-        indent += s != 1
-    gen.emit(indent, f"j = {gen.element(idx, [f'i{k}' for k in range(len(idx.type.shape))])}")
+        if s != 1:
+            gen.emit(indent, f"for i{k} in range({s}):")
+            indent += 1
+    loop = ["0" if s == 1 else f"i{k}" for k, s in enumerate(idx.type.shape)]
+    gen.emit(indent, f"j = {gen.element(idx, loop)}")
     gen.emit(indent, "if j < 0:")
     gen.emit(indent + 1, f"j += {size}")
     if (idx.id, size) not in gen.checked_indices:
         gen.checked_indices.add((idx.id, size))
         gen.emit(indent, f"if j < 0 or j >= {size}:")
         gen.emit(indent + 1, f'raise IndexError("{n.prim}: an index is out of range for dimension {dim} of size {size}")')
-    return indent, ["j" if k == dim else f"i{k}" for k in range(len(idx.type.shape))]
+    return indent, loop, ["j" if k == dim else part for k, part in enumerate(loop)]
 
 
 def _gather(gen: "_Generator", n: Node) -> str:
@@ -116,8 +118,8 @@ def _gather(gen: "_Generator", n: Node) -> str:
         gen.emit(1, f"{out} = {gen.fresh(x)}")
         return "C"
     gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
-    indent, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
-    gen.emit(indent, f"{out}[{index_text([f'i{k}' for k in range(len(idx.type.shape))])}] = {gen.element(x, where)}")
+    indent, loop, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
+    gen.emit(indent, f"{out}[{index_text(loop)}] = {gen.element(x, where)}")
     return "C"
 
 
@@ -128,8 +130,8 @@ def _scatter_add(gen: "_Generator", n: Node) -> str:
     if not x.type.shape:
         gen.emit(1, f"{out}[()] += {gen.name(src) if src.id in gen.scalars else gen.name(src) + '.item()'}")
         return "C"
-    indent, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
-    gen.emit(indent, f"{out}[{index_text(where)}] += {gen.element(src, [f'i{k}' for k in range(len(idx.type.shape))])}")
+    indent, loop, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
+    gen.emit(indent, f"{out}[{index_text(where)}] += {gen.element(src, loop)}")
     return "C"
 
 

@@ -32,7 +32,7 @@ def broadcast_index(shape: tuple, loop_shape: tuple, end: int | None = None) -> 
     """Index of an operand of ``shape`` broadcast against loop indices i0, i1, ...: aligned so its last
     dim meets loop dim ``end - 1`` (default: the last), a size-1 dim reads its only element."""
     offset = (len(loop_shape) if end is None else end) - len(shape)
-    return ["0" if s == 1 and loop_shape[offset + j] != 1 else f"i{offset + j}" for j, s in enumerate(shape)]
+    return ["0" if s == 1 else f"i{offset + j}" for j, s in enumerate(shape)]
 
 
 def key_text(key: tuple) -> str:
