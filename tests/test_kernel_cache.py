@@ -1,6 +1,7 @@
 """The disk cache of Numba kernels: reuse across processes, damaged entries rebuilt, the CLI."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,20 @@ def test_second_process_loads_the_kernel_without_calling_numbas_compiler(filled)
     second = _run(cache_dir)
     assert second["from_disk"] and second["numba_hits"] == 1 and second["numba_misses"] == 0
     assert _same(second["losses"], first["losses"])
+
+
+def test_the_info_log_says_where_numbas_compile_time_went(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACEGRAD_LOG", "info")
+    logs: list = []
+    _run(tmp_path, stderr=logs)
+    _run(tmp_path, stderr=logs)
+    compiled = re.search(r"first kernel call \(Numba compiling\) took ([\d.]+) ms \(typing (\d+) ms, "
+                         r"lowering and LLVM (\d+) ms, other passes (\d+) ms\)", logs[0])
+    assert compiled, logs[0]
+    total, *phases = map(float, compiled.groups())
+    assert all(phase > 0 for phase in phases) and sum(phases) <= total + 3  # each phase is rounded to 1 ms
+    loaded = re.search(r"first kernel call \(Numba loading its cache\) took [\d.]+ ms$", logs[1], re.M)
+    assert loaded, logs[1]
 
 
 def test_a_warm_start_does_not_import_scipy_and_numba_still_gets_it_when_needed(filled):

@@ -103,9 +103,26 @@ class Kernel:
                 cache.forget_machine_code(self.key)
                 self.function = cache.reload(self.key).ENTRY
                 outputs = self(arrays)
-        LOG.info("%s: first kernel call (Numba %s) took %.1f ms", self.name,
-                 "loading its cache" if self.from_disk else "compiling", 1e3 * (time.perf_counter() - start))
+        if LOG.isEnabledFor(logging.INFO):
+            LOG.info("%s: first kernel call (Numba %s) took %.1f ms%s", self.name,
+                     "loading its cache" if self.from_disk else "compiling", 1e3 * (time.perf_counter() - start),
+                     _compile_phases(self.function))
         return outputs
+
+
+def _compile_phases(dispatcher) -> str:
+    """Where Numba's compile of the dispatcher's newest overload went ('' when it was loaded from disk):
+    type inference, lowering (Numba's own and LLVM's optimization and machine code), other passes."""
+    overloads = list(dispatcher.overloads.values())
+    metadata = (overloads[-1].metadata if overloads else None) or {}  # None for an overload loaded from disk
+    pipelines = metadata.get("pipeline_times", {})
+    seconds = {name.partition("_")[2]: t.init + t.run + t.finalize
+               for passes in pipelines.values() for name, t in passes.items()}
+    if not seconds:
+        return ""
+    typing, lowering = seconds.pop("nopython_type_inference", 0.0), seconds.pop("native_lowering", 0.0)
+    return (f" (typing {1e3 * typing:.0f} ms, lowering and LLVM {1e3 * lowering:.0f} ms, "
+            f"other passes {1e3 * sum(seconds.values()):.0f} ms)")
 
 
 @functools.cache
