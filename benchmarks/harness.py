@@ -165,16 +165,18 @@ def _run_steps(prepared: Prepared, steps: int) -> tuple[np.ndarray, list[np.ndar
 
 @dataclass(frozen=True)
 class TimingPlan:
-    """How long to measure: warm-up steps, rounds of blocks, the wall time of one block, process rounds."""
+    """How long to measure: warm-up steps, rounds of blocks, the wall time of one block, process rounds,
+    and how many cold+warm pairs of starts the startup part times."""
 
     warmup_steps: int
     rounds: int  # timed blocks per implementation in one process
     block_seconds: float
     process_rounds: int  # isolated mode: how often every implementation gets a fresh process
+    startup_rounds: int
 
 
-FULL = TimingPlan(warmup_steps=20, rounds=41, block_seconds=0.01, process_rounds=3)
-QUICK = TimingPlan(warmup_steps=5, rounds=5, block_seconds=0.002, process_rounds=1)
+FULL = TimingPlan(warmup_steps=20, rounds=41, block_seconds=0.01, process_rounds=3, startup_rounds=5)
+QUICK = TimingPlan(warmup_steps=5, rounds=5, block_seconds=0.002, process_rounds=1, startup_rounds=1)
 
 
 @dataclass(frozen=True)

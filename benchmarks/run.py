@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = args.backend or list(columns.TRACEGRAD_BACKENDS.values())
     if "startup" in parts:
         keys = [workload.key for workload in workloads if workload.key in startup.WORKLOADS]
-        report["startup"] = startup.run_startup(keys, backends, out)
+        report["startup"] = startup.run_startup(keys, backends, out, plan.startup_rounds)
     if "alternate" in parts:
         report["alternation"] = alternate.run_alternation(backends, args.quick, out)
     if args.json:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib.util
+import io
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # `benchmarks` is a folder of the repository, not an installed package
 
-from benchmarks import actor_critic, columns, elementwise, harness, mlp, run  # noqa: E402
+from benchmarks import actor_critic, columns, elementwise, harness, mlp, run, startup  # noqa: E402
 
 W1 = mlp.WORKLOADS[0]
 BUILDS = {"W1": mlp.build_pytorch_style, "W2": mlp.build_pytorch_style, "W3": elementwise.build_pytorch_style,
@@ -84,6 +85,8 @@ def test_startup_and_alternation_report_cold_warm_and_ratio(tmp_path):
     assert "results" not in report  # the parts asked for, and only those
     [row] = report["startup"]
     assert (row["workload"], row["backend"]) == ("W1", "interpreter")
+    assert row["cold_runs"] == [row["cold"]] and row["warm_runs"] == [row["warm"]]  # --quick: one pair
+    assert row["cold"]["kernel_log"] == []  # the interpreter compiles no kernel
     for start in (row["cold"], row["warm"]):
         assert len(start["call_seconds"]) == columns.CALLS_UNTIL_COMPILED
         assert sum(start["call_seconds"]) <= start["calls_s"]
@@ -94,6 +97,15 @@ def test_startup_and_alternation_report_cold_warm_and_ratio(tmp_path):
     assert alternation["ratio"] == pytest.approx(medians["alternating"] / (medians["train"] + medians["eval"]))
     # one step of each cannot take less than either alone (noise allowance: a shared 2-core machine)
     assert medians["alternating"] > 0.5 * max(medians["train"], medians["eval"])
+
+
+def test_startup_rounds_report_the_median_run_and_the_range():
+    printed = io.StringIO()
+    [row] = startup.run_startup(["W1"], ["interpreter"], printed, rounds=3)
+    for start in ("cold", "warm"):
+        times = sorted(run["first_step_s"] for run in row[f"{start}_runs"])
+        assert len(times) == 3 and row[start]["first_step_s"] == times[1]
+        assert f"({times[0]:.2f}-{times[2]:.2f})" in printed.getvalue()
 
 
 @pytest.mark.parametrize("workload", run.WORKLOADS, ids=lambda workload: workload.key)
@@ -197,7 +209,7 @@ def test_measure_reports_the_time_a_step_takes():
     def one_millisecond_step():
         time.sleep(0.001)
 
-    plan = harness.TimingPlan(warmup_steps=2, rounds=3, block_seconds=0.003, process_rounds=1)
+    plan = harness.TimingPlan(warmup_steps=2, rounds=3, block_seconds=0.003, process_rounds=1, startup_rounds=1)
     timing = harness.measure({"sleep": one_millisecond_step}, plan)["sleep"]
     assert 0.001 <= timing.p10_s <= timing.median_s <= timing.p90_s < 0.05
     assert timing.steps_timed >= plan.rounds

@@ -104,15 +104,17 @@ class Kernel:
                 self.function = cache.reload(self.key).ENTRY
                 outputs = self(arrays)
         if LOG.isEnabledFor(logging.INFO):
+            took = time.perf_counter() - start
             LOG.info("%s: first kernel call (Numba %s) took %.1f ms%s", self.name,
-                     "loading its cache" if self.from_disk else "compiling", 1e3 * (time.perf_counter() - start),
-                     _compile_phases(self.function))
+                     "loading its cache" if self.from_disk else "compiling", 1e3 * took,
+                     _compile_phases(self.function, took))
         return outputs
 
 
-def _compile_phases(dispatcher) -> str:
-    """Where Numba's compile of the dispatcher's newest overload went ('' when it was loaded from disk):
-    type inference, lowering (Numba's own and LLVM's optimization and machine code), other passes."""
+def _compile_phases(dispatcher, took: float) -> str:
+    """Where the ``took`` seconds of compiling the dispatcher's newest overload went ('' when it was
+    loaded from disk): Numba's type inference, lowering (Numba's own, then LLVM's optimization and
+    machine code), its other passes, and the rest (loading Numba's target, typing the arguments, caching)."""
     overloads = list(dispatcher.overloads.values())
     metadata = (overloads[-1].metadata if overloads else None) or {}  # None for an overload loaded from disk
     pipelines = metadata.get("pipeline_times", {})
@@ -121,8 +123,9 @@ def _compile_phases(dispatcher) -> str:
     if not seconds:
         return ""
     typing, lowering = seconds.pop("nopython_type_inference", 0.0), seconds.pop("native_lowering", 0.0)
-    return (f" (typing {1e3 * typing:.0f} ms, lowering and LLVM {1e3 * lowering:.0f} ms, "
-            f"other passes {1e3 * sum(seconds.values()):.0f} ms)")
+    other = sum(seconds.values())
+    return (f": typing {1e3 * typing:.0f} ms, lowering and LLVM {1e3 * lowering:.0f} ms, other passes "
+            f"{1e3 * other:.0f} ms, outside Numba's compiler {1e3 * (took - typing - lowering - other):.0f} ms")
 
 
 @functools.cache
