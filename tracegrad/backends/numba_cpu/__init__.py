@@ -122,7 +122,8 @@ def _compile_phases(dispatcher, took: float) -> str:
                for passes in pipelines.values() for name, t in passes.items()}
     if not seconds:
         return ""
-    typing, lowering = seconds.pop("nopython_type_inference", 0.0), seconds.pop("native_lowering", 0.0)
+    typing = seconds.pop("nopython_type_inference", 0.0)
+    lowering = seconds.pop("native_lowering", 0.0) + seconds.pop("native_parfor_lowering", 0.0)  # numba-parallel's
     other = sum(seconds.values())
     return (f": typing {1e3 * typing:.0f} ms, lowering and LLVM {1e3 * lowering:.0f} ms, other passes "
             f"{1e3 * other:.0f} ms, outside Numba's compiler {1e3 * (took - typing - lowering - other):.0f} ms")
