@@ -161,10 +161,19 @@ def test_parallel_kernels_match_the_interpreter_on_large_loops():
     graph, arrays = _graph_and_arrays(step, tensors)
     expected = run(graph, [a.copy() for a in arrays])
     kernel = compile_graph(graph, parallel=True)
-    assert "prange(" in kernel.source
+    assert "prange(" in kernel.source and "parallel=True" in kernel.source
     for g, e in zip(kernel([a.copy() for a in arrays]), expected):
         np.testing.assert_allclose(g, e, rtol=2e-5, atol=2e-6)
     assert kernel.llvm_opt == 3  # large loops get LLVM's full optimization
+
+
+def test_a_parallel_kernel_without_a_large_loop_is_compiled_as_a_serial_one():
+    """Numba's parallel passes cost compile time (~0.5 s for W1) even where no loop is a prange."""
+    graph, arrays = _graph_and_arrays(_edge_step, _edge_tensors())
+    kernel = compile_graph(graph, parallel=True)
+    assert "prange(" not in kernel.source and "parallel=True" not in kernel.source
+    for g, e in zip(kernel([a.copy() for a in arrays]), run(graph, [a.copy() for a in arrays])):
+        np.testing.assert_allclose(g, e, rtol=2e-6, atol=2e-6)
 
 
 def test_kernels_of_small_loops_compile_at_llvm_o1_and_leave_numbas_setting_alone():

@@ -40,6 +40,7 @@ class _Generator:
         self.constants: set[int] = set()   # constants of equal elements, inlined as typed literals c<id>
         self.filled = 0  # arrays made from scalar variables so far (their names are numbered)
         self.largest_loop = 0  # elements of the largest loop nest
+        self.parallel_loops = 0  # loops emitted as prange: without any, parallel=True would only cost compile time
         self.hoisted: dict = {}  # value id -> the scalar variable holding a 0-d array's element
         # value id -> the variable that already holds it (a buffer updated in place, a loop's scalar):
         # no `v5 = t5` renaming statements, each of which Numba would type, lower and count references for
@@ -242,7 +243,8 @@ class _Generator:
             outputs.append((v, self.name(v) if direct else f"o{k}", direct))
             seen.add(v.id)
         parameters = [self.name(v) for v in args] + [name for _, name, _ in outputs]
-        self.emit(0, f"@njit({JIT_OPTIONS}{', parallel=True' if self.parallel else ''})")
+        decorator = len(self.lines)
+        self.emit(0, "")  # the decorator, once the loops are known
         self.emit(0, f"def {entry}({', '.join(parameters)}):")
         for v in graph.inputs:
             if v.id in self.constants:
@@ -265,6 +267,7 @@ class _Generator:
         for dst, src in graph.writebacks:
             if self.in_place.get(src.id) is not dst:
                 self._store_whole(self.name(dst), src)
+        self.lines[decorator] = f"@njit({JIT_OPTIONS}{', parallel=True' if self.parallel_loops else ''})"
         self.emit(0, "")
         self.emit(0, "")
         self.emit(0, f"ENTRY = {entry}")

@@ -158,6 +158,7 @@ class LoopNest:
         indent = [2 if self.partial else 1]
         if self.partial:
             gen.emit(1, f"for c in prange({self.chunks}):")
+            gen.parallel_loops += 1
         for k in range(depth + 1):
             for r in self.reductions:
                 if self.level[r.out.id] == k:
@@ -171,7 +172,9 @@ class LoopNest:
                 indent.append(indent[k])
                 continue
             else:
-                gen.emit(indent[k], f"for i{k} in {'prange' if self.parallel and k == 0 else 'range'}({shape[k]}):")
+                parallel = self.parallel and k == 0
+                gen.emit(indent[k], f"for i{k} in {'prange' if parallel else 'range'}({shape[k]}):")
+                gen.parallel_loops += parallel
             indent.append(indent[k] + 1)
         for line in body:
             gen.emit(indent[depth], line)
