@@ -325,6 +325,31 @@ def test_fusion_groups_chain_elementwise_ops_and_end_at_their_reduction():
 
 
 
+def test_a_relu_mask_is_computed_in_the_backward_loop_not_stored_by_the_forward_one():
+    from tracegrad.ir.passes import schedule
+
+    def step(x, w):
+        y = (x @ w).relu()
+        loss = ((y @ w.t()) ** 2).sum()  # y is read by a matmul (stored anyway), and so is its gradient
+        loss.backward()
+        return loss, w.grad
+
+    w = tg.ones(4, 4, requires_grad=True)
+    graph = tg.make_ir(step)(tg.ones(3, 4), w)
+    groups = [[n.prim for n in g] for g in schedule(graph)]
+    relu_loop = next(g for g in groups if "relu" in g)
+    mask_loop = next(g for g in groups if "gt" in g)
+    assert "gt" not in relu_loop and mask_loop[:2] == ["gt", "cast"] and "mul" in mask_loop
+    compiled = tg.compile(step, backend="interpreter")
+    x = tg.tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4))
+    for _ in range(3):
+        w.grad = None
+        loss, grad = compiled(x, w)
+    w.grad = None
+    expected_loss, expected_grad = step(x, w)
+    np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=1e-6)
+
+
 def test_rebinding_a_captured_global_retraces_instead_of_replaying_the_old_one():
     namespace = {"tg": tg}
     exec("w = tg.ones(3, 1)\n"

@@ -139,7 +139,9 @@ def schedule(graph: Graph) -> list[list[Node]]:
     accumulates, which is only complete after the loop): the merged loop would need its own result.
     When a node joins a loop, the loops of its other operands that have the same shape and no path
     to or from it join as well (a backward pass reading forward values becomes one pass over memory).
-    The units are then ordered so that each comes after every unit it reads from.
+    Then an elementwise chain whose values only a later loop of the same shape reads moves into that
+    loop, when what the chain reads is stored anyway (``_sink_into_reader``). The units are then
+    ordered so that each comes after every unit it reads from.
     """
     position = {id(n): i for i, n in enumerate(graph.nodes)}
     units: list[list[Node]] = []
@@ -213,6 +215,7 @@ def schedule(graph: Graph) -> list[list[Node]]:
         else:
             unit_of[n.out.id] = target
 
+    _sink_into_reader(graph, units, loop_shape, deps, unit_of, position)
     order, done = [], set()
 
     def visit(u: int) -> None:
@@ -226,6 +229,65 @@ def schedule(graph: Graph) -> list[list[Node]]:
     for u in range(len(units)):
         visit(u)
     return order
+
+
+def _sink_into_reader(graph: Graph, units: list, loop_shape: list, deps: list, unit_of: dict,
+                      position: dict) -> None:
+    """Move elementwise chains out of the loop that computes them into the one later loop that reads them.
+
+    The greedy grouping puts a ReLU's backward mask, ``cast(gt(y, 0))``, in the forward loop beside y,
+    which then stores the mask as an array for the backward loop to read. Computed in the backward loop
+    instead, from y (stored anyway: a matmul reads it), the mask is never stored. A chain moves when its
+    values are read only by the later loop (and are no output, guard or write-back), it reads at most as
+    many arrays as it saves (so the reading loop reads no more), and nothing left behind would have to be
+    stored for it.
+    """
+    readers: dict[int, list] = {}
+    for n in graph.nodes:
+        for o in n.operands:
+            readers.setdefault(o.id, []).append(n)
+    kept = {v.id for v in graph.outputs} | {v.id for v, _, _ in graph.guards} | {s.id for _, s in graph.writebacks}
+    producer = {n.out.id: n for n in graph.nodes}
+    for target in range(len(units)):
+        if loop_shape[target] is None:
+            continue
+        for vid in sorted({o.id for n in units[target] for o in n.operands}):
+            source = unit_of.get(vid)
+            if vid not in producer or source in (None, target) or loop_shape[source] != loop_shape[target]:
+                continue
+            chain = _sinkable_chain(producer[vid], units[source], units[target], readers, kept)
+            moved = {n.out.id for n in chain}
+            units[source] = [n for n in units[source] if n.out.id not in moved]
+            units[target] = sorted(units[target] + chain, key=lambda n: position[id(n)])
+            for n in chain:
+                unit_of[n.out.id] = target
+                deps[target] |= {unit_of[o.id] for o in n.operands if o.id in unit_of} - {target}
+
+
+def _sinkable_chain(top: Node, source: list, target: list, readers: dict, kept: set) -> list:
+    """``top`` and the nodes of loop ``source`` only it needs, when they can move into loop ``target``;
+    else []. A node joins the chain only once every reader of its value is in the chain or the target."""
+    in_source = {n.out.id: n for n in source}
+    in_target = {n.out.id for n in target}
+    chain: dict[int, Node] = {}  # value id -> node
+    pending = [top]
+    while pending:
+        n = pending.pop()
+        elsewhere = [r for r in readers[n.out.id] if r.out.id not in in_target and r.out.id not in chain]
+        if n.out.id in chain or REGISTRY[n.prim].scalar is None or n.out.id in kept or elsewhere:
+            if n is top:
+                return []
+            continue  # stays behind: the check below asks whether it is stored anyway
+        chain[n.out.id] = n
+        pending += [in_source[o.id] for o in n.operands if o.id in in_source]
+    left = {vid for vid in in_source if vid not in chain}
+    external = {o.id for n in chain.values() for o in n.operands if o.id not in chain and o.type.shape}
+    for vid in external & left:
+        if vid not in kept and all(r.out.id in chain or r.out.id in left for r in readers[vid]):
+            return []  # read only inside the loop left behind: it would have to be stored for the chain
+    saved = {vid for vid in chain if any(r.out.id in in_target for r in readers[vid])}
+    already = {o.id for n in target for o in n.operands}
+    return list(chain.values()) if len(external - already) <= len(saved) else []
 
 
 def fusion_groups(graph: Graph) -> list[list[Node]]:
