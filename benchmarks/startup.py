@@ -17,7 +17,8 @@ Each pair of starts (a new empty folder, cold then warm) is repeated
 `rounds` times (5 in a full run, 1 with --quick): the table shows the median
 with the range, and where the cold start's Numba compile went (the kernel's
 TRACEGRAD_LOG=info line of the median cold run: typing, lowering with LLVM,
-other passes).
+other passes, the rest). With an even number of runs the median run is the
+lower middle one.
 
 Run alone: `python benchmarks/startup.py W1 numba` (uses TRACEGRAD_CACHE_DIR as set).
 """
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -125,9 +125,9 @@ def _print_rows(rows: list[dict[str, Any]], out: TextIO) -> None:
             print(f"{row['workload']:<10}{row['backend']:<16}  not run, {row['unavailable']}", file=out)
             continue
         cells = []
-        for start in ("cold", "warm"):
+        for start in ("cold", "warm"):  # the median run's time, then the range of all runs
             times = [run["first_step_s"] for run in row[f"{start}_runs"]]
-            cells.append(f"{statistics.median(times):>8.2f}s{f'({min(times):.2f}-{max(times):.2f})':>14}")
+            cells.append(f"{row[start]['first_step_s']:>8.2f}s{f'({min(times):.2f}-{max(times):.2f})':>14}")
         print(f"{row['workload']:<10}{row['backend']:<16}{len(row['cold_runs']):>5}{''.join(cells)}"
               f"{row['cold']['process_s']:>13.2f}s{row['warm']['process_s']:>13.2f}s", file=out)
     for row in rows:

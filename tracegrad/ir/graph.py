@@ -105,6 +105,18 @@ class Graph:
         self.nodes.append(Node(prim, list(operands), dict(attrs), out, source, adjoint))
         return out
 
+    def results(self) -> set:
+        """Ids of the values the step must produce: outputs, guarded values and write-back sources."""
+        return {v.id for v in self.outputs} | {v.id for v, _, _ in self.guards} | {src.id for _, src in self.writebacks}
+
+    def readers(self) -> dict:
+        """Value id -> the nodes that read it, in execution order."""
+        readers: dict[int, list] = {}
+        for n in self.nodes:
+            for o in n.operands:
+                readers.setdefault(o.id, []).append(n)
+        return readers
+
     # ---- text -------------------------------------------------------------------------------
 
     def text(self, source_lines: bool = True, nodes: list | None = None, mark_adjoint: bool = False) -> str:

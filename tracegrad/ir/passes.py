@@ -104,9 +104,7 @@ def cse(graph: Graph) -> int:
 
 def dce(graph: Graph) -> int:
     """Remove nodes whose results reach no output, guard or write-back."""
-    live = {v.id for v in graph.outputs}
-    live |= {v.id for v, _, _ in graph.guards}
-    live |= {src.id for _, src in graph.writebacks}
+    live = graph.results()
     kept = []
     for n in reversed(graph.nodes):
         if n.out.id in live:
@@ -242,11 +240,7 @@ def _sink_into_reader(graph: Graph, units: list, loop_shape: list, deps: list, u
     many arrays as it saves (so the reading loop reads no more), and nothing left behind would have to be
     stored for it.
     """
-    readers: dict[int, list] = {}
-    for n in graph.nodes:
-        for o in n.operands:
-            readers.setdefault(o.id, []).append(n)
-    kept = {v.id for v in graph.outputs} | {v.id for v, _, _ in graph.guards} | {s.id for _, s in graph.writebacks}
+    readers, kept = graph.readers(), graph.results()
     producer = {n.out.id: n for n in graph.nodes}
     for target in range(len(units)):
         if loop_shape[target] is None:

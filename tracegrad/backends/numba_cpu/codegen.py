@@ -49,12 +49,8 @@ class _Generator:
         self.units = schedule(graph)
         self.position = {n.out.id: i for i, unit in enumerate(self.units) for n in unit}
         self.producer = {n.out.id: n for n in graph.nodes}
-        self.readers: dict[int, list] = {}  # value id -> nodes reading it
-        for n in graph.nodes:
-            for o in n.operands:
-                self.readers.setdefault(o.id, []).append(n)
-        self.kept = {v.id for v in graph.outputs} | {v.id for v, _, _ in graph.guards} | \
-            {src.id for _, src in graph.writebacks}
+        self.readers = graph.readers()  # value id -> nodes reading it
+        self.kept = graph.results()
         self.view_root = self._view_roots()
         self.in_place = self._in_place_writebacks()
         self.transposed_products = self._transposed_products()
