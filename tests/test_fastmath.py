@@ -102,7 +102,9 @@ def test_special_values_match_numpy_exactly(name):
     for apply in (_apply, _apply_in_fast_math_kernel):
         y = apply(FUNCTIONS[name], x)
         np.testing.assert_array_equal(y, expected, err_msg=apply.__name__)
-        np.testing.assert_array_equal(np.signbit(y), np.signbit(expected), err_msg=f"signs of zeros in {apply.__name__}")
+        numbers = ~np.isnan(expected)  # a NaN's sign bit differs between NumPy builds and means nothing
+        np.testing.assert_array_equal(np.signbit(y[numbers]), np.signbit(expected[numbers]),
+                                      err_msg=f"signs of zeros in {apply.__name__}")
 
 
 def test_fast_math_kernel_keeps_the_accuracy():
