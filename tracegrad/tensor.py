@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Callable, Sequence
 
 import numpy as np
@@ -13,8 +14,11 @@ from .autograd.engine import AccumulateGrad, PrimitiveNode, RemovableHandle, run
 from .autograd.grad_mode import STATE
 
 
-class _TraceState:
-    """The active tracer (tracegrad.compiler sets it while it records a step), else None."""
+class _TraceState(threading.local):
+    """The active tracer of this thread (tracegrad.compiler sets it while it records a step), else None.
+
+    Per thread: a trace records only its own thread's ops, so another thread's eager work (or its own
+    compiled steps) never leaks into it."""
 
     tracer = None
 
@@ -201,6 +205,8 @@ class Tensor:
     @property
     def grad(self) -> "Tensor | None":
         """The accumulated gradient (leaves, and non-leaves after retain_grad())."""
+        if TRACE.tracer is not None:
+            TRACE.tracer.grad_seen(self)
         return self._grad
 
     @grad.setter
@@ -213,9 +219,9 @@ class Tensor:
                                    f"{list(value.shape)} vs parameter {list(self.shape)}")
             if value._data.dtype != self._data.dtype:
                 raise RuntimeError(f"assigned grad has data of a different type: {value.dtype} vs {self.dtype}")
-        self._grad = value
         if TRACE.tracer is not None:
-            TRACE.tracer.grad_assigned(self)
+            TRACE.tracer.grad_seen(self)
+        self._grad = value
 
     @property
     def retains_grad(self) -> bool:

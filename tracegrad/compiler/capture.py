@@ -121,3 +121,16 @@ def tensor_names(fn, args: list) -> dict:
                     if isinstance(value, Tensor):
                         names.setdefault(id(value), f"{label}.state.{index.get(id(p), '?')}.{key}")
     return names
+
+
+def persistent_roots(fn, args: list) -> list:
+    """Objects that outlive a call of the step: its arguments, what its closure and globals name, and the
+    modules (with their parameter, buffer and submodule tables) and optimizers (with their groups and
+    state) among them."""
+    roots = list(reachable_objects(fn, args).values()) + list(args)
+    modules, optimizers = modules_and_optimizers(fn, args)
+    for module in modules:
+        roots += [module, module._parameters, module._buffers, module._modules]
+    for opt in optimizers:
+        roots += [opt, opt.param_groups, *opt.param_groups, opt.state, *opt.state.values()]
+    return roots

@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 import copy
 import functools
+import inspect
 import logging
 import operator
 import os
@@ -17,7 +18,7 @@ from ..autograd.grad_mode import is_grad_enabled
 from ..ir import GuardFailure, verify
 from ..ir.passes import optimize
 from ..tensor import Tensor
-from .capture import CaptureWatch, modules_and_optimizers, tensor_names
+from .capture import CaptureWatch, modules_and_optimizers, persistent_roots, tensor_names
 from .replay import MISS, Replay
 from .tracer import Trace, Tracer
 
@@ -27,6 +28,7 @@ _IS_TENSOR = functools.partial(operator.is_, Tensor)  # _IS_TENSOR(type(x)): x i
 CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
 
 BACKENDS = backends.BACKENDS + ("eager",)
+UNSTABLE_LIMIT = 3  # traced runs of one signature that changed what they read before it stays eager
 PLANNED_BACKENDS = ("cuda",)
 
 
@@ -135,6 +137,7 @@ class CompiledFunction:
         self._modules: dict = {}  # what the step reaches -> its modules (their training flags are guarded)
         self._warmed: dict = {}  # signatures seen once (insertion ordered: the last is the previous one)
         self._eager: set = set()
+        self._unstable = collections.Counter()  # signature -> traced runs not kept (they changed what they read)
         self._counts = collections.Counter()
         self._hits = 0  # an int of its own: counted on every replay, where a Counter update costs time
         self._fast = None  # the replay of the last variant hit, behind inline checks of its signature
@@ -201,33 +204,53 @@ class CompiledFunction:
         return self._trace(key, list(leaves), args, kwargs)
 
     def _trace(self, key, leaves: list, args, kwargs):
-        tracer = Tracer(getattr(self.fn, "__name__", "step"), leaves, self.fullgraph, tensor_names(self.fn, leaves))
+        tracer = Tracer(getattr(self.fn, "__name__", "step"), leaves, self.fullgraph, tensor_names(self.fn, leaves),
+                        functions=(self.fn, inspect.unwrap(self.fn)), roots=persistent_roots(self.fn, leaves))
         start = time.perf_counter()
         with tracer:
             result = self.fn(*args, **kwargs)
         self._counts["misses"] += 1
         LOG.info("%s: traced in %.1f ms", self.__name__, 1e3 * (time.perf_counter() - start))
+        trace = tracer.finish(result) if tracer.failure is None else None
         if tracer.failure is not None:
-            self._eager.add(key)
-            self._counts["fallbacks"] += 1
-            _notify(self.__name__, tracer.failure)
-            LOG.info("%s: falls back to eager: %s", self.__name__, tracer.failure)
-            warnings.warn(f"tracegrad.compile: {self.__name__} runs eagerly: {tracer.failure}", CompileWarning,
-                          stacklevel=3)
+            self._stay_eager(key, tracer.failure, f"{self.__name__} runs eagerly: {tracer.failure}")
+            return result
+        changed = tracer.recorder.changed()
+        if changed:
+            # The traced run changed Python values it read (a counter, optimizer state created on its first
+            # step): a replay would start from other values. The next call traces again.
+            self._unstable[key] += 1
+            what = "; ".join(read.message() for read in changed[:3])
+            if self._unstable[key] >= UNSTABLE_LIMIT:
+                self._stay_eager(key, f"every traced run changed Python values it reads: {what}",
+                                 f"{self.__name__} runs eagerly from now on: every traced run changed Python values "
+                                 f"it reads ({what}); a replay runs no Python code, so move the code that changes "
+                                 f"them out of the compiled step")
+            else:
+                LOG.info("%s: not kept, the traced run changed %s; the next call traces again", self.__name__, what)
             return result
         start = time.perf_counter()
-        variant = Variant(tracer.finish(result), self.backend)
+        variant = Variant(trace, self.backend)
         if variant.fallback is not None:
             LOG.info("%s: %s; the interpreter runs it", self.__name__, variant.fallback)
             warnings.warn(f"tracegrad.compile: {variant.fallback}; the interpreter runs this variant",
                           CompileWarning, stacklevel=3)
-        LOG.info("%s: compiled variant %d (%d nodes, passes %s) in %.1f ms", self.__name__, len(self._variants[key]),
-                 len(variant.trace.graph.nodes), variant.pass_report, 1e3 * (time.perf_counter() - start))
+        LOG.info("%s: compiled variant %d (%d nodes, %d guarded reads, passes %s) in %.1f ms", self.__name__,
+                 len(self._variants[key]), len(variant.trace.graph.nodes), len(trace.reads), variant.pass_report,
+                 1e3 * (time.perf_counter() - start))
         self._add_fast_path(variant, key, leaves)
         self._variants[key].append(variant)
         self._counts["compiles"] += 1
         _notify(self.__name__, variant)
         return result
+
+    def _stay_eager(self, key, reason: str, warning: str) -> None:
+        """From now on, calls with this signature run eagerly (one CompileWarning says why)."""
+        self._eager.add(key)
+        self._counts["fallbacks"] += 1
+        _notify(self.__name__, reason)
+        LOG.info("%s: falls back to eager: %s", self.__name__, reason)
+        warnings.warn(f"tracegrad.compile: {warning}", CompileWarning, stacklevel=4)
 
     def _add_fast_path(self, variant: Variant, key, leaves: list) -> None:
         """Give the variant a fast path when its signature is one a few inline checks can confirm:
@@ -246,12 +269,7 @@ class CompiledFunction:
                                      self._modules[reached])
 
     def _give_up(self, key, reason: str, args, kwargs):
-        self._eager.add(key)
-        self._counts["fallbacks"] += 1
-        _notify(self.__name__, reason)
-        LOG.info("%s: falls back to eager: %s", self.__name__, reason)
-        warnings.warn(f"tracegrad.compile: {self.__name__} runs eagerly from now on: {reason}", CompileWarning,
-                      stacklevel=3)
+        self._stay_eager(key, reason, f"{self.__name__} runs eagerly from now on: {reason}")
         return self.fn(*args, **kwargs)
 
 

@@ -5,15 +5,16 @@ from .. import dtypes
 from ..tensor import TRACE
 
 
-def hyperparameter(container, key, name: str | None = None):
-    """container[key] (a Python number); while a step is traced, a graph input read at every call.
+def hyperparameter(container, key, name: str | None = None, index: int | None = None):
+    """container[key] (a Python number), or container[key][index] (one of a tuple such as betas); while
+    a step is traced, a graph input read at every call.
 
-    Optimizers read lr, betas, eps and weight decay through this, so changing them (by hand or with a
-    scheduler) never retraces a compiled step.
+    Optimizers read lr, betas, eps and weight decay through this, so changing them (by hand, by
+    replacing the tuple, or with a scheduler) never retraces a compiled step.
     """
     if TRACE.tracer is None:
-        return container[key]
-    return TRACE.tracer.hyper(container, key, dtypes.get_default_dtype(), name or str(key))
+        return container[key] if index is None else container[key][index]
+    return TRACE.tracer.hyper(container, key, dtypes.get_default_dtype(), name or str(key), index)
 
 
 def hyperparameter_flag(container, key) -> bool:

@@ -10,11 +10,14 @@ The generated function raises GuardFailure, before anything is modified, when an
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from ..autograd.grad_mode import is_grad_enabled
 from ..ir import GuardFailure
 from ..tensor import Tensor, _make_plain, plain_make_allowed
+from .reads import MISSING, Read, Shown, Slot
 from .tracer import Trace, _OutputSlot, fill_outputs, output_slots
 
 MISS = object()  # what a fast path returns when a call does not have the signature of its variant
@@ -27,60 +30,134 @@ class Replay:
         self.trace = trace
         self.env: dict = {"execute": execute, "make_any": Tensor._make, "make_plain": _make_plain,
                           "plain": plain_make_allowed, "copy": np.array, "fill": fill_outputs, "np": np,
-                          "replay": self}
+                          "replay": self, "MISSING": MISSING}
         graph, sources = trace.graph, trace.sources
-        self.refs: list = []  # (tensor, graph input value, traced requires_grad) of each captured tensor
-        self.seen: list = []  # the captured arrays whose types were checked last (refs' order)
+        self.refs: list = []  # (source, graph input value, traced requires_grad) of each tensor not an argument
+        self.seen: list = []  # the arrays of refs whose types were checked last (refs' order)
+        self._ref_names: dict = {}  # id(captured tensor) -> its name in the generated code
         lines = ["def run(leaves):"]
         emit = lines.append
+        self._check_reads(emit)
         for k, (container, key, expected) in enumerate(trace.flag_guards):
             emit(f"    if bool({self._const(container)}[{key!r}]) is not {bool(expected)}:")
             emit(f"        replay.flag_failed({k})")
+        self._check_grads(emit)
         inputs = []
         for value in graph.inputs:
             if value.const is not None:
                 inputs.append(self._const(value.const))
                 continue
-            kind, src = sources[value.id]
-            if kind == "arg":
-                inputs.append(f"leaves[{src}]._data")
-            elif kind == "hyper":
-                inputs.append(self._hyper(emit, src, value.type.dtype.np))
+            source = sources[value.id]
+            if source[0] == "arg":
+                inputs.append(f"leaves[{source[1]}]._data")
+            elif source[0] == "hyper":
+                inputs.append(self._hyper(emit, source[1], value.type.dtype.np))
             else:
                 inputs.append(f"d{len(self.refs)}")
-                self.refs.append((src, value, src._requires_grad))
+                self.refs.append((source, value, value.role == "parameter"))
         if self.refs:
-            for k, (tensor, value, _) in enumerate(self.refs):
-                self.env[f"r{k}"] = tensor
-                emit(f"    d{k} = r{k}._data  # {value.name or value}")
+            for k, (source, value, _) in enumerate(self.refs):
+                emit(f"    d{k} = {self._tensor(source)}._data  # {value.name or value}")
             # arrays checked last time are the same objects: the type check runs only when one was replaced
             same = " and ".join(f"d{k} is seen[{k}]" for k in range(len(self.refs)))
             emit(f"    if not (len(seen) == {len(self.refs)} and {same}):")
             emit(f"        replay.check_types([{', '.join(f'd{k}' for k in range(len(self.refs)))}])")
-            flags = " and ".join(f"r{k}._requires_grad is {flag}" for k, (_, _, flag) in enumerate(self.refs))
-            emit(f"    if not ({flags}):")
-            emit("        replay.flags_failed()")
+            flags = " and ".join(f"{self._tensor(source)}._requires_grad is {flag}"
+                                 for source, _, flag in self.refs if source[0] == "ref")
+            if flags:
+                emit(f"    if not ({flags}):")
+                emit("        replay.flags_failed()")
             self.env["seen"] = self.seen
         emit(f"    out = execute([{', '.join(inputs)}])")
         emit("    make = make_plain if plain() else make_any  # new tensors: inference mode and tracers mark them")
-        writes = [sources[dst.id] for dst, _ in graph.writebacks]
-        for kind, src in writes:
-            emit(f"    {f'leaves[{src}]' if kind == 'arg' else self._ref(src)}._vc[0] += 1")
-        # A kernel returns fresh arrays, the interpreter's may alias inputs or each other; two .grad
-        # tensors never share a buffer.
-        grad_outputs = [g[1] for _, g in trace.grads if g is not None and g[0] != "keep"]
-        for tensor, grad in trace.grads:
-            if grad is None:
-                value = "None"
-            elif grad[0] == "keep":
-                value = self._const(grad[1])
-            else:
-                fresh = fresh_outputs and grad_outputs.count(grad[1]) == 1
-                value = f"make(out[{grad[1]}]{'' if fresh else '.copy()'})"
-            emit(f"    {self._ref(tensor)}._grad = {value}")
-        emit(f"    return {self._result(trace, fresh_outputs, grad_outputs)}")
+        for dst, _ in graph.writebacks:
+            emit(f"    {self._tensor(sources[dst.id])}._vc[0] += 1")
+        uses = self._output_uses(trace)
+        self._copied = {k for k, n in uses.items() if n > 1 or not fresh_outputs}
+        for slot in trace.grads:
+            if slot.final[0] != "same":
+                emit(f"    {self._tensor(slot.owner)}._grad = {self._placed(slot.final)}")
+        for slot, placed in trace.writes:
+            emit(f"    {self._store(slot, placed)}  # the step stored into {slot.label}")
+        emit(f"    return {self._result(trace)}")
         self.source = "\n".join(lines) + "\n"
         self.run = self._define(self.source, f"<replay of {graph.name}>", "run")
+
+    # ---- what a replay checks before it runs -------------------------------------------------------------
+
+    def _check_reads(self, emit) -> None:
+        """The Python values the traced run read must hold (one expression, cheapest checks first)."""
+        checks = [f"{self._read_check(read)}  # {read.slot.label} ({read.where})" for read in self.trace.reads]
+        if checks:
+            emit("    if not (" + "\n            and ".join(checks) + "\n    ):")
+            emit("        replay.reads_failed()")
+
+    def _read_check(self, read: Read) -> str:
+        slot, expect = read.slot, read.expect
+        if slot.kind == "item":
+            get = f"{self._const(slot.container)}.get({self._key(slot.key)}, MISSING)"
+        else:
+            get = f"{self._const(slot.get)}()"
+        if expect.kind == "missing":
+            return f"{get} is MISSING"
+        if expect.kind == "is" or (expect.kind == "eq" and (expect.value is None or type(expect.value) is bool)):
+            return f"{get} is {self._const(expect.value)}"
+        if expect.kind == "eq" and type(expect.value) in (int, float, str):
+            return f"type(v := {get}) is {type(expect.value).__name__} and v == {expect.value!r}"
+        if expect.kind == "items" and not expect.value[1]:
+            return f"type(v := {get}) is {expect.value[0].__name__} and not v"
+        return f"{self._const(expect)}.holds({get})"
+
+    def _key(self, key) -> str:
+        return repr(key) if type(key) in (str, int) else self._const(key)
+
+    def _check_grads(self, emit) -> None:
+        """Each .grad the step touches is None, or set, as it was when the step was traced."""
+        checks = []
+        for slot in self.trace.grads:
+            grad = f"{self._tensor(slot.owner)}._grad"
+            checks.append(f"{grad} is None" if slot.initial is None else
+                          f"{grad} is not None and {grad}._requires_grad is {slot.initial}")
+        if checks:
+            emit("    if not (" + "\n            and ".join(checks) + "):")
+            emit("        replay.grads_failed(leaves)")
+
+    # ---- naming what a replay touches --------------------------------------------------------------------
+
+    def _tensor(self, source: tuple) -> str:
+        """An expression for the tensor a source names at replay time."""
+        kind, what = source
+        if kind == "arg":
+            return f"leaves[{what}]"
+        if kind == "grad":
+            return f"{self._tensor(what)}._grad"
+        return self._ref(what)
+
+    def _output_uses(self, trace: Trace) -> dict:
+        """How many times each output is handed out (a .grad, a stored value, the return value)."""
+        uses = collections.Counter(output_slots(trace.output_tree))
+        uses.update(s.final[1] for s in trace.grads if s.final[0] == "output")
+        uses.update(p[1] for _, p in trace.writes if p[0] == "output")
+        return uses
+
+    def _placed(self, placed: tuple) -> str:
+        """A value the step leaves somewhere: a new tensor of an output, a tensor found by its source, an object."""
+        if placed == ("none",):
+            return "None"
+        kind, what = placed
+        if kind == "output":
+            return f"make(out[{what}]{'.copy()' if what in self._copied else ''})"
+        if kind == "source":
+            return self._tensor(what)
+        return self._const(what)
+
+    def _store(self, slot: Slot, placed: tuple) -> str:
+        """A statement storing what the step stored into a Python slot."""
+        if placed == ("object", MISSING):
+            return f"{self._const(slot.set)}(MISSING)"
+        if slot.kind == "item":
+            return f"{self._const(slot.container)}[{self._key(slot.key)}] = {self._placed(placed)}"
+        return f"{self._const(slot.set)}({self._placed(placed)})"
 
     def add_fast_path(self, tensors: list, grad_mode: bool, cells: tuple, captured: list, globals_: dict,
                       names: tuple, modules: list) -> None:
@@ -120,30 +197,30 @@ class Replay:
         return name
 
     def _ref(self, tensor: Tensor) -> str:
-        """The name of a tensor the step touches (a captured input's own name when it is one)."""
-        for k, (ref, _, _) in enumerate(self.refs):
-            if ref is tensor:
-                return f"r{k}"
-        return self._const(tensor)
+        """The name of a captured tensor: r0, r1, ... in the order the replay first names them."""
+        name = self._ref_names.get(id(tensor))
+        if name is None:
+            name = self._ref_names[id(tensor)] = f"r{len(self._ref_names)}"
+            self.env[name] = tensor
+        return name
 
     def _hyper(self, emit, source: tuple, dtype: np.dtype) -> str:
         """Statements reading a hyperparameter; the name of its array (made anew only when it changed)."""
-        container, key = source
+        container, key, index = source
         last = self._const([None, None])  # the value last seen and its array
-        emit(f"    n = {self._const(container)}[{key!r}]  # hyperparameter")
+        emit(f"    n = {self._const(container)}[{key!r}]{'' if index is None else f'[{index}]'}  # hyperparameter")
         emit(f"    if n != {last}[0] or {last}[1] is None:")
         emit(f"        {last}[0], {last}[1] = n, np.array(n, dtype={self._const(dtype)})")
         return f"{last}[1]"
 
-    def _result(self, trace: Trace, fresh_outputs: bool, grad_outputs: list) -> str:
+    def _result(self, trace: Trace) -> str:
         """The return value: a returned output becomes a tensor (a copy unless it belongs to nobody else)."""
         tree = trace.output_tree
-        returned = output_slots(tree)
-        fresh = frozenset(k for k in returned if fresh_outputs and returned.count(k) == 1 and k not in grad_outputs)
         if isinstance(tree, _OutputSlot):
-            return f"make(out[{tree.index}])" if tree.index in fresh else f"make(copy(out[{tree.index}], copy=True))"
-        if not returned:
+            return self._placed(("output", tree.index))
+        if not output_slots(tree):
             return self._const(tree) if tree is not None else "None"
+        fresh = frozenset(k for k in output_slots(tree) if k not in self._copied)
         return f"fill({self._const(tree)}, out, {self._const(fresh)})"
 
     # ---- the messages of failed assumptions (off the fast path) ---------------------------------------
@@ -153,17 +230,42 @@ class Replay:
         _, key, expected = self.trace.flag_guards[k]
         raise GuardFailure(f"the hyperparameter flag {key!r}", expected, not expected)
 
+    def reads_failed(self) -> None:
+        """Raise GuardFailure for the first Python value read while tracing that no longer holds."""
+        for read in self.trace.reads:
+            if not read.holds():
+                raise GuardFailure(read.slot.label, Shown(read.expect.describe()), Shown(read.now()))
+
+    def grads_failed(self, leaves) -> None:
+        """Raise GuardFailure for the first .grad that is not (or is) None as it was when traced."""
+        for slot in self.trace.grads:
+            grad = eval(self._tensor(slot.owner) + "._grad", self.env, {"leaves": leaves})
+            if (grad is None) != (slot.initial is None) or (grad is not None and grad._requires_grad is not slot.initial):
+                expected = "None" if slot.initial is None else f"a tensor (requires_grad={slot.initial})"
+                got = "None" if grad is None else f"a tensor (requires_grad={grad._requires_grad})"
+                raise GuardFailure(f".grad of {self._describe(slot.owner)}", Shown(expected), Shown(got))
+        raise AssertionError("grads_failed called while every .grad is as traced")
+
+    def _describe(self, source: tuple) -> str:
+        kind, what = source
+        if kind == "arg":
+            return f"argument {what}"
+        if kind == "grad":
+            return f".grad of {self._describe(what)}"
+        value = next((v for s, v, _ in self.refs if s[0] == "ref" and s[1] is what), None)
+        return (value.name if value is not None and value.name else None) or f"a captured {what.dtype} tensor {list(what.shape)}"
+
     def check_types(self, current: list) -> None:
         """Check the captured arrays against the traced types; remember them when they pass."""
-        for (tensor, value, _), data in zip(self.refs, current):
+        for (source, value, _), data in zip(self.refs, current):
             if data.shape != value.type.shape or data.dtype != value.type.dtype.np:
-                raise GuardFailure(f"the type of captured tensor {value.name or value}", str(value.type),
-                                   f"{tensor.dtype}{list(tensor.shape)}")
+                raise GuardFailure(f"the type of {value.name or value}", str(value.type),
+                                   f"{data.dtype}{list(data.shape)}")
         self.seen[:] = current
 
     def flags_failed(self) -> None:
         """Raise GuardFailure for the first captured tensor whose requires_grad changed since the trace."""
-        for tensor, value, traced in self.refs:
-            if tensor._requires_grad != traced:
+        for source, value, traced in self.refs:
+            if source[0] == "ref" and source[1]._requires_grad != traced:
                 raise GuardFailure(f"requires_grad of captured tensor {value.name or value}", traced,
-                                   tensor._requires_grad)
+                                   source[1]._requires_grad)

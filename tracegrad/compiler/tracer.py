@@ -17,6 +17,7 @@ import numpy as np
 from ..autograd.engine import BACKWARD
 from ..ir import Graph, Type
 from ..tensor import TRACE, Tensor
+from .reads import ReadRecorder, is_scalar
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,16 +36,32 @@ def user_line() -> str:
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
+# Where a replay finds a tensor: ("arg", leaf index) | ("ref", tensor) (a captured tensor, by identity) |
+# ("grad", source of its owner) (whatever tensor the owner's .grad holds when the replay starts).
+Source = tuple
+
+
+@dataclass
+class GradSlot:
+    """The ``.grad`` of one tensor the step touched: what the trace assumed of it, and what it ends as."""
+
+    owner: Source
+    initial: bool | None  # None: .grad was None when the trace began; else the requires_grad of the tensor it held
+    final: tuple          # ("none",) | ("same",) (the initial tensor, updated in place) | ("output", k) | ("source", Source)
+
+
 @dataclass
 class Trace:
     """What one traced call produced: the graph and how to connect it to Python objects."""
 
     graph: Graph
-    sources: dict                 # input id -> ("arg", leaf index) | ("ref", tensor) | ("hyper", (container, key))
+    sources: dict                 # input id -> Source | ("hyper", (container, key, index))
     output_tree: object           # the return value with tensors replaced by output indices
-    grads: list = field(default_factory=list)  # (tensor, None | ("value", output index) | ("keep", tensor))
+    grads: list = field(default_factory=list)   # GradSlot of every tensor whose .grad the step may touch
     pruned: int = 0               # primal nodes that got no adjoint (off every gradient path)
     flag_guards: list = field(default_factory=list)  # (container, key, truth value) of hyperparameter flags
+    reads: list = field(default_factory=list)   # reads.Read: Python values that must hold at every replay
+    writes: list = field(default_factory=list)  # (reads.Slot, ("output", k) | ("source", Source) | ("object", value))
 
 
 def output_slots(tree) -> list:
@@ -68,7 +85,8 @@ class _OutputSlot:
 class Tracer:
     """Records primitive applications into a Graph while the step runs eagerly."""
 
-    def __init__(self, name: str, args: list, fullgraph: bool = False, names: dict | None = None) -> None:
+    def __init__(self, name: str, args: list, fullgraph: bool = False, names: dict | None = None,
+                 functions: tuple = (), roots: tuple = ()) -> None:
         self.graph = Graph(re.sub(r"\W", "_", name))
         self.fullgraph = fullgraph
         self.values: dict[int, object] = {}   # id(tensor) -> current Value
@@ -77,7 +95,8 @@ class Tracer:
         self.sources: dict = {}
         self.lifted: dict[int, tuple] = {}    # id(external tensor) -> (tensor, its input Value)
         self.rebound: dict[int, Tensor] = {}  # external tensors whose value an in-place op changed
-        self.grad_owners: dict[int, Tensor] = {}
+        self.grad_initial: dict[int, tuple] = {}  # id(tensor) -> (tensor, its .grad when the trace first saw it)
+        self.grad_of: dict[int, Tensor] = {}        # id(initial .grad tensor) -> its owner
         self.arg_index = {id(t): i for i, t in enumerate(args)}
         self.names = names or {}  # id(tensor) -> readable name for captured tensors
         self.keep.extend(args)
@@ -85,6 +104,8 @@ class Tracer:
         self.pruned = 0
         self.backward_seen = False
         self.flag_guards: list = []
+        # functions: the step itself (whose closure cells it reads); roots: objects that outlive the step
+        self.recorder = ReadRecorder(functions, roots)
 
     # ---- activation ------------------------------------------------------------------------
 
@@ -93,15 +114,18 @@ class Tracer:
             raise RuntimeError("a compiled function was called while another one is being traced; "
                                "compile the outer function only")
         TRACE.tracer = self
+        self.recorder.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.recorder.__exit__(*exc)
         TRACE.tracer = None
 
     def unsupported(self, what: str) -> None:
         """Stop tracing (the step goes on eagerly) or, with fullgraph=True, raise."""
         reason = f"{what} at {user_line() or 'an unknown line'}"
         TRACE.tracer = None
+        self.recorder.stop()
         self.failure = reason
         if self.fullgraph:
             raise TraceUnsupported(f"can't compile the whole step: {reason}; remove it from the step or "
@@ -124,18 +148,41 @@ class Tracer:
         if id(t) in self.born:
             v = self.graph.add_input(type_, "constant", const=t._data.copy())
         else:
-            index = self.arg_index.get(id(t))
-            if index is not None:
-                v = self.graph.add_input(type_, "parameter" if t._requires_grad else "data",
-                                         self.names.get(id(t), f"arg{index}"))
-                self.sources[v.id] = ("arg", index)
+            if t._requires_grad and t.grad_fn is not None:
+                self.unsupported("a tensor with autograd history from outside the step (a replay can't "
+                                 "differentiate into it; detach it, or compute it inside the step)")
+            source = self.source_of(t)
+            if source[0] == "arg":
+                role, name = "parameter" if t._requires_grad else "data", self.names.get(id(t), f"arg{source[1]}")
+            elif source[0] == "grad":
+                role, name = "grad", f"{self._name(source[1])}.grad"
             else:
-                v = self.graph.add_input(type_, "parameter" if t._requires_grad else "state", self.names.get(id(t), ""))
-                self.sources[v.id] = ("ref", t)
+                role, name = "parameter" if t._requires_grad else "state", self.names.get(id(t), "")
+            v = self.graph.add_input(type_, role, name)
+            self.sources[v.id] = source
             self.lifted[id(t)] = (t, v)
+            if t._requires_grad:
+                self.grad_seen(t)
         self.values[id(t)] = v
         self.keep.append(t)
         return v
+
+    def source_of(self, t: Tensor) -> Source:
+        """How a replay finds the tensor that stands where t stood in this trace."""
+        index = self.arg_index.get(id(t))
+        if index is not None:
+            return ("arg", index)
+        owner = self.grad_of.get(id(t))
+        if owner is not None:
+            return ("grad", self.source_of(owner))
+        return ("ref", t)
+
+    def _name(self, source: Source) -> str:
+        if source[0] == "arg":
+            return self.names.get(id(self.keep[source[1]]), f"arg{source[1]}")
+        if source[0] == "grad":
+            return f"{self._name(source[1])}.grad"
+        return self.names.get(id(source[1]), "tensor")
 
     def record(self, prim, inputs, attrs: dict, out: Tensor) -> None:
         """One primitive application: a node whose result the output tensor now holds."""
@@ -163,20 +210,24 @@ class Tracer:
         if id(t) in self.lifted:
             self.rebound[id(t)] = t
 
-    def hyper(self, container, key, dtype, name: str) -> Tensor:
-        """A hyperparameter (container[key], e.g. an optimizer's lr) as a graph input read at every call."""
-        value = container[key]
+    def hyper(self, container, key, dtype, name: str, index: int | None = None) -> Tensor:
+        """A hyperparameter (container[key], or container[key][index], e.g. an optimizer's lr or a beta)
+        as a graph input read at every call."""
+        value = container[key] if index is None else container[key][index]
         t = Tensor._make(np.array(value, dtype=dtype.np))
         v = self.graph.add_input(Type(dtype, ()), "hyper", name)
-        self.sources[v.id] = ("hyper", (container, key))
+        self.sources[v.id] = ("hyper", (container, key, index))
         self.values[id(t)] = v
         self.keep.append(t)
         return t
 
-    def grad_assigned(self, t: Tensor) -> None:
-        """Python code set t.grad (zero_grad, manual assignment)."""
-        self.grad_owners[id(t)] = t
-        self.keep.append(t)
+    def grad_seen(self, t: Tensor) -> None:
+        """The step reads or sets t.grad (call it before a new value is set): remember what it held first."""
+        if id(t) not in self.grad_initial:
+            self.grad_initial[id(t)] = (t, t._grad)
+            if t._grad is not None:
+                self.grad_of.setdefault(id(t._grad), t)
+            self.keep.append(t)
 
     def observe(self, t: Tensor, how: str) -> None:
         """Python code reads a value: a scalar becomes a guard, anything larger stops tracing."""
@@ -188,30 +239,59 @@ class Tracer:
     # ---- result ---------------------------------------------------------------------------
 
     def finish(self, result) -> Trace:
-        """Close the graph: outputs, write-backs and the final .grad of every tensor involved."""
+        """Close the graph: outputs, write-backs, the final .grad of every tensor involved, and the
+        Python values the step read and stored."""
         outputs: list = []
         tree = _replace_tensors(result, lambda t: self._output(t, outputs))
         self.graph.outputs = outputs
         for tid, t in self.rebound.items():
             self.graph.writebacks.append((self.lifted[tid][1], self.values[tid]))
         grads = []
-        owners = {tid: t for tid, (t, _) in self.lifted.items() if t._requires_grad and t.grad_fn is None}
-        owners.update(self.grad_owners)
-        for t in owners.values():
+        for t, initial in self.grad_initial.values():
             g = t._grad
             if g is None:
-                grads.append((t, None))
-            elif id(g) in self.lifted or (id(g) not in self.values and id(g) not in self.born):
-                grads.append((t, ("keep", g)))  # a buffer from before the step; write-backs update it
-                if id(g) in self.lifted:
-                    self.lifted[id(g)][1].role = "grad"
+                final = ("none",)
+            elif g is initial:
+                final = ("same",)  # write-backs update it in place
             else:
-                grads.append((t, ("value", self._output(g, outputs).index)))
-        return Trace(self.graph, self.sources, tree, grads, self.pruned, self.flag_guards)
+                final = self._placed(g, outputs)
+            grads.append(GradSlot(self.source_of(t), None if initial is None else initial._requires_grad, final))
+        writes = [(w.slot, self._placed(value, outputs)) for w, value in self._python_writes()]
+        return Trace(self.graph, self.sources, tree, grads, self.pruned, self.flag_guards,
+                     self.recorder.guards(), writes)
+
+    def _placed(self, value, outputs: list) -> tuple:
+        """How a replay produces a value the step left somewhere: a graph output, a tensor from before
+        the step (by its source), or the same Python object."""
+        if not isinstance(value, Tensor):
+            return ("object", value)
+        if id(value) in self.lifted or (id(value) not in self.values and id(value) not in self.born):
+            return ("source", self.source_of(value))
+        return ("output", self._output(value, outputs).index)
+
+    def _python_writes(self) -> list:
+        """(Write, value now) for every slot the step stored a different value into."""
+        changed = []
+        for write in self.recorder.writes.values():
+            now = write.slot.get()
+            if now is write.before or (is_scalar(now) and is_scalar(write.before) and type(now) is type(write.before)
+                                       and now == write.before):
+                continue
+            if isinstance(now, (list, tuple, dict)) and _holds_step_tensors(now, self.born):
+                self.unsupported(f"storing a {type(now).__name__} of tensors computed in the step in "
+                                 f"{write.slot.label} (at {write.where}; a replay can't rebuild it: return it instead)")
+            changed.append((write, now))
+        return changed
 
     def _output(self, t: Tensor, outputs: list) -> _OutputSlot:
         outputs.append(self.value(t))
         return _OutputSlot(len(outputs) - 1)
+
+
+def _holds_step_tensors(obj, born: set) -> bool:
+    """Whether a list, tuple or dict holds a tensor created by the traced step."""
+    values = obj.values() if isinstance(obj, dict) else obj
+    return any(isinstance(v, Tensor) and id(v) in born for v in values)
 
 
 def _replace_tensors(obj, fn):

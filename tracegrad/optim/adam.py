@@ -28,7 +28,7 @@ class Adam(Optimizer):
 
     def _update_group(self, group: dict) -> None:
         lr, eps = self.hyper(group, "lr"), self.hyper(group, "eps")
-        beta1, beta2 = self.hyper(group["betas"], 0, "beta1"), self.hyper(group["betas"], 1, "beta2")
+        beta1, beta2 = self.hyper(group, "betas", "beta1", 0), self.hyper(group, "betas", "beta2", 1)
         amsgrad, maximize = self.flag(group, "amsgrad"), self.flag(group, "maximize")
         weight_decay = self.hyper(group, "weight_decay") if self.flag(group, "weight_decay") else None
         decoupled = self.flag(group, "decoupled_weight_decay")

@@ -89,9 +89,10 @@ class Optimizer:
         raise NotImplementedError(f"{type(self).__name__} must implement _update_group(group)")
 
     @staticmethod
-    def hyper(group, key, name: str | None = None):
-        """A hyperparameter's value (a graph input while a step is traced, so changing it never retraces)."""
-        return hyperparameter(group, key, name)
+    def hyper(group, key, name: str | None = None, index: int | None = None):
+        """A hyperparameter's value, group[key] or group[key][index] (a graph input while a step is
+        traced, so changing it never retraces)."""
+        return hyperparameter(group, key, name, index)
 
     @staticmethod
     def flag(group: dict, key: str) -> bool:

@@ -1,0 +1,528 @@
+"""The Python values a traced step reads and writes: recorded while it is traced, checked at every replay.
+
+A replay runs no Python code of the step, so every Python value the traced run read must still hold
+when a replay starts: a global or closure float multiplied into a tensor, a module attribute that
+picks a branch, the list of an optimizer's parameter groups, the parameter a module attribute names.
+While a step is traced, ``ReadRecorder`` follows each frame of user code, ``nn`` and ``optim``
+opcode by opcode (``sys.settrace``). Where an instruction starts a chain of loads
+(``self.cfg.scale``, ``group["params"]``, ``state.get("momentum_buffer")``, a global, a closure
+cell), it evaluates the chain itself, without running any Python code (no properties, no
+``__getattr__``: their own frames are followed instead), and records a ``Read`` for each step:
+which container (a dict, a cell, a list, a slotted object) holds which key, and what was found there.
+A chain followed by ``STORE_ATTR``/``STORE_SUBSCR`` is a ``Write`` target: its value before the
+trace, so that the replay can repeat what the step stored there.
+
+Tensor contents are not Python values: the tracer makes them graph inputs. The library's core
+(tensor ops, primitives, autograd, the compiler itself) only reads its arguments and is not followed.
+"""
+from __future__ import annotations
+
+import dis
+import gc
+import os
+import sys
+import types
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MISSING = type("Missing", (), {"__repr__": lambda self: "<missing>"})()  # an absent key, attribute or empty cell
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Library code that only reads its arguments, or whose reads are modelled here (Module.__getattr__).
+_CORE = tuple(os.path.join(_PACKAGE, p) for p in (
+    "tensor.py", "tensor_methods.py", "ops.py", "dtypes.py", "creation.py", "primitives", "autograd" + os.sep + "engine.py",
+    "autograd" + os.sep + "grad_mode.py", "autograd" + os.sep + "views.py", "compiler", "ir", "backends"))
+_STDLIB = os.path.dirname(os.__file__)
+_THIRD_PARTY = tuple(os.path.dirname(m.__file__) for m in (np,))
+_STABLE_MODULES = frozenset(sys.stdlib_module_names) | {"tracegrad", "numpy", "numba", "scipy"}
+_SCALARS = (bool, int, float, complex, str, bytes, type(None), np.generic)
+
+_ROOTS = {"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_GLOBAL", "LOAD_CLASSDEREF"}
+_ATTRIBUTE_LOADS = {"LOAD_ATTR", "LOAD_METHOD"}
+_KEY_LOADS = {"LOAD_CONST", "LOAD_FAST", "LOAD_FAST_CHECK"}
+
+
+def is_scalar(value) -> bool:
+    """Python values compared by equality (numbers, strings, None, tuples of them)."""
+    if isinstance(value, tuple):
+        return all(map(is_scalar, value))
+    return isinstance(value, _SCALARS)
+
+
+def _same_scalar(a, b) -> bool:
+    if type(a) is not type(b):
+        return False
+    if type(a) is tuple:
+        return len(a) == len(b) and all(map(_same_scalar, a, b))
+    return a == b or (a != a and b != b)  # NaN equals NaN here: the same value was read
+
+
+class Shown(str):
+    """A description that messages show as it is (repr without quotes)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a read found: ``kind`` 'is' (the same object), 'eq' (an equal scalar of the same type),
+    'items' (a list or dict with the same entries: scalars equal, other objects the same), 'array'
+    (a NumPy array with equal contents), 'missing'."""
+
+    kind: str
+    value: object
+
+    @staticmethod
+    def of(value, whole: bool = True) -> "Expect":
+        """How a value read now is checked later. A dict's numbers count only when ``whole`` (its values
+        are used all together): a dict handed on is read key by key, and those reads are guarded themselves
+        (an optimizer's hyperparameters are read as graph inputs, never guarded)."""
+        if value is MISSING:
+            return Expect("missing", None)
+        if is_scalar(value):
+            return Expect("eq", value)
+        if type(value) in (list, dict):
+            items = value.items() if type(value) is dict else enumerate(value)
+            loose = type(value) is dict and not whole
+            return Expect("items", (type(value), tuple(
+                (k, (_ANY if loose else v) if is_scalar(v) else _Same(v)) for k, v in items)))
+        if type(value) is np.ndarray:
+            return Expect("array", value.copy())
+        return Expect("is", value)
+
+    def holds(self, value) -> bool:
+        """Whether ``value`` is what was read."""
+        if self.kind == "is":
+            return value is self.value
+        if self.kind == "eq":
+            return _same_scalar(value, self.value)
+        if self.kind == "missing":
+            return value is MISSING
+        if self.kind == "array":
+            return (type(value) is np.ndarray and value.dtype == self.value.dtype
+                    and value.shape == self.value.shape and bool(np.array_equal(value, self.value, equal_nan=True)))
+        kind, entries = self.value
+        if type(value) is not kind or len(value) != len(entries):
+            return False
+        items = value.items() if kind is dict else enumerate(value)
+        return all(k == ek and (v is ev.obj if type(ev) is _Same else ev is _ANY and is_scalar(v) or _same_scalar(v, ev))
+                   for (k, v), (ek, ev) in zip(items, entries))
+
+    def describe(self) -> str:
+        """The expected value, for messages."""
+        if self.kind == "missing":
+            return "absent"
+        if self.kind == "items":
+            return f"{self.value[0].__name__} of {len(self.value[1])} entries"
+        return _short(self.value)
+
+
+_ANY = Shown("any number")  # a dict entry whose value (a number) is not guarded
+
+
+class _Same:
+    """A list or dict entry compared by identity."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj) -> None:
+        self.obj = obj
+
+
+def _short(value) -> str:
+    text = repr(value) if is_scalar(value) else f"<{type(value).__name__} object>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A place that holds a Python value: ``container[key]`` of a dict ('item'), a list ('index'),
+    a closure cell ('cell', key None) or a slot of an object ('attr')."""
+
+    kind: str
+    container: object = field(compare=False)
+    key: object
+    label: str = field(compare=False)  # how the code named it: 'self.cfg.scale'
+
+    def get(self):
+        """The value held now (MISSING when absent); runs no Python code of the user's."""
+        c = self.container
+        if self.kind == "item":
+            return c.get(self.key, MISSING)  # dict.get: a defaultdict does not create the entry
+        if self.kind == "cell":
+            try:
+                return c.cell_contents
+            except ValueError:
+                return MISSING
+        if self.kind == "index":
+            return c[self.key] if -len(c) <= self.key < len(c) else MISSING
+        return getattr(c, self.key, MISSING)
+
+    def set(self, value) -> None:
+        """Store ``value`` here (MISSING deletes it)."""
+        c = self.container
+        if self.kind == "cell":
+            if value is MISSING:
+                del c.cell_contents
+            else:
+                c.cell_contents = value
+        elif self.kind == "attr":
+            if value is MISSING:
+                delattr(c, self.key)
+            else:
+                setattr(c, self.key, value)
+        elif value is MISSING:
+            del c[self.key]
+        else:
+            c[self.key] = value
+
+    def identity(self) -> tuple:
+        """What makes two slots the same place."""
+        return (self.kind, id(self.container), self.key if _hashable(self.key) else id(self.key))
+
+
+def _hashable(key) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True
+
+
+@dataclass
+class Read:
+    """A slot the traced run read, and what it found there (at its first read)."""
+
+    slot: Slot
+    expect: Expect
+    where: str  # the line that read it: 'model.py:12'
+    persistent: bool = True  # the container outlives the step (else it may be the step's own scratch object)
+
+    def holds(self) -> bool:
+        """Whether the slot still holds what was read."""
+        return self.expect.holds(self.slot.get())
+
+    def now(self) -> str:
+        """What the slot holds now, for messages."""
+        return _short_value(self.slot.get())
+
+    def message(self) -> str:
+        """What changed, for messages."""
+        return f"{self.slot.label} (read at {self.where}): traced with {self.expect.describe()}, now {self.now()}"
+
+
+def _short_value(value) -> str:
+    if value is MISSING:
+        return "absent"
+    if type(value) in (list, dict):
+        return f"{type(value).__name__} of {len(value)} entries"
+    return _short(value)
+
+
+@dataclass
+class Write:
+    """A slot the traced run stored into, and what it held before."""
+
+    slot: Slot
+    before: object
+    where: str
+
+
+# ---- chains of loads in a code object --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Chain:
+    root: tuple          # ("local" | "free" | "global", name)
+    steps: tuple         # ("attr", name) | ("item", key) | ("item_local", name) | ("get", key)
+    store: tuple | None  # ("attr", name) | ("item", key) | ("item_local", name): the chain is a store target
+    line: int
+    whole: bool          # the value is used all together (.items(), .values(), ** unpacking)
+
+
+_WHOLE_USES = {"DICT_MERGE", "DICT_UPDATE", "LIST_EXTEND"}
+_WHOLE_METHODS = {"items", "values", "copy"}
+
+
+def _chains(code: types.CodeType) -> dict:
+    """{offset: _Chain} for each chain of loads that starts at that offset of ``code``."""
+    ins = [i for i in dis.get_instructions(code) if i.opname not in ("CACHE", "PRECALL", "EXTENDED_ARG")]
+    chains, line = {}, code.co_firstlineno
+    for n, first in enumerate(ins):
+        line = first.positions.lineno if first.positions and first.positions.lineno else line
+        if first.opname not in _ROOTS:
+            continue
+        if first.opname == "LOAD_DEREF":
+            if first.argval not in code.co_freevars:  # a cell of this frame: a local
+                root = ("local", first.argval)
+            else:
+                root = ("free", first.argval)
+        elif first.opname == "LOAD_GLOBAL":
+            root = ("global", first.argval)
+        else:
+            root = ("local", first.argval)
+        steps, k, store = [], n + 1, None
+        while k < len(ins):
+            i = ins[k]
+            nxt = ins[k + 1] if k + 1 < len(ins) else None
+            if i.opname in _ATTRIBUTE_LOADS:
+                if i.opname == "LOAD_METHOD" or "NULL|self" in (i.argrepr or ""):
+                    call = ins[k + 2] if k + 2 < len(ins) else None
+                    if i.argval == "get" and nxt is not None and nxt.opname == "LOAD_CONST" and call is not None \
+                            and call.opname == "CALL" and call.arg == 1:
+                        steps.append(("get", nxt.argval))
+                    break  # a method call: what it returns is not a chain of loads
+                steps.append(("attr", i.argval))
+                k += 1
+            elif i.opname in _KEY_LOADS and nxt is not None and nxt.opname in ("BINARY_SUBSCR", "STORE_SUBSCR"):
+                key = ("item", i.argval) if i.opname == "LOAD_CONST" else ("item_local", i.argval)
+                if nxt.opname == "STORE_SUBSCR":
+                    store = key
+                    break
+                steps.append(key)
+                k += 2
+            elif i.opname == "STORE_ATTR":
+                store = ("attr", i.argval)
+                break
+            else:
+                break
+        if root[0] != "local" or steps or store:
+            after = ins[k] if k < len(ins) else None
+            whole = after is not None and (after.opname in _WHOLE_USES or after.opname in _ATTRIBUTE_LOADS
+                                           and after.argval in _WHOLE_METHODS)
+            chains[first.offset] = _Chain(root, tuple(steps), store, line, whole)
+    return chains
+
+
+# ---- following frames ------------------------------------------------------------------------------
+
+def _followed(code: types.CodeType) -> bool:
+    """Whether the recorder follows frames of this code: user code and this library's nn, optim and
+    utils; not its core, NumPy or the standard library."""
+    filename = code.co_filename
+    if filename.startswith(_PACKAGE):
+        return not filename.startswith(_CORE)
+    if filename.startswith(_THIRD_PARTY) or filename.startswith("<frozen") or filename == "<string>":
+        return False  # NumPy, the standard library, generated methods (a dataclass's __init__)
+    return not filename.startswith(_STDLIB) or "-packages" in filename[len(_STDLIB):]
+
+
+class ReadRecorder:
+    """Records the reads and writes of Python values while a step is traced on this thread."""
+
+    def __init__(self, functions=(), roots=()) -> None:
+        self.reads: dict = {}   # Slot.identity() -> Read
+        self.writes: dict = {}  # Slot.identity() -> Write
+        # Objects that outlive the step (its arguments, what it reaches through globals and closures, and
+        # whatever chains of loads reach from them): only their stores are repeated by a replay, not those
+        # into objects the step creates and drops (an autograd Function's ctx).
+        self.persistent: dict = {id(o): o for o in roots}
+        self._chains: dict = {}
+        self._cells: dict = {}  # (code, ids of the free values) -> the cells of the function running it
+        self._functions: dict = {}
+        for fn in functions:
+            fn = getattr(fn, "__func__", fn)
+            if isinstance(fn, types.FunctionType):
+                self._functions.setdefault(fn.__code__, []).append(fn)
+        self._saved = None
+
+    def __enter__(self) -> "ReadRecorder":
+        from ..nn.module import Module
+        self._module_type = Module
+        self._opaque = {Module.__getattr__.__code__, Module.__setattr__.__code__}
+        self._saved = sys.gettrace()
+        sys.settrace(self._call)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.settrace(self._saved)
+
+    def stop(self) -> None:
+        """Stop following frames (tracing gave up: nothing recorded matters any more)."""
+        sys.settrace(self._saved)
+
+    def changed(self) -> list:
+        """The reads of objects that outlive the step that no longer hold (the traced run changed them)."""
+        return [r for r in self.reads.values() if r.persistent and not r.holds()]
+
+    def guards(self) -> list:
+        """The reads a replay checks: not those of the step's own scratch objects that it changed (a
+        list it appended to), nor entries that a check of their whole container already covers."""
+        reads = [r for r in self.reads.values() if r.persistent or r.holds()]
+        snapshots = {id(r.slot.get()) for r in reads if r.expect.kind == "items"}
+        return [r for r in reads if not (r.slot.kind in ("item", "index") and id(r.slot.container) in snapshots)]
+
+    # ---- sys.settrace hooks ------------------------------------------------------------------------
+
+    def _call(self, frame, event, arg):
+        code = frame.f_code
+        if event != "call" or code in self._opaque or not _followed(code):
+            return None
+        chains = self._chains.get(code)
+        if chains is None:
+            chains = self._chains[code] = _chains(code)
+        if not chains:
+            return None
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+
+        def opcode(frame, event, arg):
+            if event == "opcode":
+                chain = chains.get(frame.f_lasti)
+                if chain is not None:
+                    self._follow(frame, chain)
+            return opcode
+        return opcode
+
+    # ---- evaluating a chain --------------------------------------------------------------------------
+
+    def _follow(self, frame, chain: _Chain) -> None:
+        where = f"{os.path.basename(frame.f_code.co_filename)}:{chain.line}"
+        kind, name = chain.root
+        if kind == "local":
+            value, label = frame.f_locals.get(name, MISSING), name
+            persistent = id(value) in self.persistent
+        elif kind == "global":
+            globals_ = frame.f_globals
+            if name not in globals_:
+                return  # a builtin: assumed never shadowed between calls
+            value, label, persistent = globals_[name], name, True
+            if not isinstance(value, types.ModuleType):  # an imported module: assumed never rebound
+                self._read(Slot("item", globals_, name, name), where, not chain.steps and chain.whole, True)
+        else:
+            (value, label), persistent = self._free(frame, name, where, not chain.steps and chain.whole), True
+        for n, step in enumerate(chain.steps, 1):
+            if persistent:
+                self.persistent.setdefault(id(value), value)
+            if value is MISSING:
+                return
+            slot = self._slot(value, step, frame, label)
+            if slot is None:
+                return
+            value, label = self._read(slot, where, n == len(chain.steps) and chain.whole, persistent)
+        if value is MISSING:
+            return
+        if persistent:
+            self.persistent.setdefault(id(value), value)
+            if chain.store is not None:
+                self._write(value, chain.store, frame, label, where)
+
+    def _write(self, obj, store: tuple, frame, label: str, where: str) -> None:
+        """Remember what a slot of an object that outlives the step held before the step stored into it."""
+        if store[0] == "attr" and not isinstance(obj, (type, types.ModuleType)):
+            slot = _attribute_slot(obj, store[1], f"{label}.{store[1]}", self._module_type, new=True)
+        else:
+            slot = self._slot(obj, store, frame, label)
+        if slot is not None and slot.identity() not in self.writes:
+            self.writes[slot.identity()] = Write(slot, slot.get(), where)
+
+    def _read(self, slot: Slot, where: str, whole: bool, persistent: bool) -> tuple:
+        value = slot.get()
+        key = slot.identity()
+        read = self.reads.get(key)
+        if read is None:
+            if not _stable_module_entry(slot):
+                self.reads[key] = Read(slot, Expect.of(value, whole), where, persistent)
+        elif whole and read.expect.kind == "items" and read.expect.value[0] is dict:
+            read.expect = Expect.of(value, whole)  # now used whole: its numbers count too
+        return value, slot.label
+
+    def _free(self, frame, name: str, where: str, whole: bool) -> tuple:
+        """A closure variable: read through the cell of the function whose frame this is."""
+        cell = self._cell(frame, name)
+        if cell is None:
+            return frame.f_locals.get(name, MISSING), name  # no cell found: treated as a local
+        return self._read(Slot("cell", cell, name, name), where, whole, True)
+
+    def _cell(self, frame, name: str):
+        code = frame.f_code
+        values = frame.f_locals
+        free = tuple(id(values.get(n)) for n in code.co_freevars)
+        key = (code, free)
+        if key not in self._cells:
+            candidates = self._functions.get(code) or [f for f in gc.get_referrers(code)
+                                                       if isinstance(f, types.FunctionType) and f.__code__ is code]
+            self._cells[key] = None
+            for fn in candidates:
+                cells = dict(zip(code.co_freevars, fn.__closure__ or ()))
+                try:
+                    if all(cells[n].cell_contents is values.get(n) for n in code.co_freevars):
+                        self._cells[key] = cells
+                        break
+                except (ValueError, KeyError):
+                    continue
+        cells = self._cells[key]
+        return None if cells is None else cells.get(name)
+
+    def _slot(self, obj, step: tuple, frame, label: str) -> Slot | None:
+        """Where ``obj.<step>`` is held, or None when it is not a plain place (a property, a tensor index...)."""
+        kind, key = step
+        if kind == "item_local":
+            key = frame.f_locals.get(key, MISSING)
+            if key is MISSING or not _hashable(key):
+                return None
+            kind = "item"
+        if kind in ("item", "get"):
+            text = f"{label}[{key!r}]" if is_scalar(key) else f"{label}[<{type(key).__name__}>]"
+            if isinstance(obj, dict) and type(obj).__getitem__ is dict.__getitem__ and _hashable(key):
+                return Slot("item", obj, key, text)
+            if type(obj) is list and type(key) is int:
+                return Slot("index", obj, key, text)
+            return None
+        return _attribute_slot(obj, key, f"{label}.{key}", self._module_type)
+
+
+def _attribute_slot(obj, name: str, label: str, module_type, new: bool = False) -> Slot | None:
+    """Where ``obj.name`` is held when Python finds it without running code of the object's class
+    (``new``: where an assignment puts it, when it does not exist yet)."""
+    if name == "__dict__" or isinstance(obj, _tensor_type()):
+        return None  # a tensor's state is the tracer's: its values are graph inputs, its flags checked apart
+    cls = type(obj)
+    if cls.__getattribute__ is not object.__getattribute__ and not isinstance(obj, (type, types.ModuleType)):
+        return None
+    static = _class_attribute(cls, name)
+    if static is not MISSING and _is_data_descriptor(static):
+        if type(static) is types.MemberDescriptorType:  # __slots__
+            return Slot("attr", obj, name, label)
+        return None  # a property: its getter's frame is followed itself
+    instance_dict = getattr(obj, "__dict__", None)
+    if type(instance_dict) is dict and name in instance_dict:
+        return Slot("item", instance_dict, name, label)
+    if static is not MISSING:
+        return None  # a method or class constant: part of the class, not of this object
+    if isinstance(obj, module_type) and type(instance_dict) is dict:
+        for registry in ("_parameters", "_buffers", "_modules"):  # what Module.__getattr__ looks up
+            entries = instance_dict.get(registry)
+            if entries is not None and name in entries:
+                return Slot("item", entries, name, label)
+    if new and type(instance_dict) is dict:
+        return Slot("item", instance_dict, name, label)
+    return None
+
+
+def _tensor_type() -> type:
+    from ..tensor import Tensor
+    return Tensor
+
+
+def _class_attribute(cls: type, name: str):
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return MISSING
+
+
+def _is_data_descriptor(attr) -> bool:
+    kind = type(attr)
+    return hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+
+
+def _stable_module_entry(slot: Slot) -> bool:
+    """A name of the standard library's, NumPy's or this library's modules (never guarded: read
+    through ``torch.float32``, ``np.pi``, ``nn.functional.relu``)."""
+    if slot.kind != "item" or type(slot.container) is not dict:
+        return False
+    name = slot.container.get("__name__")
+    return isinstance(name, str) and slot.container.get("__spec__", MISSING) is not MISSING and \
+        name.partition(".")[0] in _STABLE_MODULES
