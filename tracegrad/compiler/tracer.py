@@ -107,6 +107,10 @@ class Tracer:
             raise TraceUnsupported(f"can't compile the whole step: {reason}; remove it from the step or "
                                    f"use fullgraph=False to run it eagerly")
 
+    def data_dependent_shape(self, what: str) -> None:
+        """An op whose result shape depends on values: graphs have static shapes, so tracing stops."""
+        self.unsupported(f"{what} (its result has a data-dependent shape)")
+
     # ---- hooks called by the core ----------------------------------------------------------------
 
     def born_tensor(self, t: Tensor) -> None:
@@ -140,7 +144,7 @@ class Tracer:
     def record(self, prim, inputs, attrs: dict, out: Tensor) -> None:
         """One primitive application: a node whose result the output tensor now holds."""
         if prim.name == "index" and any(item[0] == "m" for item in attrs["key"]):
-            self.unsupported("boolean-mask indexing (its result has a data-dependent shape)")
+            self.data_dependent_shape("boolean-mask indexing")
             return
         operands = [self.value(t) for t in inputs]
         type_ = Type(out.dtype, out._data.shape)
