@@ -167,8 +167,13 @@ def as_tensor_step(x, w):
     return train((w * y.float()).sum(), w), y
 
 
+def fill_with_a_tensor_step(x, w):
+    filled = tg.zeros(6).fill_(x.mean())
+    return train((w * filled).sum(), w), filled
+
+
 @pytest.mark.parametrize("step", [argmax_index_step, max_along_dim_step, masked_write_step, tensor_of_a_tensor_step,
-                                  as_tensor_step], ids=lambda s: s.__name__)
+                                  as_tensor_step, fill_with_a_tensor_step], ids=lambda s: s.__name__)
 def test_values_feeding_a_static_shape_stay_in_the_graph(step):
     assert_stays_compiled(*side_by_side(step, random_vectors(7)))
 
@@ -322,3 +327,28 @@ def test_a_tensor_of_non_scalar_tensors_falls_back_naming_the_line(step, marker)
     compiled, messages = side_by_side(step, random_vectors(6))
     assert messages == [f"tracegrad.compile: {step.__name__} runs eagerly: conversion to a new tensor of a 6-element "
                         f"tensor (its values leave the graph) at {line_of(step, marker)}"]
+
+
+def data_assignment_step(x, w):
+    loss = (w * x).sum()
+    w.grad = None
+    loss.backward()
+    w.data = w.data - 0.1 * w.grad  # the legacy form of an SGD update
+    return loss
+
+
+def test_assigning_data_rebinds_the_tensor_in_the_graph():
+    assert_stays_compiled(*side_by_side(data_assignment_step, random_vectors(6)))
+
+
+def data_reshaping_step(x, w):
+    buffer = tg.zeros(6)
+    buffer.data = x.reshape(2, 3)
+    return train((w * buffer.reshape(6)).sum(), w)
+
+
+def test_assigning_data_of_another_shape_falls_back_naming_the_line():
+    messages = side_by_side(data_reshaping_step, random_vectors(6))[1]
+    assert messages == ["tracegrad.compile: data_reshaping_step runs eagerly: assigning a float32[2, 3] tensor to "
+                        ".data of a float32[6] one (compiled buffers keep their shape and dtype) at "
+                        f"{line_of(data_reshaping_step, 'buffer.data =')}"]

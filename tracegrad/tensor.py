@@ -288,6 +288,8 @@ class Tensor:
     def data(self, value: "Tensor") -> None:
         if not isinstance(value, Tensor):
             raise TypeError(f"data must be a Tensor, got {type(value).__name__}")
+        if TRACE.tracer is not None:
+            TRACE.tracer.data_assigned(self, value)
         self._data = value._data
 
     def _owned_copy(self) -> "Tensor":

@@ -209,8 +209,11 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
 
 
 def fill_(self: Tensor, value) -> Tensor:
-    """Set every element to value."""
-    value = value.item() if isinstance(value, Tensor) and not value._requires_grad else value
+    """Set every element to value (a number or a one-element tensor)."""
+    if isinstance(value, Tensor) and not value._requires_grad:
+        # Eagerly a Python number is the cheaper operand; while a step is traced the tensor stays in the
+        # graph (its number would be a guard on the exact value, failing whenever the value changes).
+        value = value.item() if TRACE.tracer is None else value.reshape(())
     ops.setitem(self, Ellipsis, value)
     return self
 

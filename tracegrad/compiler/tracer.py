@@ -167,6 +167,14 @@ class Tracer:
         if id(t) in self.lifted:
             self.rebound[id(t)] = t
 
+    def data_assigned(self, t: Tensor, value: Tensor) -> None:
+        """Python code set t.data = value: t holds value's values from now on (a write-back if t is an input)."""
+        if (t._data.shape, t._data.dtype) != (value._data.shape, value._data.dtype):
+            self.unsupported(f"assigning a {value.dtype.name}{list(value.shape)} tensor to .data of a "
+                             f"{t.dtype.name}{list(t.shape)} one (compiled buffers keep their shape and dtype)")
+            return
+        self.rebind(t, value)
+
     def hyper(self, container, key, dtype, name: str) -> Tensor:
         """A hyperparameter (container[key], e.g. an optimizer's lr) as a graph input read at every call."""
         value = container[key]
