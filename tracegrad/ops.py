@@ -516,7 +516,8 @@ def _extremum(input: Tensor, dim, keepdim: bool, other, pick, pairwise, result_t
     if dim is None:
         return (amax if pick is argmax else amin)(input)
     indices = pick(input, dim, keepdim=True)
-    values = apply(I.gather, input, indices, dim=_wrap_dim(dim, input.ndim))  # in range: gather's check is moot
+    # argmax/argmin give indices in range: gather's range check (a guard while tracing) is not needed
+    values = apply(I.gather, input, indices, dim=_wrap_dim(dim, input.ndim))
     if not keepdim and input.ndim:
         values, indices = values.squeeze(dim), indices.squeeze(dim)
     return result_type(values, indices)
