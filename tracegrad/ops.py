@@ -19,7 +19,7 @@ from .primitives import elementwise as E
 from .primitives import indexing as I
 from .primitives import movement as M
 from .primitives import reduce as R
-from .tensor import Tensor, _wrap_dim, apply
+from .tensor import TRACE, Tensor, _data_dependent_shape, _wrap_dim, apply
 
 # ---- operands and type promotion ----------------------------------------------------------------
 
@@ -102,10 +102,11 @@ def mul(input, other) -> Tensor:
 def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
     """True division (integers give floats); rounding_mode 'floor' or 'trunc' rounds the result."""
     if rounding_mode == "floor":
-        return _binary(E.floor_divide, input, other)
+        return floor_divide(input, other)
     if rounding_mode == "trunc":
         a, b = _promote(input, other, "div")
         if a.dtype.category != dtypes.FLOAT:
+            _check_integer_divisor(b)
             return apply(E.trunc, apply(E.div, _cast(a, dtypes.float64), _cast(b, dtypes.float64))).to(a.dtype)
         return apply(E.trunc, apply(E.div, a, b))
     if rounding_mode is not None:
@@ -113,10 +114,28 @@ def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
     return apply(E.div, *_float_operands(input, other, "div"))
 
 
+def _holds_zero(divisor: Tensor) -> bool:
+    """Whether some element of divisor is zero.
+
+    While a step is traced the test is recorded and its outcome becomes a guard, so a replay whose
+    divisor holds a zero runs eagerly (and raises) instead of dividing by it; eagerly NumPy tests the array.
+    """
+    if TRACE.tracer is None:
+        return not np.all(divisor._data)
+    return bool((divisor == 0).any())
+
+
+def _check_integer_divisor(divisor: Tensor) -> None:
+    """Raise PyTorch's error for an integer division by zero (integers have no inf)."""
+    if _holds_zero(divisor):
+        raise RuntimeError("ZeroDivisionError: an integer tensor was divided by zero; make the divisor nonzero "
+                           "or divide floating point tensors (which give inf)")
+
+
 def _integer_division(prim, input, other) -> Tensor:
     a, b = _promote(input, other, prim.name)
-    if a.dtype.category != dtypes.FLOAT and not np.all(b._data):
-        raise RuntimeError("ZeroDivisionError")  # integers have no inf: PyTorch raises this
+    if a.dtype.category != dtypes.FLOAT:
+        _check_integer_divisor(b)
     return apply(prim, a, b)
 
 
@@ -303,19 +322,34 @@ def ge(input, other) -> Tensor:
     return _binary(E.ge, input, other)
 
 
+# equal, allclose and isclose compare the arrays in NumPy when no step is traced; while one is, they are
+# tensor ops, so the comparison is part of the graph (and a Python bool of it a guard on its outcome).
+
 def equal(input: Tensor, other: Tensor) -> bool:
     """True when both tensors have the same shape and elements."""
-    return input.shape == other.shape and bool(np.array_equal(input._data, other._data))
+    if input.shape != other.shape:
+        return False
+    if TRACE.tracer is None:
+        return bool(np.array_equal(input._data, other._data))
+    return bool(eq(input, other).all())
 
 
 def allclose(input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
     """True when all elements are close (|a - b| <= atol + rtol * |b|)."""
-    return bool(np.allclose(input._data, other._data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    if TRACE.tracer is None:
+        return bool(np.allclose(input._data, other._data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    return bool(isclose(input, other, rtol, atol, equal_nan).all())
 
 
 def isclose(input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
     """Elementwise closeness as a bool tensor."""
-    return Tensor._make(np.isclose(input._data, other._data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    if TRACE.tracer is None:
+        return Tensor._make(np.isclose(input._data, other._data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    # NumPy's formula, in the dtype NumPy computes it in (other made inexact, then promoted with input).
+    d = dtypes.from_numpy(np.result_type(input._data.dtype, np.result_type(other._data.dtype, 1.0)))
+    x, y = _cast(input, d), _cast(other, d)
+    close = ((x - y).abs() <= atol + rtol * y.abs()) & isfinite(y) | (x == y)
+    return close | isnan(x) & isnan(y) if equal_nan else close
 
 
 def _logical(prim, a, b) -> Tensor:
@@ -367,6 +401,7 @@ def bitwise_not(input: Tensor) -> Tensor:
 def where(condition: Tensor, input=None, other=None) -> Tensor:
     """Elements of input where condition holds, else of other (both broadcast)."""
     if input is None and other is None:
+        _data_dependent_shape("where(condition) with one argument")
         return nonzero(condition, as_tuple=True)
     if not isinstance(condition, Tensor) or condition.dtype is not dtypes.bool_:
         raise RuntimeError("where expected condition to be a boolean tensor")
@@ -383,6 +418,7 @@ def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
 
 def nonzero(input: Tensor, *, as_tuple: bool = False):
     """Indices of the non-zero elements (no gradient)."""
+    _data_dependent_shape("nonzero")
     idx = np.nonzero(input._data)
     if as_tuple:
         return tuple(Tensor._make(i.astype(np.int64)) for i in idx)
@@ -480,7 +516,8 @@ def _extremum(input: Tensor, dim, keepdim: bool, other, pick, pairwise, result_t
     if dim is None:
         return (amax if pick is argmax else amin)(input)
     indices = pick(input, dim, keepdim=True)
-    values = gather(input, dim, indices)
+    # argmax/argmin give indices in range: gather's range check (a guard while tracing) is not needed
+    values = apply(I.gather, input, indices, dim=_wrap_dim(dim, input.ndim))
     if not keepdim and input.ndim:
         values, indices = values.squeeze(dim), indices.squeeze(dim)
     return result_type(values, indices)
@@ -1018,13 +1055,25 @@ def index_put(input: Tensor, indices: tuple, values: Tensor, accumulate: bool = 
     return apply(I.index_put, input, _cast(values, input.dtype), *tensors, key=template, accumulate=accumulate)
 
 
+def _outside(index: Tensor, size: int) -> bool:
+    """Whether some index lies outside [0, size).
+
+    While a step is traced the test is recorded and its outcome becomes a guard: a replay with an index
+    out of range runs eagerly and raises, where the compiled gather would wrap a negative index.
+    Eagerly NumPy tests the array.
+    """
+    if TRACE.tracer is None:
+        data = index._data
+        return bool(data.size) and (data.min() < 0 or data.max() >= size)
+    return bool(((index < 0) | (index >= size)).any())
+
+
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     """The entries of index along dim."""
     if index.ndim > 1:
         raise IndexError("index_select(): Index is supposed to be a vector")
     dim = _wrap_dim(dim, input.ndim)
-    size = input._data.shape[dim] if input.ndim else 1
-    if index._data.size and (index._data.min() < 0 or index._data.max() >= size):
+    if _outside(index, input._data.shape[dim] if input.ndim else 1):
         raise IndexError("index out of range in self")
     template, tensors = parse_key((slice(None),) * dim + (index.reshape(-1),))
     return apply(I.index, input, *tensors, key=template)
@@ -1039,11 +1088,10 @@ def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
     if index._data.ndim != ndim:
         raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
     size = input._data.shape[dim] if ndim else 1
-    if index._data.size:
+    if _outside(index, size):
         highest, lowest = index._data.max(), index._data.min()
-        if highest >= size or lowest < 0:
-            raise RuntimeError(f"index {highest if highest >= size else lowest} is out of bounds for dimension "
-                               f"{dim} with size {size}")
+        raise RuntimeError(f"index {highest if highest >= size else lowest} is out of bounds for dimension "
+                           f"{dim} with size {size}")
     for d in range(ndim):
         if d != dim and index._data.shape[d] > input._data.shape[d]:
             raise RuntimeError(f"Size does not match at dimension {d} expected index {list(index.shape)} to be "
@@ -1062,6 +1110,7 @@ def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
 
 def masked_select(input: Tensor, mask: Tensor) -> Tensor:
     """The elements where mask (broadcast) is True, as a 1-D tensor."""
+    _data_dependent_shape("masked_select")
     shape = np.broadcast_shapes(input._data.shape, mask._data.shape)
     return getitem(expand(input, shape), expand(mask, shape))
 

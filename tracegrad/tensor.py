@@ -39,6 +39,12 @@ def _reads_data(t: "Tensor", how: str) -> None:
         TRACE.tracer.observe(t, how)
 
 
+def _data_dependent_shape(what: str) -> None:
+    """Tell an active tracer that an op's result shape depends on values: a graph can't hold it."""
+    if TRACE.tracer is not None:
+        TRACE.tracer.data_dependent_shape(what)
+
+
 class Size(tuple):
     """A tensor shape: a tuple of ints with ``numel()``."""
 
@@ -288,6 +294,8 @@ class Tensor:
     def data(self, value: "Tensor") -> None:
         if not isinstance(value, Tensor):
             raise TypeError(f"data must be a Tensor, got {type(value).__name__}")
+        if TRACE.tracer is not None:
+            TRACE.tracer.data_assigned(self, value)
         self._data = value._data
 
     def _owned_copy(self) -> "Tensor":
@@ -586,6 +594,7 @@ def _infer_array(data, dtype) -> np.ndarray:
 
 def _unwrap_nested(data):
     if isinstance(data, Tensor):
+        _reads_data(data, "conversion to a new tensor")
         return data._data
     if isinstance(data, (list, tuple)):
         return [_unwrap_nested(x) for x in data]
@@ -594,6 +603,9 @@ def _unwrap_nested(data):
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (numbers, nested lists, ndarrays or tensors)."""
+    if isinstance(data, Tensor) and TRACE.tracer is not None:
+        t = _recorded_conversion(data, dtype).clone()
+        return t.requires_grad_(True) if requires_grad else t
     arr = _infer_array(data, dtype)
     arr = np.array(arr, copy=True)
     dtypes.from_numpy(arr.dtype)
@@ -607,9 +619,16 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     """A tensor sharing memory with ``data`` where possible (ndarrays of the same dtype)."""
     if isinstance(data, Tensor) and (dtype is None or dtypes.to_dtype(dtype) is data.dtype):
         return data
+    if isinstance(data, Tensor) and TRACE.tracer is not None:
+        return _recorded_conversion(data, dtype)
     arr = _infer_array(data, dtype)
     dtypes.from_numpy(arr.dtype)
     return Tensor._make(arr)
+
+
+def _recorded_conversion(data: Tensor, dtype) -> Tensor:
+    """data's values, detached and cast to dtype, through ops a traced step records (never a constant of it)."""
+    return data.detach().to(dtypes.to_dtype(dtype) if dtype is not None else None)
 
 
 def from_numpy(arr: np.ndarray) -> Tensor:

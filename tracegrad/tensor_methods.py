@@ -209,8 +209,11 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
 
 
 def fill_(self: Tensor, value) -> Tensor:
-    """Set every element to value."""
-    value = value.item() if isinstance(value, Tensor) and not value._requires_grad else value
+    """Set every element to value (a number or a one-element tensor)."""
+    if isinstance(value, Tensor) and not value._requires_grad:
+        # Eagerly a Python number is the cheaper operand; while a step is traced the tensor stays in the
+        # graph (its number would be a guard on the exact value, failing whenever the value changes).
+        value = value.item() if TRACE.tracer is None else value.reshape(())
     ops.setitem(self, Ellipsis, value)
     return self
 
@@ -313,8 +316,19 @@ def scatter_add_(self: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     return copy_(self, ops.scatter_add(self, dim, index, src))
 
 
-for _name, _prim in [("mul_", E.mul), ("pow_", E.pow), ("remainder_", E.remainder)]:
+for _name, _prim in [("mul_", E.mul), ("pow_", E.pow)]:
     setattr(Tensor, _name, _binary_inplace(_prim))
+_remainder_inplace = _binary_inplace(E.remainder)
+
+
+def remainder_(self: Tensor, other) -> Tensor:
+    """self %= other (an integer tensor divided by zero raises, like remainder)."""
+    if self.dtype.category != dtypes.FLOAT:
+        ops._check_integer_divisor(_inplace_operand(self, other, "remainder_"))
+    return _remainder_inplace(self, other)
+
+
+Tensor.remainder_ = remainder_
 for _name, _prim in [("neg_", E.neg), ("exp_", E.exp), ("log_", E.log), ("sqrt_", E.sqrt), ("abs_", E.abs),
                      ("relu_", E.relu), ("sigmoid_", E.sigmoid), ("tanh_", E.tanh), ("sin_", E.sin),
                      ("cos_", E.cos), ("floor_", E.floor), ("ceil_", E.ceil), ("round_", E.round),

@@ -131,6 +131,10 @@ class Tracer:
             raise TraceUnsupported(f"can't compile the whole step: {reason}; remove it from the step or "
                                    f"use fullgraph=False to run it eagerly")
 
+    def data_dependent_shape(self, what: str) -> None:
+        """An op whose result shape depends on values: graphs have static shapes, so tracing stops."""
+        self.unsupported(f"{what} (its result has a data-dependent shape)")
+
     # ---- hooks called by the core ----------------------------------------------------------------
 
     def born_tensor(self, t: Tensor) -> None:
@@ -187,7 +191,7 @@ class Tracer:
     def record(self, prim, inputs, attrs: dict, out: Tensor) -> None:
         """One primitive application: a node whose result the output tensor now holds."""
         if prim.name == "index" and any(item[0] == "m" for item in attrs["key"]):
-            self.unsupported("boolean-mask indexing (its result has a data-dependent shape)")
+            self.data_dependent_shape("boolean-mask indexing")
             return
         operands = [self.value(t) for t in inputs]
         type_ = Type(out.dtype, out._data.shape)
@@ -209,6 +213,14 @@ class Tracer:
         self.values[id(t)] = self.value(result)
         if id(t) in self.lifted:
             self.rebound[id(t)] = t
+
+    def data_assigned(self, t: Tensor, value: Tensor) -> None:
+        """Python code set t.data = value: t holds value's values from now on (a write-back if t is an input)."""
+        if (t._data.shape, t._data.dtype) != (value._data.shape, value._data.dtype):
+            self.unsupported(f"assigning a {value.dtype.name}{list(value.shape)} tensor to .data of a "
+                             f"{t.dtype.name}{list(t.shape)} one (compiled buffers keep their shape and dtype)")
+            return
+        self.rebind(t, value)
 
     def hyper(self, container, key, dtype, name: str, index: int | None = None) -> Tensor:
         """A hyperparameter (container[key], or container[key][index], e.g. an optimizer's lr or a beta)
