@@ -132,14 +132,32 @@ def test_integer_and_boolean_graphs():
     _compare(graph, arrays, rtol=0, atol=0)
 
 
-def test_out_of_range_gather_index_raises_instead_of_reading_memory():
+@pytest.mark.parametrize("bad", [[[0], [7]], [[-1], [0]]])
+def test_out_of_range_gather_index_raises_the_eager_error_instead_of_reading_memory(bad):
     def step(x, idx):
         return x.gather(1, idx)
     graph, arrays = _graph_and_arrays(step, [tg.ones(2, 3), tg.tensor([[0], [2]])])
     kernel = compile_graph(graph)
-    arrays[[v.name for v in graph.inputs].index("idx")] = np.array([[0], [7]])
-    with pytest.raises(IndexError, match="out of range"):
+    arrays[[v.name for v in graph.inputs].index("idx")] = np.array(bad)
+    message = f"^index {bad[0][0] or bad[1][0]} is out of bounds for dimension 1 with size 3$"
+    with pytest.raises(RuntimeError, match=message):
         kernel(arrays)
+    with pytest.raises(RuntimeError, match=message):  # what the eager op raises (and PyTorch)
+        tg.ones(2, 3).gather(1, tg.tensor(bad))
+
+
+def test_a_kernel_that_raises_on_an_index_has_written_nothing_back():
+    def step(w, idx):
+        w.mul_(2)  # a write-back whose loop comes before the gather's index check
+        return w.gather(1, idx)
+    graph, arrays = _graph_and_arrays(step, [tg.ones(2, 3), tg.tensor([[0], [2]])])
+    kernel = compile_graph(graph)
+    names = [v.name for v in graph.inputs]
+    arrays[names.index("idx")] = np.array([[0], [3]])
+    before = arrays[names.index("w")].copy()
+    with pytest.raises(RuntimeError, match="index 3 is out of bounds"):
+        kernel(arrays)
+    assert np.array_equal(arrays[names.index("w")], before)
 
 
 def test_a_graph_with_an_op_it_cannot_lower_is_reported_not_crashed(monkeypatch):
