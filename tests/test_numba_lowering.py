@@ -5,6 +5,7 @@ compile; each case still gets its own output compared.
 """
 import inspect
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -227,6 +228,56 @@ def test_matmul_of_a_callers_transposed_or_strided_arrays():
         assert all(not passed[names.index(n)].flags.c_contiguous for n in ("x", "w"))
         for g, e in zip(kernel(passed), expected):
             np.testing.assert_allclose(g, e, rtol=2e-6, atol=2e-6)
+
+
+BATCHED_MATMULS = {  # name -> the shapes of a and b in a @ b
+    "3-D @ 2-D": ((2, 3, 4), (4, 5)), "2-D @ 3-D": ((3, 4), (2, 4, 5)), "3-D @ 3-D": ((2, 3, 4), (2, 4, 5)),
+    "3-D @ 3-D of batch 1": ((2, 3, 4), (1, 4, 5)), "3-D of batch 1 @ 3-D": ((1, 3, 4), (2, 4, 5)),
+    "1-D @ 3-D": ((4,), (2, 4, 5)), "3-D @ 1-D": ((2, 3, 4), (4,)), "4-D @ broadcast 3-D": ((2, 1, 3, 4), (3, 4, 5)),
+}
+
+
+@pytest.mark.parametrize("shapes", BATCHED_MATMULS.values(), ids=BATCHED_MATMULS.keys())
+def test_batched_and_broadcast_matmuls_and_their_gradients_match_the_interpreter_and_eager(shapes):
+    def step(a, b):
+        out = a @ b
+        (out * out.tanh()).sum().backward()  # a cotangent that is not the product itself
+        return out, a.grad, b.grad
+    rng = np.random.default_rng(6)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    graph, graph_arrays = _graph_and_arrays(step, [tg.tensor(x, requires_grad=True) for x in arrays])
+    kernel = _compare(graph, graph_arrays, rtol=1e-5, atol=1e-5)
+    eager = step(*(tg.tensor(x, requires_grad=True) for x in arrays))
+    for got, want in zip(kernel([a.copy() for a in graph_arrays]), eager):
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_compiled_step_with_linear_on_a_3d_input_equals_eager():
+    from tracegrad.compiler import CompileWarning
+
+    def run(compiled: bool) -> list:
+        tg.manual_seed(0)
+        model = tg.nn.Sequential(tg.nn.Linear(4, 6), tg.nn.Tanh(), tg.nn.Linear(6, 3))
+        opt = tg.optim.Adam(model.parameters(), lr=0.01)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+        fn = tg.compile(step, backend="numba") if compiled else step
+        rng = np.random.default_rng(7)
+        losses = [float(fn(*(tg.tensor(rng.standard_normal(s).astype(np.float32)) for s in ((2, 5, 4), (2, 5, 3)))))
+                  for _ in range(6)]
+        return losses + [p.detach().numpy() for p in model.parameters()]
+
+    expected = run(compiled=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)  # no variant falls back to the interpreter
+        got = run(compiled=True)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -134,7 +134,7 @@ class _Generator:
             if producer is None or ids.count(v.id) > 1 or not v.type.shape or v.id in self.in_place:
                 continue
             prim = REGISTRY[producer.prim]
-            product = producer.prim == "matmul" and len(v.type.shape) == 2 and v.id not in self.transposed_products
+            product = producer.prim == "matmul" and v.id not in self.transposed_products
             transposed = producer.prim == "permute" and producer.operands[0].id in self.transposed_products
             if prim.scalar is not None or prim.reducer is not None or product or transposed:
                 direct.add(self.name(v))

@@ -1,6 +1,7 @@
 """Lowerings of the nodes that are not loop units: BLAS matmul, views, gather/scatter and index loops."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,19 +27,43 @@ def _matmul(gen: "_Generator", n: Node) -> str:
     if len(n.out.type.shape) == 2:
         gen.emit(1, _product(gen, out, gen.array(a), gen.array(b)))
         return "C"
-    # batched: one np.dot per batch element, the batch dimensions broadcast by the index
-    batch = n.out.type.shape[:-2]
     gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
-    operands = []
-    for v in (a, b):
-        name = f"m{v.id}"
-        gen.emit(1, f"{name} = {gen.row_major(v)}")
-        parts = broadcast_index(v.type.shape[:-2], batch)
-        operands.append(f"{name}[{', '.join(parts + ['...'])}]")
+    if a.type.shape[:-2] == n.out.type.shape[:-2] and all(s == 1 for s in b.type.shape[:-2]):
+        _rows_product(gen, n)
+    else:
+        _batched_product(gen, n)
+    return "C"
+
+
+def _rows_product(gen: "_Generator", n: Node) -> None:
+    """A stack of matrices times one matrix ([B, T, F] @ [F, O]) as one product of [B*T, F] rows:
+    one BLAS call, not one per matrix."""
+    a, b = n.operands
+    rows, inner, columns = math.prod(a.type.shape[:-1]), a.type.shape[-1], b.type.shape[-1]
+    matrix = f"{gen.array(b)}[{', '.join(['0'] * (len(b.type.shape) - 2))}]" if len(b.type.shape) > 2 else gen.array(b)
+    gen.emit(1, f"rt.matmul_into({gen.row_major(a)}.reshape(({rows}, {inner})), {matrix}, "
+                f"{gen.name(n.out)}.reshape(({rows}, {columns})))")
+
+
+def _batched_product(gen: "_Generator", n: Node) -> None:
+    """One BLAS product per matrix of the result, in loops over its batch dims (which broadcast)."""
+    batch = n.out.type.shape[:-2]
+    a, b = (_batch_operand(gen, v, batch) for v in n.operands)
     for k, size in enumerate(batch):
         gen.emit(1 + k, f"for i{k} in range({size}):")
-    gen.emit(1 + len(batch), f"rt.matmul_into({operands[0]}, {operands[1]}, {out}[{', '.join(f'i{k}' for k in range(len(batch)))}])")
-    return "C"
+    gen.emit(1 + len(batch), f"rt.matmul_into({a}, {b}, {gen.name(n.out)}[{', '.join(f'i{k}' for k in range(len(batch)))}])")
+
+
+def _batch_operand(gen: "_Generator", v: Value, batch: tuple) -> str:
+    """v's matrix at the batch loops' index (broadcast): a strided view is made row-major once, before
+    the loops, not copied by the BLAS helper in every iteration."""
+    name = gen.array(v)
+    if gen.layout.get(v.id, "C") == "A":
+        gen.emit(1, f"m{v.id} = np.ascontiguousarray({name})")
+        name = f"m{v.id}"
+    if len(v.type.shape) == 2:
+        return name
+    return f"{name}[{', '.join(broadcast_index(v.type.shape[:-2], batch))}]"
 
 
 def _product(gen: "_Generator", out: str, a: str, b: str) -> str:
