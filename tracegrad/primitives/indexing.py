@@ -60,14 +60,15 @@ def _bounds_error(prim: str, idx: np.ndarray, dim: int, size: int) -> Exception 
     return out_of_bounds(prim, int(idx[(idx < lowest) | (idx >= size)][0]), dim, size)
 
 
-def _tensor_bounds_error(prim: str, key: tuple, index_arrays: tuple, shape: tuple) -> Exception | None:
-    """The error for the first integer index tensor of ``key`` holding a value out of its dimension's range."""
+def _key_bounds_error(prim: str, key: tuple, index_arrays: tuple, shape: tuple) -> Exception | None:
+    """The error for the first integer or integer index tensor of ``key`` out of its dimension's range."""
     widths = [index_arrays[item[1]].ndim if item[0] == "m" else 0 if item[0] in "ne" else 1 for item in key]
     rest = len(shape) - sum(widths)  # the dims an Ellipsis stands for
     dim = 0
     for item, width in zip(key, widths):
-        if item[0] == "t":
-            error = _bounds_error(prim, index_arrays[item[1]], dim, shape[dim])
+        if item[0] in "it" and dim < len(shape):
+            index = np.asarray(item[1]) if item[0] == "i" else index_arrays[item[1]]
+            error = _bounds_error(prim, index, dim, shape[dim])
             if error is not None:
                 return error
         dim += rest if item[0] == "e" else width
@@ -80,8 +81,8 @@ def _index_impl(x, *index_arrays, key):
         key = key + (("e",),)
     try:
         return x[build_key(key, index_arrays)]
-    except IndexError as error:  # NumPy's words for a bad index tensor say "axis"; PyTorch's are kept
-        raise _tensor_bounds_error("index", key, index_arrays, x.shape) or error from None
+    except IndexError as error:  # NumPy's words for a bad index say "axis"; PyTorch's are kept
+        raise _key_bounds_error("index", key, index_arrays, x.shape) or error from None
 
 
 def _index_shape(in_shapes, key):
@@ -114,7 +115,7 @@ def put(out: np.ndarray, values, index_arrays: tuple, key: tuple, accumulate: bo
         else:
             out[build_key(key, index_arrays)] += values
     except IndexError as error:
-        raise _tensor_bounds_error("index_put", key, index_arrays, out.shape) or error from None
+        raise _key_bounds_error("index_put", key, index_arrays, out.shape) or error from None
 
 
 def _flatten_masks(key: tuple) -> tuple:
