@@ -5,6 +5,7 @@ compile; each case still gets its own output compared.
 """
 import inspect
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -132,14 +133,32 @@ def test_integer_and_boolean_graphs():
     _compare(graph, arrays, rtol=0, atol=0)
 
 
-def test_out_of_range_gather_index_raises_instead_of_reading_memory():
+@pytest.mark.parametrize("bad", [[[0], [7]], [[-1], [0]]])
+def test_out_of_range_gather_index_raises_the_eager_error_instead_of_reading_memory(bad):
     def step(x, idx):
         return x.gather(1, idx)
     graph, arrays = _graph_and_arrays(step, [tg.ones(2, 3), tg.tensor([[0], [2]])])
     kernel = compile_graph(graph)
-    arrays[[v.name for v in graph.inputs].index("idx")] = np.array([[0], [7]])
-    with pytest.raises(IndexError, match="out of range"):
+    arrays[[v.name for v in graph.inputs].index("idx")] = np.array(bad)
+    message = f"^index {bad[0][0] or bad[1][0]} is out of bounds for dimension 1 with size 3$"
+    with pytest.raises(RuntimeError, match=message):
         kernel(arrays)
+    with pytest.raises(RuntimeError, match=message):  # what the eager op raises (and PyTorch)
+        tg.ones(2, 3).gather(1, tg.tensor(bad))
+
+
+def test_a_kernel_that_raises_on_an_index_has_written_nothing_back():
+    def step(w, idx):
+        w.mul_(2)  # a write-back whose loop comes before the gather's index check
+        return w.gather(1, idx)
+    graph, arrays = _graph_and_arrays(step, [tg.ones(2, 3), tg.tensor([[0], [2]])])
+    kernel = compile_graph(graph)
+    names = [v.name for v in graph.inputs]
+    arrays[names.index("idx")] = np.array([[0], [3]])
+    before = arrays[names.index("w")].copy()
+    with pytest.raises(RuntimeError, match="index 3 is out of bounds"):
+        kernel(arrays)
+    assert np.array_equal(arrays[names.index("w")], before)
 
 
 def test_a_graph_with_an_op_it_cannot_lower_is_reported_not_crashed(monkeypatch):
@@ -209,6 +228,56 @@ def test_matmul_of_a_callers_transposed_or_strided_arrays():
         assert all(not passed[names.index(n)].flags.c_contiguous for n in ("x", "w"))
         for g, e in zip(kernel(passed), expected):
             np.testing.assert_allclose(g, e, rtol=2e-6, atol=2e-6)
+
+
+BATCHED_MATMULS = {  # name -> the shapes of a and b in a @ b
+    "3-D @ 2-D": ((2, 3, 4), (4, 5)), "2-D @ 3-D": ((3, 4), (2, 4, 5)), "3-D @ 3-D": ((2, 3, 4), (2, 4, 5)),
+    "3-D @ 3-D of batch 1": ((2, 3, 4), (1, 4, 5)), "3-D of batch 1 @ 3-D": ((1, 3, 4), (2, 4, 5)),
+    "1-D @ 3-D": ((4,), (2, 4, 5)), "3-D @ 1-D": ((2, 3, 4), (4,)), "4-D @ broadcast 3-D": ((2, 1, 3, 4), (3, 4, 5)),
+}
+
+
+@pytest.mark.parametrize("shapes", BATCHED_MATMULS.values(), ids=BATCHED_MATMULS.keys())
+def test_batched_and_broadcast_matmuls_and_their_gradients_match_the_interpreter_and_eager(shapes):
+    def step(a, b):
+        out = a @ b
+        (out * out.tanh()).sum().backward()  # a cotangent that is not the product itself
+        return out, a.grad, b.grad
+    rng = np.random.default_rng(6)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    graph, graph_arrays = _graph_and_arrays(step, [tg.tensor(x, requires_grad=True) for x in arrays])
+    kernel = _compare(graph, graph_arrays, rtol=1e-5, atol=1e-5)
+    eager = step(*(tg.tensor(x, requires_grad=True) for x in arrays))
+    for got, want in zip(kernel([a.copy() for a in graph_arrays]), eager):
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_compiled_step_with_linear_on_a_3d_input_equals_eager():
+    from tracegrad.compiler import CompileWarning
+
+    def run(compiled: bool) -> list:
+        tg.manual_seed(0)
+        model = tg.nn.Sequential(tg.nn.Linear(4, 6), tg.nn.Tanh(), tg.nn.Linear(6, 3))
+        opt = tg.optim.Adam(model.parameters(), lr=0.01)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+        fn = tg.compile(step, backend="numba") if compiled else step
+        rng = np.random.default_rng(7)
+        losses = [float(fn(*(tg.tensor(rng.standard_normal(s).astype(np.float32)) for s in ((2, 5, 4), (2, 5, 3)))))
+                  for _ in range(6)]
+        return losses + [p.detach().numpy() for p in model.parameters()]
+
+    expected = run(compiled=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)  # no variant falls back to the interpreter
+        got = run(compiled=True)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -379,6 +379,22 @@ def test_bad_index_raises_index_error(key):
         tg.ones(3, 3)[key]
 
 
+@pytest.mark.parametrize("op, error, message", [
+    (lambda t: t[tg.tensor([0, 3])], IndexError, "index 3 is out of bounds for dimension 0 with size 3"),
+    (lambda t: t[:, tg.tensor([-4])], IndexError, "index -4 is out of bounds for dimension 1 with size 3"),
+    (lambda t: t[1, 5], IndexError, "index 5 is out of bounds for dimension 1 with size 3"),
+    (lambda t: t.__setitem__(tg.tensor([4]), 0.0), IndexError, "index 4 is out of bounds for dimension 0 with size 3"),
+    (lambda t: t.gather(1, tg.tensor([[0], [-1], [1]])), RuntimeError,
+     "index -1 is out of bounds for dimension 1 with size 3"),
+    (lambda t: t.scatter_add(0, tg.tensor([[-1, 0, 0]]), tg.ones(1, 3)), RuntimeError,
+     "index -1 is out of bounds for dimension 0 with size 3"),
+], ids=["index", "negative index", "integer", "setitem", "gather", "scatter_add"])
+def test_out_of_range_indices_raise_pytorchs_error(op, error, message):
+    """x[idx] counts negative indices from the end, gather and scatter_add take none (PyTorch's rules)."""
+    with pytest.raises(error, match=f"^{message}$"):
+        op(tg.ones(3, 3))
+
+
 def test_index_select_out_of_range_raises_index_error():
     with pytest.raises(IndexError):
         tg.ones(3).index_select(0, tg.tensor([3]))

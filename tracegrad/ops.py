@@ -1046,7 +1046,7 @@ def setitem(input: Tensor, key, value) -> None:
     if value.dtype is not input.dtype:
         value = _cast(value, input.dtype)
     input._inplace(I.index_put, value, *tensors, key=template, accumulate=False,
-                   direct=lambda dst, v, *idx: dst.__setitem__(I.build_key(template, idx), v))
+                   direct=lambda dst, v, *idx: I.put(dst, v, idx, template, accumulate=False))
 
 
 def index_put(input: Tensor, indices: tuple, values: Tensor, accumulate: bool = False) -> Tensor:
@@ -1087,12 +1087,7 @@ def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
         raise RuntimeError(f"gather(): Expected dtype int64 for index, got {index.dtype}")
     if index._data.ndim != ndim:
         raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
-    size = input._data.shape[dim] if ndim else 1
-    if _outside(index, size):
-        highest, lowest = index._data.max(), index._data.min()
-        raise RuntimeError(f"index {highest if highest >= size else lowest} is out of bounds for dimension "
-                           f"{dim} with size {size}")
-    for d in range(ndim):
+    for d in range(ndim):  # index values are checked by the primitive (replays of compiled steps too)
         if d != dim and index._data.shape[d] > input._data.shape[d]:
             raise RuntimeError(f"Size does not match at dimension {d} expected index {list(index.shape)} to be "
                                f"smaller than self {list(input.shape)} apart from dimension {dim}")

@@ -139,7 +139,9 @@ def schedule(graph: Graph) -> list[list[Node]]:
     to or from it join as well (a backward pass reading forward values becomes one pass over memory).
     Then an elementwise chain whose values only a later loop of the same shape reads moves into that
     loop, when what the chain reads is stored anyway (``_sink_into_reader``). The units are then
-    ordered so that each comes after every unit it reads from.
+    ordered so that each comes after every unit it reads from, and the units guards read come first
+    (guard by guard, in the order they were traced): a kernel checks a guard before any node its value
+    doesn't need can raise (when the guard fails the trace doesn't apply, so that error isn't the user's).
     """
     position = {id(n): i for i, n in enumerate(graph.nodes)}
     units: list[list[Node]] = []
@@ -224,7 +226,7 @@ def schedule(graph: Graph) -> list[list[Node]]:
             visit(d)
         if units[u]:
             order.append(units[u])
-    for u in range(len(units)):
+    for u in [unit_of[v.id] for v, _, _ in graph.guards if v.id in unit_of] + list(range(len(units))):
         visit(u)
     return order
 

@@ -32,11 +32,57 @@ def build_key(key: tuple, arrays) -> tuple:
     return tuple(out)
 
 
+# ---- index bounds ---------------------------------------------------------------------------------
+#
+# What each primitive accepts as an index into a dimension of size n, and what it raises otherwise, as
+# PyTorch does: x[idx] (index, index_put) counts negative indices from the end (-n..n-1, IndexError
+# beyond), gather and scatter_add take 0..n-1 (RuntimeError). The Numba kernels check with the same rule
+# and raise the same error (out_of_bounds), so a compiled step fails exactly as the eager step does.
+BOUNDS = {"index": (True, IndexError), "index_put": (True, IndexError),
+          "gather": (False, RuntimeError), "scatter_add": (False, RuntimeError)}
+
+
+def lowest_index(prim: str, size: int) -> int:
+    """The lowest index ``prim`` accepts into a dimension of ``size`` (the highest is size - 1)."""
+    return -size if BOUNDS[prim][0] else 0
+
+
+def out_of_bounds(prim: str, index: int, dim: int, size: int) -> Exception:
+    """The error ``prim`` raises for ``index`` outside dimension ``dim`` of ``size`` (PyTorch's words)."""
+    return BOUNDS[prim][1](f"index {index} is out of bounds for dimension {dim} with size {size}")
+
+
+def _bounds_error(prim: str, idx: np.ndarray, dim: int, size: int) -> Exception | None:
+    """out_of_bounds for the first value of idx (in row-major order) that ``prim`` rejects; None if none."""
+    lowest = lowest_index(prim, size)
+    if not idx.size or (idx.min() >= lowest and idx.max() < size):
+        return None
+    return out_of_bounds(prim, int(idx[(idx < lowest) | (idx >= size)][0]), dim, size)
+
+
+def _key_bounds_error(prim: str, key: tuple, index_arrays: tuple, shape: tuple) -> Exception | None:
+    """The error for the first integer or integer index tensor of ``key`` out of its dimension's range."""
+    widths = [index_arrays[item[1]].ndim if item[0] == "m" else 0 if item[0] in "ne" else 1 for item in key]
+    rest = len(shape) - sum(widths)  # the dims an Ellipsis stands for
+    dim = 0
+    for item, width in zip(key, widths):
+        if item[0] in "it" and dim < len(shape):
+            index = np.asarray(item[1]) if item[0] == "i" else index_arrays[item[1]]
+            error = _bounds_error(prim, index, dim, shape[dim])
+            if error is not None:
+                return error
+        dim += rest if item[0] == "e" else width
+    return None
+
+
 def _index_impl(x, *index_arrays, key):
     if not index_arrays and ("e",) not in key:
         # A trailing Ellipsis makes NumPy return a 0-d view instead of a scalar copy (x[0] of a vector).
         key = key + (("e",),)
-    return x[build_key(key, index_arrays)]
+    try:
+        return x[build_key(key, index_arrays)]
+    except IndexError as error:  # NumPy's words for a bad index say "axis"; PyTorch's are kept
+        raise _key_bounds_error("index", key, index_arrays, x.shape) or error from None
 
 
 def _index_shape(in_shapes, key):
@@ -52,16 +98,24 @@ index = Primitive("index", "movement", _index_impl, shape_rule=_index_shape, dty
 
 def _index_put_impl(x, values, *index_arrays, key, accumulate):
     out = x.copy()
-    if not accumulate:
-        out[build_key(key, index_arrays)] = values
-    elif any(a.dtype.kind in "iu" for a in index_arrays):
-        # Integer indices may repeat: add.at accumulates every occurrence (boolean masks can't repeat,
-        # so they are turned into integer positions for it).
-        arrays = [np.nonzero(a) if a.dtype == np.bool_ else a for a in index_arrays]
-        np.add.at(out, _flatten_masks(build_key(key, arrays)), values)
-    else:
-        out[build_key(key, index_arrays)] += values
+    put(out, values, index_arrays, key, accumulate)
     return out
+
+
+def put(out: np.ndarray, values, index_arrays: tuple, key: tuple, accumulate: bool) -> None:
+    """out[key] = values (or += values, every repeated integer index counted) in place."""
+    try:
+        if not accumulate:
+            out[build_key(key, index_arrays)] = values
+        elif any(a.dtype.kind in "iu" for a in index_arrays):
+            # Integer indices may repeat: add.at accumulates every occurrence (boolean masks can't repeat,
+            # so they are turned into integer positions for it).
+            arrays = [np.nonzero(a) if a.dtype == np.bool_ else a for a in index_arrays]
+            np.add.at(out, _flatten_masks(build_key(key, arrays)), values)
+        else:
+            out[build_key(key, index_arrays)] += values
+    except IndexError as error:
+        raise _key_bounds_error("index_put", key, index_arrays, out.shape) or error from None
 
 
 def _flatten_masks(key: tuple) -> tuple:
@@ -123,13 +177,22 @@ def _along_axis_grid(index: np.ndarray, dim: int) -> tuple:
     return tuple(grid)
 
 
+def _check_along_axis(prim: str, x: np.ndarray, idx: np.ndarray, dim: int) -> None:
+    """Raise like PyTorch when idx holds a position outside x's dimension ``dim`` (NumPy would wrap -1)."""
+    error = _bounds_error(prim, idx, dim, x.shape[dim] if x.ndim else 1)  # a scalar: one element
+    if error is not None:
+        raise error
+
+
 def _gather_impl(x, idx, dim):
+    _check_along_axis("gather", x, idx, dim)
     if x.ndim == 0:  # a scalar has one element along its only "dimension"
         return x.copy()
     return x[_along_axis_grid(idx, dim)]
 
 
 def _scatter_add_impl(x, idx, src, dim):
+    _check_along_axis("scatter_add", x, idx, dim)
     if x.ndim == 0:
         return x + src
     out = x.copy()

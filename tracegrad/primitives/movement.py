@@ -108,5 +108,14 @@ def _matmul_vjp(node, g):
         gb = Tensor._make(matmul.impl(permute.impl(a._data, dims=(1, 0)), g._data)) if need_b else None
         return ga, gb  # two matrices: sum_to_shape has nothing to sum
     ga = sum_to_shape(apply(matmul, g, swap_last_two(b)), node.in_shapes[0]) if need_a else None
-    gb = sum_to_shape(apply(matmul, swap_last_two(a), g), node.in_shapes[1]) if need_b else None
+    if need_b and len(node.in_shapes[1]) == 2:  # one matrix b: the batch of a and g folds into their rows
+        gb = apply(matmul, swap_last_two(_rows(a)), _rows(g))  # one product, not one per matrix then a sum
+    else:
+        gb = sum_to_shape(apply(matmul, swap_last_two(a), g), node.in_shapes[1]) if need_b else None
     return ga, gb
+
+
+def _rows(x):
+    """x as one matrix: its leading dims folded into the rows ([B, T, F] -> [B*T, F])."""
+    shape = x._data.shape
+    return x if len(shape) == 2 else apply(reshape, x, shape=(math.prod(shape[:-1]), shape[-1]))

@@ -15,7 +15,8 @@ import numpy as np
 from ...ir import Graph, GuardFailure, run
 from . import cache
 from .codegen import JIT_OPTIONS, Unsupported, generate
-from .runtime import GuardFailed
+from ...primitives.indexing import out_of_bounds
+from .runtime import GuardFailed, IndexOutOfBounds
 from .source import numba_threads
 
 LOG = logging.getLogger("tracegrad")
@@ -49,7 +50,7 @@ class Kernel:
         # the caller's arrays as they are: Numba compiles a variant for a strided one, no copies here
         self.pick = operator.itemgetter(*chosen) if len(chosen) > 1 else lambda arrays: tuple(arrays[i] for i in chosen)
         self.name, self.guards, self.ready = graph.name, graph.guards, False
-        self.llvm_opt = module.LLVM_OPT
+        self.llvm_opt, self.index_errors = module.LLVM_OPT, module.INDEX_ERRORS
         self.output_types = [(v.type.shape, v.type.dtype.np) for v in graph.outputs]
         self.buffers: collections.deque = collections.deque()  # output sets of earlier calls, oldest first
         self.unheld = [_UNHELD] * len(graph.outputs)
@@ -64,6 +65,10 @@ class Kernel:
             value, expected, source = self.guards[failed.args[0]]
             got = (not expected) if isinstance(expected, bool) else "a different value"
             raise GuardFailure(source, expected, got) from None
+        except IndexOutOfBounds as bad:  # the error the primitive raises eagerly
+            check, index = bad.args
+            prim, dim, size = self.index_errors[check]
+            raise out_of_bounds(prim, index, dim, size) from None
         finally:
             self.buffers.append(outputs)
             if len(self.buffers) > 2:

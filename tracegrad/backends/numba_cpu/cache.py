@@ -65,12 +65,14 @@ def kernel_key(graph_hash: str, backend: str, options: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _code_digest() -> str:
-    """Hash of the code generator, the helpers kernels call and the primitives' loop templates.
+    """Hash of the code generator (with the scheduler that orders a kernel), the helpers kernels call and
+    the primitives' loop templates.
 
     Numba's cache notices neither a change of the generator nor of a helper a kernel calls.
     """
     package = Path(__file__).parents[2]
-    files = sorted((package / "backends" / "numba_cpu").glob("*.py")) + sorted((package / "primitives").glob("*.py"))
+    files = sorted((package / "backends" / "numba_cpu").glob("*.py")) + sorted((package / "primitives").glob("*.py")) + \
+        [package / "ir" / "passes.py"]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 

@@ -7,7 +7,8 @@ elsewhere are stored at the end of the body, and reductions accumulate in the sa
 scalar when they reduce the innermost axes): ``loops.LoopNest``. Other nodes have a lowering in
 ``lowerings``: BLAS (``rt.dot``) for matmul, views for movement, loops for gather, scatter, index
 tensors and argmax. Write-backs store into the caller's buffers; where nothing reads the old value later, the loop computing the new value writes it in
-place. Guards raise ``rt.GuardFailed`` before any write-back happens.
+place. Guards raise ``rt.GuardFailed`` and index checks ``rt.IndexOutOfBounds`` before any write-back
+happens (and a guard before any node its value doesn't need: ``ir.passes.schedule``).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ...ir.graph import Graph, Node, Value
 from ...ir.passes import schedule
 from ...primitives import REGISTRY
 from .loops import LoopNest
-from .lowerings import LOWERINGS
+from .lowerings import LOWERINGS, checks_indices
 from .source import index_text, literal, scalar_type
 
 # A kernel whose loops are all smaller than this is compiled with LLVM at -O1: measured on W1 and W4,
@@ -45,7 +46,8 @@ class _Generator:
         # value id -> the variable that already holds it (a buffer updated in place, a loop's scalar):
         # no `v5 = t5` renaming statements, each of which Numba would type, lower and count references for
         self.held_in: dict[int, str] = {}
-        self.checked_indices: set = set()  # (index tensor id, size) pairs bound-checked so far
+        self.checked_indices: set = set()  # (index tensor id, lowest, size) bound checks emitted so far
+        self.index_errors: list = []  # per rt.IndexOutOfBounds number: (primitive, dimension, size)
         self.units = schedule(graph)
         self.position = {n.out.id: i for i, unit in enumerate(self.units) for n in unit}
         self.producer = {n.out.id: n for n in graph.nodes}
@@ -72,15 +74,17 @@ class _Generator:
         """src id -> dst input: write-backs whose loop can store the new value straight into the buffer.
 
         Safe when the value is computed element by element in a loop of the buffer's shape, after every
-        guard, and nothing reads the old value afterwards (reads in that loop itself are at the same
-        index and come before the stores at the end of the loop body).
+        guard and index check (a kernel that raises has changed nothing), and nothing reads the old value
+        afterwards (reads in that loop itself are at the same index and come before the stores at the
+        end of the loop body).
         """
         dst_count: dict[int, int] = {}
         src_count: dict[int, int] = {}
         for dst, src in self.graph.writebacks:
             dst_count[dst.id] = dst_count.get(dst.id, 0) + 1
             src_count[src.id] = src_count.get(src.id, 0) + 1
-        last_guard = max((self.position.get(v.id, -1) for v, _, _ in self.graph.guards), default=-1)
+        last_check = max([self.position.get(v.id, -1) for v, _, _ in self.graph.guards] +
+                         [self.position[n.out.id] for n in self.graph.nodes if checks_indices(n)], default=-1)
         outputs = {v.id for v in self.graph.outputs}
         written_from = {src.id for _, src in self.graph.writebacks}
         chosen = {}
@@ -92,7 +96,7 @@ class _Generator:
                     or dst.id in written_from:
                 continue
             where = self.position[src.id]
-            if where <= last_guard:
+            if where <= last_check:
                 continue
             if self._old_value_read_after(dst, where, self.units[where]):
                 continue
@@ -130,7 +134,7 @@ class _Generator:
             if producer is None or ids.count(v.id) > 1 or not v.type.shape or v.id in self.in_place:
                 continue
             prim = REGISTRY[producer.prim]
-            product = producer.prim == "matmul" and len(v.type.shape) == 2 and v.id not in self.transposed_products
+            product = producer.prim == "matmul" and v.id not in self.transposed_products
             transposed = producer.prim == "permute" and producer.operands[0].id in self.transposed_products
             if prim.scalar is not None or prim.reducer is not None or product or transposed:
                 direct.add(self.name(v))
@@ -268,6 +272,8 @@ class _Generator:
         self.emit(0, "")
         self.emit(0, f"ENTRY = {entry}")
         self.emit(0, f"ARG_IDS = {tuple(v.id for v in args)}  # the graph inputs {entry} takes, in order")
+        self.emit(0, f"INDEX_ERRORS = {tuple(self.index_errors)}  # rt.IndexOutOfBounds(k, index): "
+                     f"k -> (primitive, dimension, size)")
         opt = 1 if self.largest_loop < FULL_OPTIMIZATION_MIN_ELEMENTS else 3
         self.emit(0, f"LLVM_OPT = {opt}  # loops of {self.largest_loop} elements at most")
         header = [f"# tracegrad kernel: graph {graph.name}, {len(graph.nodes)} nodes in {len(self.units)} units",

@@ -1,6 +1,7 @@
 """Lowerings of the nodes that are not loop units: BLAS matmul, views, gather/scatter and index loops."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -8,6 +9,7 @@ import numpy as np
 from .. import Unsupported
 from ...ir.graph import Node, Value
 from ...primitives.base import broadcast_shapes
+from ...primitives.indexing import lowest_index
 from .source import broadcast_index, index_text, key_text
 
 if TYPE_CHECKING:
@@ -25,19 +27,43 @@ def _matmul(gen: "_Generator", n: Node) -> str:
     if len(n.out.type.shape) == 2:
         gen.emit(1, _product(gen, out, gen.array(a), gen.array(b)))
         return "C"
-    # batched: one np.dot per batch element, the batch dimensions broadcast by the index
-    batch = n.out.type.shape[:-2]
     gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
-    operands = []
-    for v in (a, b):
-        name = f"m{v.id}"
-        gen.emit(1, f"{name} = {gen.row_major(v)}")
-        parts = broadcast_index(v.type.shape[:-2], batch)
-        operands.append(f"{name}[{', '.join(parts + ['...'])}]")
+    if a.type.shape[:-2] == n.out.type.shape[:-2] and all(s == 1 for s in b.type.shape[:-2]):
+        _rows_product(gen, n)
+    else:
+        _batched_product(gen, n)
+    return "C"
+
+
+def _rows_product(gen: "_Generator", n: Node) -> None:
+    """A stack of matrices times one matrix ([B, T, F] @ [F, O]) as one product of [B*T, F] rows:
+    one BLAS call, not one per matrix."""
+    a, b = n.operands
+    rows, inner, columns = math.prod(a.type.shape[:-1]), a.type.shape[-1], b.type.shape[-1]
+    matrix = f"{gen.array(b)}[{', '.join(['0'] * (len(b.type.shape) - 2))}]" if len(b.type.shape) > 2 else gen.array(b)
+    gen.emit(1, f"rt.matmul_into({gen.row_major(a)}.reshape(({rows}, {inner})), {matrix}, "
+                f"{gen.name(n.out)}.reshape(({rows}, {columns})))")
+
+
+def _batched_product(gen: "_Generator", n: Node) -> None:
+    """One BLAS product per matrix of the result, in loops over its batch dims (which broadcast)."""
+    batch = n.out.type.shape[:-2]
+    a, b = (_batch_operand(gen, v, batch) for v in n.operands)
     for k, size in enumerate(batch):
         gen.emit(1 + k, f"for i{k} in range({size}):")
-    gen.emit(1 + len(batch), f"rt.matmul_into({operands[0]}, {operands[1]}, {out}[{', '.join(f'i{k}' for k in range(len(batch)))}])")
-    return "C"
+    gen.emit(1 + len(batch), f"rt.matmul_into({a}, {b}, {gen.name(n.out)}[{', '.join(f'i{k}' for k in range(len(batch)))}])")
+
+
+def _batch_operand(gen: "_Generator", v: Value, batch: tuple) -> str:
+    """v's matrix at the batch loops' index (broadcast): a strided view is made row-major once, before
+    the loops, not copied by the BLAS helper in every iteration."""
+    name = gen.array(v)
+    if gen.layout.get(v.id, "C") == "A":
+        gen.emit(1, f"m{v.id} = np.ascontiguousarray({name})")
+        name = f"m{v.id}"
+    if len(v.type.shape) == 2:
+        return name
+    return f"{name}[{', '.join(broadcast_index(v.type.shape[:-2], batch))}]"
 
 
 def _product(gen: "_Generator", out: str, a: str, b: str) -> str:
@@ -91,46 +117,71 @@ def _cat(gen: "_Generator", n: Node) -> str:
     return "C"
 
 
-def _along_axis(gen: "_Generator", n: Node, idx: Value, size: int, dim: int) -> tuple[int, list, list]:
-    """Open loops over idx's shape and bound-check idx; returns (indentation of the loop body, index of
-    idx, index of the indexed array). A size-1 dim gets no loop (its index is 0), and an index tensor
-    checked against this size before is not checked again (values are never overwritten)."""
+def checks_indices(n: Node) -> bool:
+    """Whether n's lowering checks index values, and so may raise (gather, scatter_add, index tensors)."""
+    return n.prim in ("gather", "scatter_add") or any(item[0] == "t" for item in n.attrs.get("key", ()))
+
+
+def _loops_over(gen: "_Generator", shape: tuple) -> tuple[int, list]:
+    """Open loops over ``shape`` (none for a size-1 dim: its index is 0); returns (indentation of the loop
+    body, the index of an element)."""
     indent = 1
-    for k, s in enumerate(idx.type.shape):
+    for k, s in enumerate(shape):
         if s != 1:
             gen.emit(indent, f"for i{k} in range({s}):")
             indent += 1
-    loop = ["0" if s == 1 else f"i{k}" for k, s in enumerate(idx.type.shape)]
+    return indent, ["0" if s == 1 else f"i{k}" for k, s in enumerate(shape)]
+
+
+def _check_indices(gen: "_Generator", n: Node, idx: Value, dim: int, size: int) -> None:
+    """A loop raising rt.IndexOutOfBounds for the first value of idx (row-major) that n's primitive
+    rejects along dimension ``dim`` of ``size``: Kernel turns it into the error the primitive raises
+    eagerly (``indexing.out_of_bounds``). An index tensor checked by the same rule before is not checked
+    again (values are never overwritten)."""
+    lowest = lowest_index(n.prim, size)
+    if (idx.id, lowest, size) in gen.checked_indices:
+        return
+    gen.checked_indices.add((idx.id, lowest, size))
+    gen.index_errors.append((n.prim, dim, size))
+    indent, loop = _loops_over(gen, idx.type.shape)
     gen.emit(indent, f"j = {gen.element(idx, loop)}")
-    gen.emit(indent, "if j < 0:")
-    gen.emit(indent + 1, f"j += {size}")
-    if (idx.id, size) not in gen.checked_indices:
-        gen.checked_indices.add((idx.id, size))
-        gen.emit(indent, f"if j < 0 or j >= {size}:")
-        gen.emit(indent + 1, f'raise IndexError("{n.prim}: an index is out of range for dimension {dim} of size {size}")')
+    gen.emit(indent, f"if j < {lowest} or j >= {size}:")
+    gen.emit(indent + 1, f"raise rt.IndexOutOfBounds({len(gen.index_errors) - 1}, j)")
+
+
+def _along_axis(gen: "_Generator", n: Node) -> tuple[int, list, list]:
+    """For gather and scatter_add: check the index tensor, then open loops over its shape; returns
+    (indentation of the loop body, index of the index tensor, index of the indexed array)."""
+    x, idx, dim = n.operands[0], n.operands[1], n.attrs["dim"]
+    _check_indices(gen, n, idx, dim, x.type.shape[dim])
+    indent, loop = _loops_over(gen, idx.type.shape)
+    gen.emit(indent, f"j = {gen.element(idx, loop)}")
     return indent, loop, ["j" if k == dim else part for k, part in enumerate(loop)]
 
 
 def _gather(gen: "_Generator", n: Node) -> str:
     x, idx = n.operands
-    out, dim = gen.name(n.out), n.attrs["dim"]
-    if not x.type.shape:
+    out = gen.name(n.out)
+    if not x.type.shape:  # a scalar has one element along its only "dimension"
+        _check_indices(gen, n, idx, n.attrs["dim"], 1)
         gen.emit(1, f"{out} = {gen.fresh(x)}")
         return "C"
     gen.allocate(out, n.out.type.shape, n.out.type.dtype.np)
-    indent, loop, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
+    indent, loop, where = _along_axis(gen, n)
     gen.emit(indent, f"{out}[{index_text(loop)}] = {gen.element(x, where)}")
     return "C"
 
 
 def _scatter_add(gen: "_Generator", n: Node) -> str:
     x, idx, src = n.operands
-    out, dim = gen.name(n.out), n.attrs["dim"]
-    gen.emit(1, f"{out} = {gen.fresh(x)}")
+    out = gen.name(n.out)
     if not x.type.shape:
+        _check_indices(gen, n, idx, n.attrs["dim"], 1)
+        gen.emit(1, f"{out} = {gen.fresh(x)}")
         gen.emit(1, f"{out}[()] += {gen.name(src) if src.id in gen.scalars else gen.name(src) + '.item()'}")
         return "C"
-    indent, loop, where = _along_axis(gen, n, idx, x.type.shape[dim], dim)
+    gen.emit(1, f"{out} = {gen.fresh(x)}")
+    indent, loop, where = _along_axis(gen, n)
     gen.emit(indent, f"{out}[{index_text(where)}] += {gen.element(src, loop)}")
     return "C"
 
@@ -169,10 +220,13 @@ def _tensor_key(key: tuple) -> tuple[int, int]:
 
 def _gathered_positions(gen: "_Generator", n: Node, x: Value, indices: list, first: int, last: int,
                         result_shape: tuple) -> tuple[int, list, list]:
-    """Open loops over the result of x[..., idx..., ...] and compute each index tensor's position (bound
-    checked); returns (depth, the element's index in x, the loop index of the result)."""
+    """Check the index tensors, open loops over the result of x[..., idx..., ...] and compute each index
+    tensor's position (negative ones count from the end); returns (depth, the element's index in x, the
+    loop index of the result)."""
     lead, trail = first, len(x.type.shape) - last - 1
     middle = len(result_shape) - lead - trail  # the broadcast shape of the index tensors
+    for m, idx in enumerate(indices):
+        _check_indices(gen, n, idx, first + m, x.type.shape[first + m])
     for k, size in enumerate(result_shape):
         gen.emit(1 + k, f"for i{k} in range({size}):")
     depth = len(result_shape)
@@ -183,9 +237,6 @@ def _gathered_positions(gen: "_Generator", n: Node, x: Value, indices: list, fir
         gen.emit(1 + depth, f"j{m} = {gen.element(idx, parts)}")
         gen.emit(1 + depth, f"if j{m} < 0:")
         gen.emit(2 + depth, f"j{m} += {size}")
-        gen.emit(1 + depth, f"if j{m} < 0 or j{m} >= {size}:")
-        gen.emit(2 + depth, f'raise IndexError("{n.prim}: an index is out of range for dimension {first + m} '
-                            f'of size {size}")')
         position.append(f"j{m}")
     position += [f"i{k}" for k in range(lead + middle, len(result_shape))]
     return depth, position, [f"i{k}" for k in range(len(result_shape))]

@@ -15,6 +15,11 @@ class GuardFailed(Exception):
     """Raised inside a kernel when guard number ``args[0]`` does not hold, before any write-back."""
 
 
+class IndexOutOfBounds(Exception):
+    """Raised inside a kernel, before any write-back, when index check number ``args[0]`` finds the
+    value ``args[1]`` out of range (the kernel's ``INDEX_ERRORS`` says which primitive and dimension)."""
+
+
 @njit(inline="always")
 def maximum(a, b):
     """np.maximum on scalars: NaN wins, as in NumPy."""
