@@ -350,7 +350,8 @@ class ReadRecorder:
         """The reads a replay checks: not those of the step's own scratch objects that it changed (a
         list it appended to), nor entries that a check of their whole container already covers."""
         reads = [r for r in self.reads.values() if r.persistent or r.holds()]
-        snapshots = {id(r.slot.get()) for r in reads if r.expect.kind == "items"}
+        snapshots = {id(r.slot.get()) for r in reads if r.expect.kind == "items"
+                     and all(v is not _ANY for _, v in r.expect.value[1])}
         return [r for r in reads if not (r.slot.kind in ("item", "index") and id(r.slot.container) in snapshots)]
 
     # ---- sys.settrace hooks ------------------------------------------------------------------------
