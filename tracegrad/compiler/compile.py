@@ -21,6 +21,7 @@ from ..tensor import Tensor
 from .capture import CaptureWatch, modules_and_optimizers, persistent_roots, tensor_names
 from .replay import MISS, Replay
 from .tracer import Trace, Tracer
+from .verify_mode import verified_run
 
 _TRAINING = operator.attrgetter("training")  # map with it is quicker than a comprehension
 _IS_TENSOR = functools.partial(operator.is_, Tensor)  # _IS_TENSOR(type(x)): x is a Tensor, not a subclass
@@ -114,11 +115,20 @@ class Variant:
         # run(leaves): replay on new arguments; GuardFailure (nothing modified) when an assumption fails
         self.run = self.replay.run
 
+    def describe_guards(self, limit: int = 12) -> str:
+        """What this variant assumes besides its signature, for messages."""
+        trace = self.trace
+        assumed = [read.assumption() for read in trace.reads]
+        assumed += [f"bool({key!r}) is {expected}" for _, key, expected in trace.flag_guards]
+        assumed += [f"{source or 'a value'} is {expected!r}" for _, expected, source in trace.graph.guards]
+        more = f" and {len(assumed) - limit} more" if len(assumed) > limit else ""
+        return "; ".join(assumed[:limit]) + more if assumed else "nothing besides its signature"
+
 
 class CompiledFunction:
     """A function whose calls run a traced graph (see tracegrad.compile)."""
 
-    def __init__(self, fn, backend: str, fullgraph: bool, recompile_limit: int = 8) -> None:
+    def __init__(self, fn, backend: str, fullgraph: bool, recompile_limit: int = 8, verify: bool = False) -> None:
         if backend in PLANNED_BACKENDS:
             raise NotImplementedError(f"backend {backend!r} is not available yet; use backend='numba' "
                                       f"(CPU), 'interpreter' (the NumPy reference) or 'eager'")
@@ -128,6 +138,7 @@ class CompiledFunction:
         self.fn, self.backend, self.fullgraph, self.recompile_limit = fn, backend, fullgraph, recompile_limit
         # read once here, not per call: an environment lookup costs as much as the rest of a cache-hit check
         self.eager = backend == "eager" or os.environ.get("TRACEGRAD_DISABLE") == "1"
+        self.verify = verify or os.environ.get("TRACEGRAD_VERIFY") == "1"
         self._captured = CaptureWatch(fn)
         self.cache_clear()
 
@@ -151,7 +162,7 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if self.eager:
             return self.fn(*args, **kwargs)
-        if self._fast is not None and not kwargs:
+        if self._fast is not None and not kwargs and not self.verify:
             try:
                 result = self._fast(args)
             except GuardFailure:
@@ -178,9 +189,10 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)
         variants = self._variants.get(key, ())
         failed = None
-        for variant in variants:
+        for n, variant in enumerate(variants):
             try:
-                result = variant.run(leaves)
+                result = (verified_run(self.fn, variant, leaves, args, kwargs, f"{self.__name__} (variant {n})")
+                          if self.verify else variant.run(leaves))
             except GuardFailure as e:
                 self._counts["guard_failures"] += 1
                 failed = e
@@ -281,8 +293,12 @@ def default_backend() -> str:
     return os.environ.get("TRACEGRAD_BACKEND") or DEFAULT_BACKEND
 
 
-def compile(fn=None, *, backend: str | None = None, fullgraph: bool = False, **options):
-    """Compile a whole step (forward, backward, optimizer update); usable as @compile or @compile(...)."""
+def compile(fn=None, *, backend: str | None = None, fullgraph: bool = False, verify: bool = False, **options):
+    """Compile a whole step (forward, backward, optimizer update); usable as @compile or @compile(...).
+
+    ``verify=True`` (or TRACEGRAD_VERIFY=1) also runs every replay eagerly from the same state and raises
+    CompileMismatch where the two differ."""
+    options["verify"] = verify
     backend = backend or default_backend()
     if fn is None:
         return lambda f: CompiledFunction(f, backend, fullgraph, **options)

@@ -208,6 +208,10 @@ class Read:
         """What the slot holds now, for messages."""
         return _short_value(self.slot.get())
 
+    def assumption(self) -> str:
+        """What a replay assumes of the slot, for messages."""
+        return f"{self.slot.label} is {self.expect.describe()} ({self.where})"
+
     def message(self) -> str:
         """What changed, for messages."""
         return f"{self.slot.label} (read at {self.where}): traced with {self.expect.describe()}, now {self.now()}"
