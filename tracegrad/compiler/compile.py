@@ -30,6 +30,7 @@ CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks 
 
 BACKENDS = backends.BACKENDS + ("eager",)
 UNSTABLE_LIMIT = 3  # traced runs of one signature that changed what they read before it stays eager
+VALUES_BEFORE_WARNING = 4  # distinct values of a Python number argument before a warning says it never compiles
 PLANNED_BACKENDS = ("cuda",)
 
 
@@ -84,6 +85,20 @@ def _difference(old, new) -> str:
     if old[3] != new[3]:
         return "a captured tensor, module or optimizer was replaced"
     return "a module's training flag changed"
+
+
+def _argument_name(fn, structure, position: int) -> str:
+    """How a user names a leaf of the arguments: 'argument lr' for a plain positional one."""
+    if isinstance(structure, tuple) and structure[0] == "tuple":
+        args = structure[1][0]  # ("tuple", (args structure, kwargs structure))
+        if args[0] == "tuple" and position < len(args[1]) and all(a == "*" for a in args[1][:position + 1]):
+            try:
+                names = [p.name for p in inspect.signature(fn).parameters.values()]
+            except (TypeError, ValueError):
+                names = []
+            if position < len(names):
+                return f"argument {names[position]!r}"
+    return f"argument leaf #{position}"
 
 
 def _leaf_key(x) -> tuple:
@@ -149,6 +164,8 @@ class CompiledFunction:
         self._warmed: dict = {}  # signatures seen once (insertion ordered: the last is the previous one)
         self._eager: set = set()
         self._unstable = collections.Counter()  # signature -> traced runs not kept (they changed what they read)
+        self._numbers: dict = {}  # (argument structure, leaf position) -> the Python numbers seen there
+        self._why_not_compiled: list = []  # warnings about steps that keep running eagerly, for explain()
         self._counts = collections.Counter()
         self._hits = 0  # an int of its own: counted on every replay, where a Counter update costs time
         self._fast = None  # the replay of the last variant hit, behind inline checks of its signature
@@ -207,6 +224,7 @@ class CompiledFunction:
             self._warmed[key] = True
             LOG.info("%s: new signature %s%s, first call runs eagerly", self.__name__, _describe(key),
                      "" if previous is None else f" ({_difference(previous, key)})")
+            self._count_values(structure, leaf_keys)
             return self.fn(*args, **kwargs)
         if failed is not None:
             LOG.info("%s: cache miss, %s", self.__name__, failed)
@@ -215,9 +233,25 @@ class CompiledFunction:
                                       f"recompile limit ({self.recompile_limit})", args, kwargs)
         return self._trace(key, list(leaves), args, kwargs)
 
+    def _count_values(self, structure, leaf_keys: tuple) -> None:
+        """Warn once per argument whose Python number keeps changing: every new value is a new signature,
+        whose first call runs eagerly and whose second traces, so such a step never replays."""
+        for position, leaf in enumerate(leaf_keys):
+            if leaf[0] != "value" or leaf[1] not in ("int", "float"):
+                continue
+            seen = self._numbers.setdefault((structure, position), set())
+            seen.add(leaf[2])
+            if len(seen) == VALUES_BEFORE_WARNING:
+                name = _argument_name(self.fn, structure, position)
+                reason = (f"{name} has had {len(seen)} different values: each new value of a Python number is a "
+                          f"new signature, which runs eagerly and traces before it can replay")
+                LOG.info("%s: %s", self.__name__, reason)
+                self._why_not_compiled.append(reason)
+                warnings.warn(f"tracegrad.compile: {self.__name__}'s {reason}; pass it as a tensor "
+                              f"(tracegrad.tensor(value)) to make it a graph input", CompileWarning, stacklevel=3)
+
     def _trace(self, key, leaves: list, args, kwargs):
-        tracer = Tracer(getattr(self.fn, "__name__", "step"), leaves, self.fullgraph, tensor_names(self.fn, leaves),
-                        functions=(self.fn, inspect.unwrap(self.fn)), roots=persistent_roots(self.fn, leaves))
+        tracer = tracer_for(self.fn, leaves, self.fullgraph)
         start = time.perf_counter()
         with tracer:
             result = self.fn(*args, **kwargs)
@@ -305,12 +339,18 @@ def compile(fn=None, *, backend: str | None = None, fullgraph: bool = False, ver
     return CompiledFunction(fn, backend, fullgraph, **options)
 
 
+def tracer_for(fn, leaves: list, fullgraph: bool) -> Tracer:
+    """A tracer for one call of fn on these argument leaves (names, closure cells and persistent objects known)."""
+    return Tracer(getattr(fn, "__name__", "step"), leaves, fullgraph, tensor_names(fn, leaves),
+                  functions=(fn, inspect.unwrap(fn)), roots=persistent_roots(fn, leaves))
+
+
 def make_ir(fn):
     """``make_ir(fn)(*args)`` runs fn once under the tracer and returns the traced Graph."""
     def traced(*args, **kwargs):
         leaves: list = []
         _flatten((args, kwargs), leaves)
-        tracer = Tracer(getattr(fn, "__name__", "step"), leaves, fullgraph=True, names=tensor_names(fn, leaves))
+        tracer = tracer_for(fn, leaves, fullgraph=True)
         with tracer:
             result = fn(*args, **kwargs)
         return tracer.finish(result).graph

@@ -241,6 +241,7 @@ class _Chain:
     root: tuple          # ("local" | "free" | "global", name)
     steps: tuple         # ("attr", name) | ("item", key) | ("item_local", name) | ("get", key)
     store: tuple | None  # ("attr", name) | ("item", key) | ("item_local", name): the chain is a store target
+    #                      (with "_updated" after the kind: an augmented assignment, which reads it first)
     line: int
     whole: bool          # the value is used all together (.items(), .values(), ** unpacking)
 
@@ -279,6 +280,13 @@ def _chains(code: types.CodeType) -> dict:
                     break  # a method call: what it returns is not a chain of loads
                 steps.append(("attr", i.argval))
                 k += 1
+            elif i.opname == "COPY" and i.arg == 1 and nxt is not None and nxt.opname == "LOAD_ATTR":
+                store = ("attr_updated", nxt.argval)  # obj.name += ...: read, then stored
+                break
+            elif i.opname in _KEY_LOADS and nxt is not None and nxt.opname == "COPY" and k + 3 < len(ins) \
+                    and ins[k + 3].opname == "BINARY_SUBSCR":
+                store = ("item_updated" if i.opname == "LOAD_CONST" else "item_local_updated", i.argval)  # d[k] += ...
+                break
             elif i.opname in _KEY_LOADS and nxt is not None and nxt.opname in ("BINARY_SUBSCR", "STORE_SUBSCR"):
                 key = ("item", i.argval) if i.opname == "LOAD_CONST" else ("item_local", i.argval)
                 if nxt.opname == "STORE_SUBSCR":
@@ -408,10 +416,16 @@ class ReadRecorder:
             value, label = self._read(slot, where, n == len(chain.steps) and chain.whole, persistent)
         if value is MISSING:
             return
+        store = chain.store
+        if store is not None and store[0].endswith("_updated"):  # an augmented assignment reads the slot first
+            store = (store[0][:-len("_updated")], store[1])
+            slot = self._slot(value, store, frame, label)
+            if slot is not None:
+                self._read(slot, where, False, persistent)
         if persistent:
             self.persistent.setdefault(id(value), value)
-            if chain.store is not None:
-                self._write(value, chain.store, frame, label, where)
+            if store is not None:
+                self._write(value, store, frame, label, where)
 
     def _write(self, obj, store: tuple, frame, label: str, where: str) -> None:
         """Remember what a slot of an object that outlives the step held before the step stored into it."""
