@@ -43,6 +43,16 @@ _ATTRIBUTE_LOADS = {"LOAD_ATTR", "LOAD_METHOD"}
 _KEY_LOADS = {"LOAD_CONST", "LOAD_FAST", "LOAD_FAST_CHECK"}
 
 
+_UNFOLLOWED: set = set()  # code of library functions whose reads are modelled here, not followed
+
+
+def unfollowed(fn):
+    """Mark a library function as one the recorder does not follow: bookkeeping whose effect on what a
+    replay may assume is modelled here (Module.__getattr__, the counters of module and state changes)."""
+    _UNFOLLOWED.add(fn.__code__)
+    return fn
+
+
 def is_scalar(value) -> bool:
     """Python values compared by equality (numbers, strings, None, tuples of them)."""
     if isinstance(value, tuple):
@@ -145,6 +155,9 @@ class Slot:
     container: object = field(compare=False)
     key: object
     label: str = field(compare=False)  # how the code named it: 'self.cfg.scale'
+    # A one-element list counting every change of the container, where its class keeps one
+    # (``_tracegrad_changes``: modules, optimizer state): a replay re-checks the slot only when it moved.
+    counter: list | None = field(compare=False, default=None)
 
     def get(self):
         """The value held now (MISSING when absent); runs no Python code of the user's."""
@@ -342,7 +355,6 @@ class ReadRecorder:
     def __enter__(self) -> "ReadRecorder":
         from ..nn.module import Module
         self._module_type = Module
-        self._opaque = {Module.__getattr__.__code__, Module.__setattr__.__code__}
         self._saved = sys.gettrace()
         sys.settrace(self._call)
         return self
@@ -370,7 +382,7 @@ class ReadRecorder:
 
     def _call(self, frame, event, arg):
         code = frame.f_code
-        if event != "call" or code in self._opaque or not _followed(code):
+        if event != "call" or code in _UNFOLLOWED or not _followed(code):
             return None
         chains = self._chains.get(code)
         if chains is None:
@@ -485,7 +497,7 @@ class ReadRecorder:
         if kind in ("item", "get"):
             text = f"{label}[{key!r}]" if is_scalar(key) else f"{label}[<{type(key).__name__}>]"
             if isinstance(obj, dict) and type(obj).__getitem__ is dict.__getitem__ and _hashable(key):
-                return Slot("item", obj, key, text)
+                return Slot("item", obj, key, text, getattr(type(obj), "_tracegrad_changes", None))
             if type(obj) is list and type(key) is int:
                 return Slot("index", obj, key, text)
             return None
@@ -498,25 +510,27 @@ def _attribute_slot(obj, name: str, label: str, module_type, new: bool = False) 
     if name == "__dict__" or isinstance(obj, _tensor_type()):
         return None  # a tensor's state is the tracer's: its values are graph inputs, its flags checked apart
     cls = type(obj)
+    owner = obj if isinstance(obj, module_type) else None
+    counter = getattr(cls, "_tracegrad_changes", None)
     if cls.__getattribute__ is not object.__getattribute__ and not isinstance(obj, (type, types.ModuleType)):
         return None
     static = _class_attribute(cls, name)
     if static is not MISSING and _is_data_descriptor(static):
         if type(static) is types.MemberDescriptorType:  # __slots__
-            return Slot("attr", obj, name, label)
+            return Slot("attr", obj, name, label, counter)
         return None  # a property: its getter's frame is followed itself
     instance_dict = getattr(obj, "__dict__", None)
     if type(instance_dict) is dict and name in instance_dict:
-        return Slot("item", instance_dict, name, label)
+        return Slot("item", instance_dict, name, label, counter)
     if static is not MISSING:
         return None  # a method or class constant: part of the class, not of this object
-    if isinstance(obj, module_type) and type(instance_dict) is dict:
+    if owner is not None and type(instance_dict) is dict:
         for registry in ("_parameters", "_buffers", "_modules"):  # what Module.__getattr__ looks up
             entries = instance_dict.get(registry)
             if entries is not None and name in entries:
-                return Slot("item", entries, name, label)
+                return Slot("item", entries, name, label, counter)
     if new and type(instance_dict) is dict:
-        return Slot("item", instance_dict, name, label)
+        return Slot("item", instance_dict, name, label, counter)
     return None
 
 
