@@ -423,3 +423,44 @@ def _update(opt, loss):
     loss.backward()
     opt.step()
     return loss
+
+
+# ---- saying why a step does not compile ----------------------------------------------------------------
+
+def test_a_number_argument_that_changes_every_call_is_named_in_a_warning_and_by_explain():
+    w = tg.ones(3, requires_grad=True)
+
+    def step(x, lr):
+        loss = (x * w).sum()
+        loss.backward()
+        with tg.no_grad():
+            w.sub_(lr * w.grad)
+            w.grad = None
+        return loss
+
+    compiled = tg.compile(step)
+    with pytest.warns(CompileWarning, match=r"step's argument 'lr' has had 4 different values.*pass it as a tensor"):
+        for i in range(5):
+            compiled(tg.ones(3), 0.1 * (i + 1))
+    assert "argument 'lr' has had 4 different values" in str(tg.explain(compiled, tg.ones(3), 0.5))
+    for i in range(4):  # as a tensor it is a graph input: one trace, then replays
+        compiled(tg.ones(3), tg.tensor(0.1 * (i + 1)))
+    assert compiled.cache_info().hits == 2
+
+
+def test_a_tensor_with_history_from_outside_the_step_runs_eagerly_with_a_warning():
+    lin = nn.Linear(3, 3)
+    w = tg.ones(3, requires_grad=True)
+
+    def step(h):
+        loss = (h * w).sum()
+        loss.backward()
+        return loss
+
+    compiled = tg.compile(step)
+    compiled(lin(tg.ones(2, 3)))
+    with pytest.warns(CompileWarning, match="autograd history from outside the step"):
+        compiled(lin(tg.ones(2, 3)))
+    lin.zero_grad()
+    compiled(lin(tg.ones(2, 3)))
+    assert lin.weight.grad is not None  # eager: the backward reached the layer outside
