@@ -78,9 +78,8 @@ def run_both(make, calls: int = 7, between=None, compile_step: bool = True) -> t
     return compiled
 
 
-def _linear_sgd(**sgd):
-    model = nn.Linear(3, 2)
-    opt = optim.SGD(model.parameters(), lr=0.1, **sgd)
+def _training(model, opt, scale_input: bool = True) -> dict:
+    """The program of a plain training step of model with opt (a squared-output loss)."""
     x = tg.randn(4, 3)
 
     def step(x):
@@ -89,7 +88,12 @@ def _linear_sgd(**sgd):
         loss.backward()
         opt.step()
         return loss
-    return dict(step=step, args=lambda i: (x * (i + 1),), opts=[opt], model=model)
+    return dict(step=step, args=lambda i: (x * (i + 1) if scale_input else x,), opts=[opt], model=model)
+
+
+def _linear_sgd():
+    model = nn.Linear(3, 2)
+    return _training(model, optim.SGD(model.parameters(), lr=0.1))
 
 
 def _replays(compiled) -> None:
@@ -288,16 +292,7 @@ def test_module_attributes_used_in_forward_are_guarded():
 
     def make():
         model = _Scaled()
-        opt = optim.SGD(model.parameters(), lr=0.01)
-        x = tg.randn(4, 3)
-
-        def step(x):
-            opt.zero_grad()
-            loss = model(x).sum()
-            loss.backward()
-            opt.step()
-            return loss
-        return dict(step=step, args=lambda i: (x,), opts=[opt], model=model)
+        return _training(model, optim.SGD(model.parameters(), lr=0.01), scale_input=False)
     run_both(make, calls=9, between=between)
 
 
@@ -316,16 +311,7 @@ def _hyper_change(change):
 def test_adam_hyperparameters_replaced_between_calls(change):
     def make():
         model = nn.Linear(3, 2)
-        opt = optim.Adam(model.parameters(), lr=0.01)
-        x = tg.randn(4, 3)
-
-        def step(x):
-            opt.zero_grad()
-            loss = model(x).pow(2).sum()
-            loss.backward()
-            opt.step()
-            return loss
-        return dict(step=step, args=lambda i: (x,), opts=[opt])
+        return _training(model, optim.Adam(model.parameters(), lr=0.01), scale_input=False)
     _replays(run_both(make, calls=8, between=_hyper_change(change)))
 
 
@@ -349,16 +335,7 @@ def test_a_replaced_parameter_is_the_one_trained():
 def test_a_replaced_submodule_and_a_new_param_group_are_used():
     def make():
         model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
-        opt = optim.SGD(model.parameters(), lr=0.1)
-        x = tg.randn(4, 3)
-
-        def step(x):
-            opt.zero_grad()
-            loss = model(x).pow(2).sum()
-            loss.backward()
-            opt.step()
-            return loss
-        return dict(step=step, args=lambda i: (x,), opts=[opt], model=model)
+        return _training(model, optim.SGD(model.parameters(), lr=0.1), scale_input=False)
 
     def between(env, i):
         model, opt = env["model"], env["opts"][0]
