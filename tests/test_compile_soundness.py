@@ -441,3 +441,28 @@ def test_a_tensor_with_history_from_outside_the_step_runs_eagerly_with_a_warning
     lin.zero_grad()
     compiled(lin(tg.ones(2, 3)))
     assert lin.weight.grad is not None  # eager: the backward reached the layer outside
+
+
+# ---- tensors sharing memory ----------------------------------------------------------------------------
+
+def test_the_same_tensor_passed_twice_is_not_replayed_as_two():
+    def make():
+        a, b = tg.ones(3), tg.ones(3)
+
+        def step(x, y):
+            x.add_(1.0)
+            return (y * 2).sum()
+        return dict(step=step, args=lambda i: (a, a) if i % 2 else (a, b), tensors=[a, b])
+    _replays(run_both(make, calls=9))
+
+
+@pytest.mark.parametrize("through", [lambda p: p.detach(), lambda p: p.data], ids=["detach", "data"])
+def test_an_in_place_write_through_detach_or_data_changes_the_parameter(through):
+    def make():
+        p = tg.ones(3, requires_grad=True)
+
+        def step(x):
+            through(p).add_(x)
+            return (p * 1).sum()
+        return dict(step=step, args=lambda i: (tg.ones(3) * i,), tensors=[p])
+    _replays(run_both(make))

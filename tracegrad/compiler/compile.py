@@ -27,6 +27,9 @@ _TRAINING = operator.attrgetter("training")  # map with it is quicker than a com
 _IS_TENSOR = functools.partial(operator.is_, Tensor)  # _IS_TENSOR(type(x)): x is a Tensor, not a subclass
 
 CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
+# What a variant is traced for: argument structure, one key per leaf, which tensor arguments share memory,
+# grad mode, what the step reaches besides its arguments, the training flag of each module it reaches.
+Signature = collections.namedtuple("Signature", "structure leaves shared grad_mode reached training")
 
 BACKENDS = backends.BACKENDS + ("eager",)
 UNSTABLE_LIMIT = 3  # traced runs of one signature that changed what they read before it stays eager
@@ -69,20 +72,22 @@ def _flatten(obj, leaves: list) -> object:
 
 def _describe(key) -> str:
     """A short description of a signature for the log."""
-    tensors = [f"{np.dtype(k[2]).name}{list(k[1])}" for k in key[1] if k[0] == "tensor"]
-    return f"(tensors {', '.join(tensors) or 'none'}; grad mode {'on' if key[2] else 'off'})"
+    tensors = [f"{np.dtype(k[2]).name}{list(k[1])}" for k in key.leaves if k[0] == "tensor"]
+    return f"(tensors {', '.join(tensors) or 'none'}; grad mode {'on' if key.grad_mode else 'off'})"
 
 
 def _difference(old, new) -> str:
     """What changed between two signatures, for the log."""
-    if old[0] != new[0]:
+    if old.structure != new.structure:
         return "the argument structure changed"
-    for i, (a, b) in enumerate(zip(old[1], new[1])):
+    for i, (a, b) in enumerate(zip(old.leaves, new.leaves)):
         if a != b:
             return f"argument {i} was {a[1:]}, now {b[1:]}"
-    if old[2] != new[2]:
-        return f"grad mode was {'on' if old[2] else 'off'}"
-    if old[3] != new[3]:
+    if old.shared != new.shared:
+        return "which tensor arguments share memory changed"
+    if old.grad_mode != new.grad_mode:
+        return f"grad mode was {'on' if old.grad_mode else 'off'}"
+    if old.reached != new.reached:
         return "a captured tensor, module or optimizer was replaced"
     return "a module's training flag changed"
 
@@ -99,6 +104,15 @@ def _argument_name(fn, structure, position: int) -> str:
             if position < len(names):
                 return f"argument {names[position]!r}"
     return f"argument leaf #{position}"
+
+
+def _shared_buffers(leaves) -> tuple | None:
+    """Which tensor arguments share memory (the same tensor twice, a tensor and its detach()): None when
+    none do. A variant traced with distinct arguments must not run on aliased ones, nor the reverse."""
+    buffers = [id(x._vc) for x in leaves if isinstance(x, Tensor)]  # views and detach() share the counter
+    if len(set(buffers)) == len(buffers):
+        return None
+    return tuple(map(buffers.index, buffers))
 
 
 def _leaf_key(x) -> tuple:
@@ -201,7 +215,8 @@ class CompiledFunction:
         modules = self._modules.get(reached)
         if modules is None:
             modules = self._modules[reached] = modules_and_optimizers(self.fn, list(leaves))[0]
-        key = (structure, leaf_keys, is_grad_enabled(), reached, tuple(map(_TRAINING, modules)))
+        key = Signature(structure, leaf_keys, _shared_buffers(leaves), is_grad_enabled(), reached,
+                        tuple(map(_TRAINING, modules)))
         if self._eager and key in self._eager:
             return self.fn(*args, **kwargs)
         variants = self._variants.get(key, ())
@@ -302,13 +317,13 @@ class CompiledFunction:
         """Give the variant a fast path when its signature is one a few inline checks can confirm:
         positional tensor arguments, closure cells and globals as they are now."""
         watch = self._captured
-        structure, _, grad_mode, reached, _ = key
+        structure, grad_mode, reached = key.structure, key.grad_mode, key.reached
         try:
             cells = [c.cell_contents for c in watch.cells]
         except ValueError:  # an empty cell: the signature lookup handles it
             return
         captured = cells + [watch.globals.get(n) for n in watch.names]
-        if not isinstance(structure, int) or reached[1] or watch.seen is None or \
+        if not isinstance(structure, int) or key.shared is not None or reached[1] or watch.seen is None or \
                 not all(map(operator.is_, captured, watch.seen)):
             return
         variant.replay.add_fast_path(leaves, grad_mode, watch.cells, captured, watch.globals, watch.names,

@@ -204,6 +204,8 @@ class Replay:
         for k, t in enumerate(tensors):
             checks += [f"type(args[{k}]) is Tensor", f"args[{k}]._requires_grad is {t._requires_grad}",
                        f"args[{k}]._data.shape == {t._data.shape}", f"args[{k}]._data.dtype == {self._const(t._data.dtype)}"]
+        if len(tensors) > 1:  # distinct memory, as when traced (an aliased call has another signature)
+            checks.append(f"len({{{', '.join(f'id(args[{k}]._vc)' for k in range(len(tensors)))}}}) == {len(tensors)}")
         for name, obj in zip(names, captured[len(cells):]):
             checks.append(f"g.get({name!r}) is {self._const(obj)}")
         checks += [f"{self._const(m)}.training is {m.training}" for m in modules]
