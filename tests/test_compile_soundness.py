@@ -466,3 +466,34 @@ def test_an_in_place_write_through_detach_or_data_changes_the_parameter(through)
             return (p * 1).sum()
         return dict(step=step, args=lambda i: (tg.ones(3) * i,), tensors=[p])
     _replays(run_both(make))
+
+
+_GENERATOR = np.random.default_rng(0)
+
+
+def _draw_random():
+    import random
+    return random.random()
+
+
+def _draw_imported():
+    from random import random
+    return random()
+
+
+@pytest.mark.parametrize("draw", [_draw_random, _draw_imported, lambda: np.random.rand(), lambda: _GENERATOR.normal()],
+                         ids=["random.random", "imported", "np.random.rand", "generator.normal"])
+def test_random_numbers_drawn_in_python_make_the_step_run_eagerly(draw):
+    w = tg.ones(3, requires_grad=True)
+
+    def step(x):
+        loss = (x * w * draw()).sum()
+        loss.backward()
+        return loss
+
+    compiled = tg.compile(step)
+    compiled(tg.ones(3))
+    with pytest.warns(CompileWarning, match=r"runs eagerly: random numbers drawn in Python \([\w.]+\(\)\) at "
+                                            r"test_compile_soundness.py:\d+"):
+        compiled(tg.ones(3))
+    assert compiled.cache_info().fallbacks == 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dis
 import gc
 import os
+import random
 import sys
 import types
 from dataclasses import dataclass, field
@@ -257,6 +258,7 @@ class _Chain:
     #                      (with "_updated" after the kind: an augmented assignment, which reads it first)
     line: int
     whole: bool          # the value is used all together (.items(), .values(), ** unpacking)
+    call: str | None     # "" when the value is called, a method's name when one of its methods is
 
 
 _WHOLE_USES = {"DICT_MERGE", "DICT_UPDATE", "LIST_EXTEND"}
@@ -312,12 +314,45 @@ def _chains(code: types.CodeType) -> dict:
                 break
             else:
                 break
-        if root[0] != "local" or steps or store:
-            after = ins[k] if k < len(ins) else None
+        after = ins[k] if k < len(ins) else None
+        call = _call_after(after)
+        if root[0] != "local" or steps or store or call is not None:
             whole = after is not None and (after.opname in _WHOLE_USES or after.opname in _ATTRIBUTE_LOADS
                                            and after.argval in _WHOLE_METHODS)
-            chains[first.offset] = _Chain(root, tuple(steps), store, line, whole)
+            chains[first.offset] = _Chain(root, tuple(steps), store, line, whole, call)
     return chains
+
+
+def _call_after(after) -> str | None:
+    """What the instruction after a chain calls on its value: "" (the value), a method's name, or None."""
+    if after is None:
+        return None
+    if after.opname == "CALL":
+        return ""
+    if after.opname == "LOAD_METHOD" or after.opname == "LOAD_ATTR" and "NULL|self" in (after.argrepr or ""):
+        return after.argval
+    return None
+
+
+def random_source(value, call: str | None) -> str:
+    """'random.random' when calling value (or its method ``call``) draws Python or NumPy random numbers:
+    a value no read can guard (else '')."""
+    if call is None:
+        return ""
+    if call:
+        if isinstance(value, types.ModuleType) and (value.__name__ == "random" or value.__name__.startswith("numpy.random")):
+            return "" if call in _SEEDING else f"{value.__name__}.{call}"
+        if isinstance(value, _RANDOM_STATES):
+            return "" if call in _SEEDING else f"{type(value).__name__}.{call}"
+        return ""
+    owner = getattr(value, "__self__", None)
+    if isinstance(owner, _RANDOM_STATES) and getattr(value, "__name__", "") not in _SEEDING:
+        return f"{type(owner).__name__}.{value.__name__}"
+    return ""
+
+
+_RANDOM_STATES = (random.Random, np.random.Generator, np.random.RandomState, np.random.BitGenerator)
+_SEEDING = {"seed", "getstate", "setstate", "get_state", "set_state", "bit_generator", ""}
 
 
 # ---- following frames ------------------------------------------------------------------------------
@@ -336,13 +371,14 @@ def _followed(code: types.CodeType) -> bool:
 class ReadRecorder:
     """Records the reads and writes of Python values while a step is traced on this thread."""
 
-    def __init__(self, functions=(), roots=()) -> None:
+    def __init__(self, functions=(), roots=(), on_random=lambda reason: None) -> None:
         self.reads: dict = {}   # Slot.identity() -> Read
         self.writes: dict = {}  # Slot.identity() -> Write
         # Objects that outlive the step (its arguments, what it reaches through globals and closures, and
         # whatever chains of loads reach from them): only their stores are repeated by a replay, not those
         # into objects the step creates and drops (an autograd Function's ctx).
         self.persistent: dict = {id(o): o for o in roots}
+        self.on_random = on_random  # told when the step draws random numbers outside tracegrad
         self._chains: dict = {}
         self._cells: dict = {}  # (code, ids of the free values) -> the cells of the function running it
         self._functions: dict = {}
@@ -428,6 +464,9 @@ class ReadRecorder:
             value, label = self._read(slot, where, n == len(chain.steps) and chain.whole, persistent)
         if value is MISSING:
             return
+        unseen = random_source(value, chain.call)
+        if unseen:
+            self.on_random(f"random numbers drawn in Python ({unseen}())")
         store = chain.store
         if store is not None and store[0].endswith("_updated"):  # an augmented assignment reads the slot first
             store = (store[0][:-len("_updated")], store[1])

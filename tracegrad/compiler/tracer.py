@@ -106,7 +106,7 @@ class Tracer:
         self.backward_seen = False
         self.flag_guards: list = []
         # functions: the step itself (whose closure cells it reads); roots: objects that outlive the step
-        self.recorder = ReadRecorder(functions, roots)
+        self.recorder = ReadRecorder(functions, roots, on_random=self.unsupported)
 
     # ---- activation ------------------------------------------------------------------------
 
