@@ -22,6 +22,7 @@ import gc
 import os
 import random
 import sys
+import threading
 import types
 from dataclasses import dataclass, field
 
@@ -265,12 +266,26 @@ _WHOLE_USES = {"DICT_MERGE", "DICT_UPDATE", "LIST_EXTEND"}
 _WHOLE_METHODS = {"items", "values", "copy"}
 
 
+def _instructions(code: types.CodeType) -> list:
+    """code's instructions without those that never matter to a chain; Python 3.13's LOAD_FAST_LOAD_FAST
+    as the two LOAD_FASTs it stands for (both at its offset)."""
+    out = []
+    for i in dis.get_instructions(code):
+        if i.opname == "LOAD_FAST_LOAD_FAST":
+            out += [i._replace(opname="LOAD_FAST", argval=name) for name in i.argval]
+        elif i.opname not in ("CACHE", "PRECALL", "EXTENDED_ARG", "PUSH_NULL"):
+            out.append(i)
+    return out
+
+
 def _chains(code: types.CodeType) -> dict:
-    """{offset: _Chain} for each chain of loads that starts at that offset of ``code``."""
-    ins = [i for i in dis.get_instructions(code) if i.opname not in ("CACHE", "PRECALL", "EXTENDED_ARG")]
+    """{offset: [_Chain]} for the chains of loads that start at each offset of ``code``."""
+    ins = _instructions(code)
     chains, line = {}, code.co_firstlineno
     for n, first in enumerate(ins):
-        line = first.positions.lineno if first.positions and first.positions.lineno else line
+        line = first.starts_line or line  # (a bool from Python 3.13: its line is in positions)
+        if getattr(first, "positions", None) is not None and first.positions.lineno:
+            line = first.positions.lineno
         if first.opname not in _ROOTS:
             continue
         if first.opname == "LOAD_DEREF":
@@ -290,16 +305,18 @@ def _chains(code: types.CodeType) -> dict:
                 if i.opname == "LOAD_METHOD" or "NULL|self" in (i.argrepr or ""):
                     call = ins[k + 2] if k + 2 < len(ins) else None
                     if i.argval == "get" and nxt is not None and nxt.opname == "LOAD_CONST" and call is not None \
-                            and call.opname == "CALL" and call.arg == 1:
+                            and call.opname in ("CALL", "CALL_METHOD") and call.arg == 1:
                         steps.append(("get", nxt.argval))
                     break  # a method call: what it returns is not a chain of loads
                 steps.append(("attr", i.argval))
                 k += 1
-            elif i.opname == "COPY" and i.arg == 1 and nxt is not None and nxt.opname == "LOAD_ATTR":
+            elif (i.opname == "COPY" and i.arg == 1 or i.opname == "DUP_TOP") and nxt is not None \
+                    and nxt.opname == "LOAD_ATTR":
                 store = ("attr_updated", nxt.argval)  # obj.name += ...: read, then stored
                 break
-            elif i.opname in _KEY_LOADS and nxt is not None and nxt.opname == "COPY" and k + 3 < len(ins) \
-                    and ins[k + 3].opname == "BINARY_SUBSCR":
+            elif i.opname in _KEY_LOADS and nxt is not None and (nxt.opname == "COPY" and k + 3 < len(ins)
+                                                                and ins[k + 3].opname == "BINARY_SUBSCR"
+                                                                or nxt.opname == "DUP_TOP_TWO"):
                 store = ("item_updated" if i.opname == "LOAD_CONST" else "item_local_updated", i.argval)  # d[k] += ...
                 break
             elif i.opname in _KEY_LOADS and nxt is not None and nxt.opname in ("BINARY_SUBSCR", "STORE_SUBSCR"):
@@ -319,7 +336,7 @@ def _chains(code: types.CodeType) -> dict:
         if root[0] != "local" or steps or store or call is not None:
             whole = after is not None and (after.opname in _WHOLE_USES or after.opname in _ATTRIBUTE_LOADS
                                            and after.argval in _WHOLE_METHODS)
-            chains[first.offset] = _Chain(root, tuple(steps), store, line, whole, call)
+            chains.setdefault(first.offset, []).append(_Chain(root, tuple(steps), store, line, whole, call))
     return chains
 
 
@@ -327,7 +344,7 @@ def _call_after(after) -> str | None:
     """What the instruction after a chain calls on its value: "" (the value), a method's name, or None."""
     if after is None:
         return None
-    if after.opname == "CALL":
+    if after.opname in ("CALL", "CALL_FUNCTION"):  # (CALL_FUNCTION: Python 3.10)
         return ""
     if after.opname == "LOAD_METHOD" or after.opname == "LOAD_ATTR" and "NULL|self" in (after.argrepr or ""):
         return after.argval
@@ -368,6 +385,79 @@ def _followed(code: types.CodeType) -> bool:
     return not filename.startswith(_STDLIB) or "-packages" in filename[len(_STDLIB):]
 
 
+class _SettraceFollower:
+    """Calls on_chain(frame, chain) where a followed frame of this thread starts a chain (sys.settrace's
+    opcode events; up to Python 3.11)."""
+
+    def __init__(self, chains_of, on_chain) -> None:
+        self.chains_of, self.on_chain = chains_of, on_chain
+
+    def start(self) -> None:
+        self.saved = sys.gettrace()
+        sys.settrace(self._call)
+
+    def stop(self) -> None:
+        sys.settrace(self.saved)
+
+    def _call(self, frame, event, arg):
+        chains = self.chains_of(frame.f_code) if event == "call" else None
+        if not chains:
+            return None
+        frame.f_trace_opcodes = True
+
+        def opcode(frame, event, arg):
+            if event == "opcode":
+                for chain in chains.get(frame.f_lasti, ()):
+                    self.on_chain(frame, chain)
+            return opcode
+        return opcode
+
+
+class _MonitoringFollower:
+    """The same with sys.monitoring (Python 3.12 and later): there, settrace's opcode events miss code that
+    ran before tracing began. Its events reach every thread: those of other threads are ignored."""
+
+    def __init__(self, chains_of, on_chain) -> None:
+        self.chains_of, self.on_chain = chains_of, on_chain
+        self.thread = threading.get_ident()
+        self.followed: dict = {}  # code -> its chains, for the code objects with instruction events on
+
+    def start(self) -> None:
+        monitoring = sys.monitoring
+        free = [t for t in range(6) if monitoring.get_tool(t) is None]
+        if not free:
+            raise RuntimeError("tracegrad.compile needs a sys.monitoring tool id to trace a step, and all six "
+                               "are in use (debuggers, coverage, profilers); stop one of them")
+        self.tool = free[-1]
+        monitoring.use_tool_id(self.tool, "tracegrad")
+        monitoring.register_callback(self.tool, monitoring.events.PY_START, self._start)
+        monitoring.register_callback(self.tool, monitoring.events.INSTRUCTION, self._instruction)
+        monitoring.set_events(self.tool, monitoring.events.PY_START)
+
+    def stop(self) -> None:
+        monitoring = sys.monitoring
+        monitoring.set_events(self.tool, 0)
+        for code in self.followed:
+            monitoring.set_local_events(self.tool, code, 0)
+        monitoring.register_callback(self.tool, monitoring.events.PY_START, None)
+        monitoring.register_callback(self.tool, monitoring.events.INSTRUCTION, None)
+        monitoring.free_tool_id(self.tool)
+
+    def _start(self, code, offset) -> None:
+        if code in self.followed or threading.get_ident() != self.thread:
+            return
+        chains = self.chains_of(code)
+        if chains:
+            self.followed[code] = chains
+            sys.monitoring.set_local_events(self.tool, code, sys.monitoring.events.INSTRUCTION)
+
+    def _instruction(self, code, offset) -> None:
+        starting = self.followed[code].get(offset)
+        if starting and threading.get_ident() == self.thread:
+            for chain in starting:
+                self.on_chain(sys._getframe(1), chain)
+
+
 class ReadRecorder:
     """Records the reads and writes of Python values while a step is traced on this thread."""
 
@@ -386,21 +476,24 @@ class ReadRecorder:
             fn = getattr(fn, "__func__", fn)
             if isinstance(fn, types.FunctionType):
                 self._functions.setdefault(fn.__code__, []).append(fn)
-        self._saved = None
+        self._follower = None
 
     def __enter__(self) -> "ReadRecorder":
         from ..nn.module import Module
         self._module_type = Module
-        self._saved = sys.gettrace()
-        sys.settrace(self._call)
+        follower = _MonitoringFollower if hasattr(sys, "monitoring") else _SettraceFollower
+        self._follower = follower(self._chains_of, self._follow)
+        self._follower.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        sys.settrace(self._saved)
+        self.stop()
 
     def stop(self) -> None:
-        """Stop following frames (tracing gave up: nothing recorded matters any more)."""
-        sys.settrace(self._saved)
+        """Stop following frames (at the end, or when tracing gave up: nothing recorded matters any more)."""
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
 
     def changed(self) -> list:
         """The reads of objects that outlive the step that no longer hold (the traced run changed them)."""
@@ -414,27 +507,14 @@ class ReadRecorder:
                      and all(v is not _ANY for _, v in r.expect.value[1])}
         return [r for r in reads if not (r.slot.kind in ("item", "index") and id(r.slot.container) in snapshots)]
 
-    # ---- sys.settrace hooks ------------------------------------------------------------------------
-
-    def _call(self, frame, event, arg):
-        code = frame.f_code
-        if event != "call" or code in _UNFOLLOWED or not _followed(code):
-            return None
+    def _chains_of(self, code: types.CodeType) -> dict:
+        """The chains of loads of code, by offset ({} for code that is not followed)."""
+        if code in _UNFOLLOWED or not _followed(code):
+            return {}
         chains = self._chains.get(code)
         if chains is None:
             chains = self._chains[code] = _chains(code)
-        if not chains:
-            return None
-        frame.f_trace_opcodes = True
-        frame.f_trace_lines = False
-
-        def opcode(frame, event, arg):
-            if event == "opcode":
-                chain = chains.get(frame.f_lasti)
-                if chain is not None:
-                    self._follow(frame, chain)
-            return opcode
-        return opcode
+        return chains
 
     # ---- evaluating a chain --------------------------------------------------------------------------
 
