@@ -497,3 +497,103 @@ def test_random_numbers_drawn_in_python_make_the_step_run_eagerly(draw):
                                             r"test_compile_soundness.py:\d+"):
         compiled(tg.ones(3))
     assert compiled.cache_info().fallbacks == 1
+
+
+# ---- found by the differential test ----------------------------------------------------------------------
+
+class _ClassScale:
+    scale = 1.0  # read through instances that have no attribute of their own
+
+
+def test_a_class_attribute_read_through_an_instance_is_guarded_on_the_class_and_the_instance():
+    def between(env, i):
+        if i == 3:
+            _ClassScale.scale = 2.0
+        if i == 5:
+            env["cfg"].scale = 3.0  # an instance attribute shadowing the class's
+
+    def make():
+        _ClassScale.scale = 1.0
+        cfg = _ClassScale()
+        w = tg.ones(3, requires_grad=True)
+
+        def step(x):
+            loss = (x * w * cfg.scale).sum()
+            loss.backward()
+            with tg.no_grad():
+                w.sub_(0.1 * w.grad)
+                w.grad = None
+            return loss
+        return dict(step=step, args=lambda i: (tg.ones(3),), tensors=[w], cfg=cfg)
+    try:
+        run_both(make, calls=8, between=between)
+    finally:
+        _ClassScale.scale = 1.0
+
+
+def test_a_forward_replaced_on_a_module_instance_is_used():
+    def between(env, i):
+        if i == 3:
+            layer = env["model"][0]
+            layer.forward = lambda x: nn.functional.linear(x, layer.weight, layer.bias) * 0.5
+
+    def make():
+        model = nn.Sequential(nn.Linear(3, 2))
+        return _training(model, optim.SGD(model.parameters(), lr=0.1))
+    _replays(run_both(make, calls=7, between=between))
+
+
+def test_a_hook_registered_on_a_parameter_between_calls_runs():
+    handles = []
+
+    def between(env, i):
+        if i == 3:
+            handles.append(env["model"].weight.register_hook(lambda g: g * 0.5))
+        if i == 5:
+            handles.pop().remove()
+    _replays(run_both(_linear_sgd, calls=8, between=between))
+
+
+def test_a_value_the_step_stores_before_its_optimizer_reads_it_is_stored_by_every_replay():
+    def between(env, i):
+        if i == 3:
+            env["opts"][0].param_groups[0]["lr"] = 0.025  # a scheduler, say: the step overwrites it anyway
+
+    def make():
+        env = _linear_sgd()
+        model, opt = env["model"], env["opts"][0]
+
+        def step(x, lr):
+            opt.zero_grad()
+            model(x).pow(2).sum().backward()
+            for group in opt.param_groups:
+                group["lr"] = lr
+            opt.step()
+        env.update(step=step, args=lambda i: (tg.ones(4, 3), 0.05))
+        return env
+    _replays(run_both(make, calls=6, between=between))
+
+
+def test_an_attribute_with_a_class_default_stored_by_the_step_is_stored_again():
+    class Stats:
+        last = None
+
+    def between(env, i):
+        if i == 3:
+            env["box"]["stats"] = Stats()  # a new epoch: no attribute of its own yet
+
+    def make():
+        env = _linear_sgd()
+        model, opt = env["model"], env["opts"][0]
+        box = {"stats": Stats()}
+
+        def step(x):
+            opt.zero_grad()
+            loss = model(x).pow(2).sum()
+            loss.backward()
+            opt.step()
+            box["stats"].last = loss.detach()
+            return loss
+        env.update(step=step, box=box, values=lambda: [box["stats"].last])
+        return env
+    _replays(run_both(make, calls=7, between=between))

@@ -13,18 +13,26 @@ _FREED_MESSAGE = (
     "graph a second time or if you need to access saved tensors after calling backward.")
 
 
+# Counts every hook registered on or removed from a node (Tensor.register_hook included): a compiled step
+# re-checks the hooks of the tensors it reads only when the count moved.
+HOOK_CHANGES = [0]
+
+
+def _hooks_changed() -> None:
+    HOOK_CHANGES[0] += 1
+
+
 class RemovableHandle:
     """Returned by hook registration; ``remove()`` unregisters the hook."""
 
-    def __init__(self, hooks: list, hook: Callable, on_remove: Callable[[], None] | None = None) -> None:
+    def __init__(self, hooks: list, hook: Callable, on_remove: Callable[[], None] = _hooks_changed) -> None:
         self._hooks, self._hook, self._on_remove = hooks, hook, on_remove
 
     def remove(self) -> None:
         """Unregister the hook (idempotent)."""
         if self._hook in self._hooks:
             self._hooks.remove(self._hook)
-            if self._on_remove is not None:
-                self._on_remove()
+            self._on_remove()
 
     def __enter__(self):
         return self
@@ -112,6 +120,7 @@ class Node:
         if self._hooks is None:
             self._hooks = []
         self._hooks.append(fn)
+        _hooks_changed()
         return RemovableHandle(self._hooks, fn)
 
     def add_tensor_hook(self, output_nr: int, fn: Callable) -> RemovableHandle:
@@ -120,6 +129,7 @@ class Node:
             self._tensor_hooks = {}
         hooks = self._tensor_hooks.setdefault(output_nr, [])
         hooks.append(fn)
+        _hooks_changed()
         return RemovableHandle(hooks, fn)
 
     def retain(self, output_nr: int, tensor) -> None:

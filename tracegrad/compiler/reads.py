@@ -151,7 +151,8 @@ def _short(value) -> str:
 @dataclass(frozen=True)
 class Slot:
     """A place that holds a Python value: ``container[key]`` of a dict ('item'), a list ('index'),
-    a closure cell ('cell', key None) or a slot of an object ('attr')."""
+    a closure cell ('cell', key None), a slot of an object ('attr'), or the autograd hooks of a tensor
+    that requires grad ('hooks', the tensor as container)."""
 
     kind: str
     container: object = field(compare=False)
@@ -173,6 +174,8 @@ class Slot:
                 return MISSING
         if self.kind == "index":
             return c[self.key] if -len(c) <= self.key < len(c) else MISSING
+        if self.kind == "hooks":
+            return _hooks_of(c)
         return getattr(c, self.key, MISSING)
 
     def set(self, value) -> None:
@@ -495,6 +498,14 @@ class ReadRecorder:
             self._follower.stop()
             self._follower = None
 
+    def stored(self, container, key) -> bool:
+        """Whether the step stored into container[key] so far."""
+        return ("item", id(container), key) in self.writes
+
+    def add(self, read: Read) -> None:
+        """Record a read the tracer makes itself (the hooks of a tensor it lifts)."""
+        self.reads.setdefault(read.slot.identity(), read)
+
     def changed(self) -> list:
         """The reads of objects that outlive the step that no longer hold (the traced run changed them)."""
         return [r for r in self.reads.values() if r.persistent and not r.holds()]
@@ -538,12 +549,17 @@ class ReadRecorder:
                 self.persistent.setdefault(id(value), value)
             if value is MISSING:
                 return
+            if step[0] == "attr" and _found_on_class(value, step[1]):
+                value, label = self._class_attribute_read(value, step[1], label, where, persistent)
+                continue
             slot = self._slot(value, step, frame, label)
             if slot is None:
                 return
             value, label = self._read(slot, where, n == len(chain.steps) and chain.whole, persistent)
         if value is MISSING:
             return
+        if chain.call and isinstance(value, self._module_type):  # a module's method: not replaced on it
+            self._class_attribute_read(value, chain.call, label, where, persistent)
         unseen = random_source(value, chain.call)
         if unseen:
             self.on_random(f"random numbers drawn in Python ({unseen}())")
@@ -557,6 +573,18 @@ class ReadRecorder:
             self.persistent.setdefault(id(value), value)
             if store is not None:
                 self._write(value, store, frame, label, where)
+
+    def _class_attribute_read(self, obj, name: str, label: str, where: str, persistent: bool) -> tuple:
+        """obj.name found on obj's class: guarded as absent from obj itself, and (a value, not a method)
+        as it is on the class."""
+        instance_dict = getattr(obj, "__dict__", None)
+        counter = getattr(type(obj), "_tracegrad_changes", None)
+        if type(instance_dict) is dict:
+            self._read(Slot("item", instance_dict, name, f"{label}.{name}", counter), where, False, persistent)
+        value, klass = _class_attribute(type(obj), name)
+        if klass is not None and not callable(value) and not hasattr(type(value), "__get__"):
+            self._read(Slot("item", vars(klass), name, f"{klass.__name__}.{name}"), where, False, True)
+        return value, f"{label}.{name}"
 
     def _write(self, obj, store: tuple, frame, label: str, where: str) -> None:
         """Remember what a slot of an object that outlives the step held before the step stored into it."""
@@ -628,12 +656,15 @@ def _attribute_slot(obj, name: str, label: str, module_type, new: bool = False) 
     (``new``: where an assignment puts it, when it does not exist yet)."""
     if name == "__dict__" or isinstance(obj, _tensor_type()):
         return None  # a tensor's state is the tracer's: its values are graph inputs, its flags checked apart
+    if isinstance(obj, type):  # a class's own attribute (Config.scale)
+        klass = _class_attribute(obj, name)[1]
+        return None if klass is None else Slot("item", vars(klass), name, label)
     cls = type(obj)
     owner = obj if isinstance(obj, module_type) else None
     counter = getattr(cls, "_tracegrad_changes", None)
     if cls.__getattribute__ is not object.__getattribute__ and not isinstance(obj, (type, types.ModuleType)):
         return None
-    static = _class_attribute(cls, name)
+    static = _class_attribute(cls, name)[0]
     if static is not MISSING and _is_data_descriptor(static):
         if type(static) is types.MemberDescriptorType:  # __slots__
             return Slot("attr", obj, name, label, counter)
@@ -641,16 +672,43 @@ def _attribute_slot(obj, name: str, label: str, module_type, new: bool = False) 
     instance_dict = getattr(obj, "__dict__", None)
     if type(instance_dict) is dict and name in instance_dict:
         return Slot("item", instance_dict, name, label, counter)
+    if new and type(instance_dict) is dict:
+        return Slot("item", instance_dict, name, label, counter)  # assigned: an attribute of its own from now on
     if static is not MISSING:
-        return None  # a method or class constant: part of the class, not of this object
+        return None  # a method or class constant: read through the class (ReadRecorder._class_attribute_read)
     if owner is not None and type(instance_dict) is dict:
         for registry in ("_parameters", "_buffers", "_modules"):  # what Module.__getattr__ looks up
             entries = instance_dict.get(registry)
             if entries is not None and name in entries:
                 return Slot("item", entries, name, label, counter)
-    if new and type(instance_dict) is dict:
-        return Slot("item", instance_dict, name, label, counter)
     return None
+
+
+def _hooks_of(tensor) -> list:
+    """The hooks that run when a gradient reaches a leaf tensor (a replay runs none of them)."""
+    node = tensor._acc
+    if node is None:
+        return []
+    return [*(node._tensor_hooks.get(tensor._output_nr, ()) if node._tensor_hooks else ()), *(node._hooks or ())]
+
+
+def hooks_read(tensor, label: str) -> Read:
+    """The hooks of a leaf tensor the step lifts: they must be the same at every replay (checked when
+    the count of hook changes moved), and a step that registers one is traced again."""
+    from ..autograd.engine import HOOK_CHANGES
+    slot = Slot("hooks", tensor, None, f"the hooks of {label}", HOOK_CHANGES)
+    return Read(slot, Expect.of(slot.get()), "registered hooks")
+
+
+def _found_on_class(obj, name: str) -> bool:
+    """Whether obj.name is a plain attribute of obj's class (a value or a method), not of obj itself."""
+    if isinstance(obj, (type, types.ModuleType, _tensor_type())):
+        return False
+    instance_dict = getattr(obj, "__dict__", None)
+    if type(instance_dict) is not dict or name in instance_dict:
+        return False
+    static = _class_attribute(type(obj), name)[0]
+    return static is not MISSING and not _is_data_descriptor(static)
 
 
 def _tensor_type() -> type:
@@ -658,11 +716,12 @@ def _tensor_type() -> type:
     return Tensor
 
 
-def _class_attribute(cls: type, name: str):
+def _class_attribute(cls: type, name: str) -> tuple:
+    """(the attribute, the class of cls's MRO that defines it), or (MISSING, None)."""
     for klass in cls.__mro__:
         if name in klass.__dict__:
-            return klass.__dict__[name]
-    return MISSING
+            return klass.__dict__[name], klass
+    return MISSING, None
 
 
 def _is_data_descriptor(attr) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 from ..autograd.engine import BACKWARD
 from ..ir import Graph, Type
 from ..tensor import TRACE, Tensor
-from .reads import ReadRecorder, is_scalar
+from .reads import MISSING, ReadRecorder, hooks_read
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -168,6 +168,8 @@ class Tracer:
             self.lifted[id(t)] = (t, v)
             if t._requires_grad:
                 self.grad_seen(t)
+                if t.grad_fn is None:
+                    self.recorder.add(hooks_read(t, name or self._name(source)))
         self.values[id(t)] = v
         self.keep.append(t)
         return v
@@ -234,6 +236,10 @@ class Tracer:
         """A hyperparameter (container[key], or container[key][index], e.g. an optimizer's lr or a beta)
         as a graph input read at every call."""
         value = container[key] if index is None else container[key][index]
+        if self.recorder.stored(container, key):
+            # the step set it itself (e.g. from its lr argument): a replay stores the same value again, so
+            # it is a constant of this variant, not a value read at every call
+            return Tensor._make(np.array(value, dtype=dtype.np))
         t = Tensor._make(np.array(value, dtype=dtype.np))
         v = self.graph.add_input(Type(dtype, ()), "hyper", name)
         self.sources[v.id] = ("hyper", (container, key, index))
@@ -290,12 +296,12 @@ class Tracer:
         return ("output", self._output(value, outputs).index)
 
     def _python_writes(self) -> list:
-        """(Write, value now) for every slot the step stored a different value into."""
+        """(Write, value now) for every slot the step stored into: a replay stores it again, even where the
+        traced run stored what was there already (a replay may start from another value)."""
         changed = []
         for write in self.recorder.writes.values():
             now = write.slot.get()
-            if now is write.before or (is_scalar(now) and is_scalar(write.before) and type(now) is type(write.before)
-                                       and now == write.before):
+            if now is MISSING and write.before is MISSING:
                 continue
             if isinstance(now, (list, tuple, dict)) and _holds_step_tensors(now, self.born):
                 self.unsupported(f"storing a {type(now).__name__} of tensors computed in the step in "
