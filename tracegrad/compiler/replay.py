@@ -23,6 +23,15 @@ from .tracer import Trace, _OutputSlot, fill_outputs, output_slots
 MISS = object()  # what a fast path returns when a call does not have the signature of its variant
 
 
+def _counted(counter: list) -> str:
+    """What a change counter counts, for comments in generated code."""
+    from ..autograd.engine import HOOK_CHANGES
+    from ..nn.module import CHANGES
+    from ..optim.optimizer import STATE_CHANGES
+    names = {id(CHANGES): "a module", id(STATE_CHANGES): "optimizer state", id(HOOK_CHANGES): "an autograd hook"}
+    return names.get(id(counter), "something counted")
+
+
 class Replay:
     """The generated replay of one traced graph; call it with the step's leaf arguments."""
 
@@ -94,7 +103,7 @@ class Replay:
         self.counters = list({id(r.slot.counter): r.slot.counter for r in self.trace.reads if r.slot.counter}.values())
         self.checked_at = [c[0] for c in self.counters]  # each count when the reads it covers last held
         for k, counter in enumerate(self.counters):
-            emit(f"    if {self._const(counter)}[0] != checked_at[{k}]:  # a module (or optimizer state) changed")
+            emit(f"    if {self._const(counter)}[0] != checked_at[{k}]:  # {_counted(counter)} changed since the reads held")
             emit(f"        replay.check_counted_reads({k})")
         self.env["checked_at"] = self.checked_at
         checks = [f"{self._read_check(read)}  # {read.slot.label} ({read.where})"
