@@ -3,7 +3,8 @@
 These read bytecode, which changes between Python versions: they were run on 3.10, 3.11, 3.12 and 3.13.
 """
 from tracegrad import nn
-from tracegrad.compiler.reads import ReadRecorder, _chains
+from tracegrad.compiler.frames import chains
+from tracegrad.compiler.reads import ReadRecorder
 
 SCALE = 2.0
 
@@ -79,7 +80,7 @@ def test_each_version_finds_the_chains_of_the_same_source():
         d[k] -= 1
         return d.get("z", None), d.get("y"), x * d[k], SCALE
 
-    found = {(c.root, c.steps, c.store) for chains in _chains(fn.__code__).values() for c in chains}
+    found = {(c.root, c.steps, c.store) for chains in chains(fn.__code__).values() for c in chains}
     assert (("local", "self"), (("attr", "a"), ("attr", "b")), None) in found
     assert (("local", "self"), (), ("attr_updated", "n")) in found
     assert (("local", "d"), (), ("item_updated", "a")) in found

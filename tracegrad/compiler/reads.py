@@ -4,55 +4,37 @@ A replay runs no Python code of the step, so every Python value the traced run r
 when a replay starts: a global or closure float multiplied into a tensor, a module attribute that
 picks a branch, the list of an optimizer's parameter groups, the parameter a module attribute names.
 While a step is traced, ``ReadRecorder`` follows each frame of user code, ``nn`` and ``optim``
-opcode by opcode (``sys.settrace``). Where an instruction starts a chain of loads
-(``self.cfg.scale``, ``group["params"]``, ``state.get("momentum_buffer")``, a global, a closure
-cell), it evaluates the chain itself, without running any Python code (no properties, no
-``__getattr__``: their own frames are followed instead), and records a ``Read`` for each step:
-which container (a dict, a cell, a list, a slotted object) holds which key, and what was found there.
-A chain followed by ``STORE_ATTR``/``STORE_SUBSCR`` is a ``Write`` target: its value before the
-trace, so that the replay can repeat what the step stored there.
+(``frames.py``). Where an instruction starts a chain of loads (``self.cfg.scale``,
+``group["params"]``, ``state.get("momentum_buffer")``, a global, a closure cell), it evaluates the
+chain itself, without running any Python code (no properties, no ``__getattr__``: their own frames
+are followed instead; a module's registries are looked up as ``Module.__getattr__`` does; an
+attribute found on the class is guarded on the class and as absent from the object), and records a
+``Read`` for each step: which container (a dict, a cell, a list, a slotted object) holds which key,
+and what was found there. A chain that is stored into is a ``Write``: the replay stores the same
+value again. The hooks of each leaf tensor the step lifts are a read too, and a chain that draws
+Python or NumPy random numbers stops tracing.
 
 Tensor contents are not Python values: the tracer makes them graph inputs. The library's core
 (tensor ops, primitives, autograd, the compiler itself) only reads its arguments and is not followed.
 """
 from __future__ import annotations
 
-import dis
 import gc
 import os
 import random
 import sys
-import threading
 import types
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .frames import UNFOLLOWED, Chain, MonitoringFollower, SettraceFollower, followed
+from .frames import chains as chains_of_code
+
 MISSING = type("Missing", (), {"__repr__": lambda self: "<missing>"})()  # an absent key, attribute or empty cell
 
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Library code that only reads its arguments, or whose reads are modelled here (Module.__getattr__).
-_CORE = tuple(os.path.join(_PACKAGE, p) for p in (
-    "tensor.py", "tensor_methods.py", "ops.py", "dtypes.py", "creation.py", "primitives", "autograd" + os.sep + "engine.py",
-    "autograd" + os.sep + "grad_mode.py", "autograd" + os.sep + "views.py", "compiler", "ir", "backends"))
-_STDLIB = os.path.dirname(os.__file__)
-_THIRD_PARTY = tuple(os.path.dirname(m.__file__) for m in (np,))
 _STABLE_MODULES = frozenset(sys.stdlib_module_names) | {"tracegrad", "numpy", "numba", "scipy"}
 _SCALARS = (bool, int, float, complex, str, bytes, type(None), np.generic)
-
-_ROOTS = {"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_GLOBAL", "LOAD_CLASSDEREF"}
-_ATTRIBUTE_LOADS = {"LOAD_ATTR", "LOAD_METHOD"}
-_KEY_LOADS = {"LOAD_CONST", "LOAD_FAST", "LOAD_FAST_CHECK"}
-
-
-_UNFOLLOWED: set = set()  # code of library functions whose reads are modelled here, not followed
-
-
-def unfollowed(fn):
-    """Mark a library function as one the recorder does not follow: bookkeeping whose effect on what a
-    replay may assume is modelled here (Module.__getattr__, the counters of module and state changes)."""
-    _UNFOLLOWED.add(fn.__code__)
-    return fn
 
 
 def is_scalar(value) -> bool:
@@ -254,106 +236,6 @@ class Write:
 
 # ---- chains of loads in a code object --------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Chain:
-    root: tuple          # ("local" | "free" | "global", name)
-    steps: tuple         # ("attr", name) | ("item", key) | ("item_local", name) | ("get", key)
-    store: tuple | None  # ("attr", name) | ("item", key) | ("item_local", name): the chain is a store target
-    #                      (with "_updated" after the kind: an augmented assignment, which reads it first)
-    line: int
-    whole: bool          # the value is used all together (.items(), .values(), ** unpacking)
-    call: str | None     # "" when the value is called, a method's name when one of its methods is
-
-
-_WHOLE_USES = {"DICT_MERGE", "DICT_UPDATE", "LIST_EXTEND"}
-_WHOLE_METHODS = {"items", "values", "copy"}
-
-
-def _instructions(code: types.CodeType) -> list:
-    """code's instructions without those that never matter to a chain; Python 3.13's LOAD_FAST_LOAD_FAST
-    as the two LOAD_FASTs it stands for (both at its offset)."""
-    out = []
-    for i in dis.get_instructions(code):
-        if i.opname == "LOAD_FAST_LOAD_FAST":
-            out += [i._replace(opname="LOAD_FAST", argval=name) for name in i.argval]
-        elif i.opname not in ("CACHE", "PRECALL", "EXTENDED_ARG", "PUSH_NULL"):
-            out.append(i)
-    return out
-
-
-def _chains(code: types.CodeType) -> dict:
-    """{offset: [_Chain]} for the chains of loads that start at each offset of ``code``."""
-    ins = _instructions(code)
-    chains, line = {}, code.co_firstlineno
-    for n, first in enumerate(ins):
-        line = first.starts_line or line  # (a bool from Python 3.13: its line is in positions)
-        if getattr(first, "positions", None) is not None and first.positions.lineno:
-            line = first.positions.lineno
-        if first.opname not in _ROOTS:
-            continue
-        if first.opname == "LOAD_DEREF":
-            if first.argval not in code.co_freevars:  # a cell of this frame: a local
-                root = ("local", first.argval)
-            else:
-                root = ("free", first.argval)
-        elif first.opname == "LOAD_GLOBAL":
-            root = ("global", first.argval)
-        else:
-            root = ("local", first.argval)
-        steps, k, store = [], n + 1, None
-        while k < len(ins):
-            i = ins[k]
-            nxt = ins[k + 1] if k + 1 < len(ins) else None
-            if i.opname in _ATTRIBUTE_LOADS:
-                if i.opname == "LOAD_METHOD" or "NULL|self" in (i.argrepr or ""):
-                    call = ins[k + 2] if k + 2 < len(ins) else None
-                    if i.argval == "get" and nxt is not None and nxt.opname == "LOAD_CONST" and call is not None \
-                            and call.opname in ("CALL", "CALL_METHOD") and call.arg == 1:
-                        steps.append(("get", nxt.argval))
-                    break  # a method call: what it returns is not a chain of loads
-                steps.append(("attr", i.argval))
-                k += 1
-            elif (i.opname == "COPY" and i.arg == 1 or i.opname == "DUP_TOP") and nxt is not None \
-                    and nxt.opname == "LOAD_ATTR":
-                store = ("attr_updated", nxt.argval)  # obj.name += ...: read, then stored
-                break
-            elif i.opname in _KEY_LOADS and nxt is not None and (nxt.opname == "COPY" and k + 3 < len(ins)
-                                                                and ins[k + 3].opname == "BINARY_SUBSCR"
-                                                                or nxt.opname == "DUP_TOP_TWO"):
-                store = ("item_updated" if i.opname == "LOAD_CONST" else "item_local_updated", i.argval)  # d[k] += ...
-                break
-            elif i.opname in _KEY_LOADS and nxt is not None and nxt.opname in ("BINARY_SUBSCR", "STORE_SUBSCR"):
-                key = ("item", i.argval) if i.opname == "LOAD_CONST" else ("item_local", i.argval)
-                if nxt.opname == "STORE_SUBSCR":
-                    store = key
-                    break
-                steps.append(key)
-                k += 2
-            elif i.opname == "STORE_ATTR":
-                store = ("attr", i.argval)
-                break
-            else:
-                break
-        after = ins[k] if k < len(ins) else None
-        call = _call_after(after)
-        if root[0] != "local" or steps or store or call is not None:
-            whole = after is not None and (after.opname in _WHOLE_USES or after.opname in _ATTRIBUTE_LOADS
-                                           and after.argval in _WHOLE_METHODS)
-            chains.setdefault(first.offset, []).append(_Chain(root, tuple(steps), store, line, whole, call))
-    return chains
-
-
-def _call_after(after) -> str | None:
-    """What the instruction after a chain calls on its value: "" (the value), a method's name, or None."""
-    if after is None:
-        return None
-    if after.opname in ("CALL", "CALL_FUNCTION"):  # (CALL_FUNCTION: Python 3.10)
-        return ""
-    if after.opname == "LOAD_METHOD" or after.opname == "LOAD_ATTR" and "NULL|self" in (after.argrepr or ""):
-        return after.argval
-    return None
-
-
 def random_source(value, call: str | None) -> str:
     """'random.random' when calling value (or its method ``call``) draws Python or NumPy random numbers:
     a value no read can guard (else '')."""
@@ -373,92 +255,6 @@ def random_source(value, call: str | None) -> str:
 
 _RANDOM_STATES = (random.Random, np.random.Generator, np.random.RandomState, np.random.BitGenerator)
 _SEEDING = {"seed", "getstate", "setstate", "get_state", "set_state", "bit_generator", ""}
-
-
-# ---- following frames ------------------------------------------------------------------------------
-
-def _followed(code: types.CodeType) -> bool:
-    """Whether the recorder follows frames of this code: user code and this library's nn, optim and
-    utils; not its core, NumPy or the standard library."""
-    filename = code.co_filename
-    if filename.startswith(_PACKAGE):
-        return not filename.startswith(_CORE)
-    if filename.startswith(_THIRD_PARTY) or filename.startswith("<frozen") or filename == "<string>":
-        return False  # NumPy, the standard library, generated methods (a dataclass's __init__)
-    return not filename.startswith(_STDLIB) or "-packages" in filename[len(_STDLIB):]
-
-
-class _SettraceFollower:
-    """Calls on_chain(frame, chain) where a followed frame of this thread starts a chain (sys.settrace's
-    opcode events; up to Python 3.11)."""
-
-    def __init__(self, chains_of, on_chain) -> None:
-        self.chains_of, self.on_chain = chains_of, on_chain
-
-    def start(self) -> None:
-        self.saved = sys.gettrace()
-        sys.settrace(self._call)
-
-    def stop(self) -> None:
-        sys.settrace(self.saved)
-
-    def _call(self, frame, event, arg):
-        chains = self.chains_of(frame.f_code) if event == "call" else None
-        if not chains:
-            return None
-        frame.f_trace_opcodes = True
-
-        def opcode(frame, event, arg):
-            if event == "opcode":
-                for chain in chains.get(frame.f_lasti, ()):
-                    self.on_chain(frame, chain)
-            return opcode
-        return opcode
-
-
-class _MonitoringFollower:
-    """The same with sys.monitoring (Python 3.12 and later): there, settrace's opcode events miss code that
-    ran before tracing began. Its events reach every thread: those of other threads are ignored."""
-
-    def __init__(self, chains_of, on_chain) -> None:
-        self.chains_of, self.on_chain = chains_of, on_chain
-        self.thread = threading.get_ident()
-        self.followed: dict = {}  # code -> its chains, for the code objects with instruction events on
-
-    def start(self) -> None:
-        monitoring = sys.monitoring
-        free = [t for t in range(6) if monitoring.get_tool(t) is None]
-        if not free:
-            raise RuntimeError("tracegrad.compile needs a sys.monitoring tool id to trace a step, and all six "
-                               "are in use (debuggers, coverage, profilers); stop one of them")
-        self.tool = free[-1]
-        monitoring.use_tool_id(self.tool, "tracegrad")
-        monitoring.register_callback(self.tool, monitoring.events.PY_START, self._start)
-        monitoring.register_callback(self.tool, monitoring.events.INSTRUCTION, self._instruction)
-        monitoring.set_events(self.tool, monitoring.events.PY_START)
-
-    def stop(self) -> None:
-        monitoring = sys.monitoring
-        monitoring.set_events(self.tool, 0)
-        for code in self.followed:
-            monitoring.set_local_events(self.tool, code, 0)
-        monitoring.register_callback(self.tool, monitoring.events.PY_START, None)
-        monitoring.register_callback(self.tool, monitoring.events.INSTRUCTION, None)
-        monitoring.free_tool_id(self.tool)
-
-    def _start(self, code, offset) -> None:
-        if code in self.followed or threading.get_ident() != self.thread:
-            return
-        chains = self.chains_of(code)
-        if chains:
-            self.followed[code] = chains
-            sys.monitoring.set_local_events(self.tool, code, sys.monitoring.events.INSTRUCTION)
-
-    def _instruction(self, code, offset) -> None:
-        starting = self.followed[code].get(offset)
-        if starting and threading.get_ident() == self.thread:
-            for chain in starting:
-                self.on_chain(sys._getframe(1), chain)
 
 
 class ReadRecorder:
@@ -484,7 +280,7 @@ class ReadRecorder:
     def __enter__(self) -> "ReadRecorder":
         from ..nn.module import Module
         self._module_type = Module
-        follower = _MonitoringFollower if hasattr(sys, "monitoring") else _SettraceFollower
+        follower = MonitoringFollower if hasattr(sys, "monitoring") else SettraceFollower
         self._follower = follower(self._chains_of, self._follow)
         self._follower.start()
         return self
@@ -520,16 +316,16 @@ class ReadRecorder:
 
     def _chains_of(self, code: types.CodeType) -> dict:
         """The chains of loads of code, by offset ({} for code that is not followed)."""
-        if code in _UNFOLLOWED or not _followed(code):
+        if code in UNFOLLOWED or not followed(code):
             return {}
         chains = self._chains.get(code)
         if chains is None:
-            chains = self._chains[code] = _chains(code)
+            chains = self._chains[code] = chains_of_code(code)
         return chains
 
     # ---- evaluating a chain --------------------------------------------------------------------------
 
-    def _follow(self, frame, chain: _Chain) -> None:
+    def _follow(self, frame, chain: Chain) -> None:
         where = f"{os.path.basename(frame.f_code.co_filename)}:{chain.line}"
         kind, name = chain.root
         if kind == "local":

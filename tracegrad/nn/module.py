@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from .. import dtypes
 from ..autograd.engine import RemovableHandle
-from ..compiler.reads import unfollowed
+from ..compiler.frames import unfollowed
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor
 from .parameter import Parameter

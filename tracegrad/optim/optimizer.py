@@ -7,7 +7,7 @@ from typing import Callable, Iterable
 
 from ..autograd.grad_mode import enable_grad, no_grad
 from ..compiler.hyper import hyperparameter, hyperparameter_flag
-from ..compiler.reads import unfollowed
+from ..compiler.frames import unfollowed
 from ..nn.utils import zero_grad_
 from ..tensor import TRACE, Tensor
 
