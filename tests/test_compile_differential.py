@@ -74,6 +74,7 @@ class Program:
     side: str               # a Python side effect: "none" | "count" (cfg.count += 1) | "item" (cfg.last = loss.item())
                             # | "store_tensor" (cfg.last = loss.detach())
     branch: bool            # a branch on a tensor value (`if out.mean() > 0:`)
+    class_scale: bool       # cfg.scale is the class attribute Config.scale (no instance attribute)
     calls: tuple            # per call: a tuple of events applied to both copies before the call
 
     @property
@@ -123,7 +124,7 @@ class Program:
             "",
             "",
             "class Config:",
-            "    scale = 0.0",
+            f"    scale = {1.0 if self.class_scale else 0.0}",
             "    count = 0",
             "    last = None",
             "",
@@ -133,7 +134,7 @@ class Program:
             "GSCALE = 1.0",
             "table = {'scale': 1.0}",
             "cfg = Config()",
-            "cfg.scale = 1.0",
+            "" if self.class_scale else "cfg.scale = 1.0",
             "",
             "",
         ]
@@ -231,6 +232,10 @@ class Program:
             return f"table['scale'] = {a[0]!r}"
         if kind == "attr":
             return f"cfg.scale = {a[0]!r}"
+        if kind == "del_attr":
+            return "cfg.__dict__.pop('scale', None)"
+        if kind == "class_attr":
+            return f"Config.scale = {a[0]!r}"
         if kind == "rebind_cfg":
             return f"cfg = Config(); cfg.scale = {a[0]!r}"
         if kind == "rebind_table":
@@ -374,7 +379,8 @@ def _events(opt: str, value) -> st.SearchStrategy:
         st.tuples(st.just("batch"), st.sampled_from([4, 6])),
         st.tuples(st.just("lr_arg"), st.sampled_from(LRS)),
         st.tuples(st.just("scale_arg"), value),
-        st.tuples(st.sampled_from(["rebind_cfg", "rebind_table"]), value),
+        st.tuples(st.sampled_from(["rebind_cfg", "rebind_table", "class_attr"]), value),
+        st.tuples(st.just("del_attr")),
         st.tuples(st.just("rebuild"), SEEDS),
         st.tuples(st.just("dtype"), st.sampled_from(["float64", "float32"])),
         st.tuples(st.sampled_from(["pop_param", "no_grad_call", "inference_call", "eager_call", "tie",
@@ -408,7 +414,7 @@ def programs(draw, exclude: frozenset = frozenset()) -> Program:
         zero=draw(st.sampled_from(["start", "start_keep", "end", "never", "model"])),
         capture=draw(st.sampled_from(["closure", "global"])),
         side=draw(st.sampled_from(["none", "count", "item", "store_tensor"])), branch=draw(st.booleans()),
-        calls=calls)
+        class_scale=draw(st.booleans()), calls=calls)
     off = {f: False for f in ("accumulate", "lr_arg", "clip", "branch") if f in exclude}
     return dataclasses.replace(program, **off) if off else program
 
@@ -711,7 +717,8 @@ def _simpler(program: Program):
         for j in range(len(events)):
             yield dataclasses.replace(program, calls=calls[:i] + (events[:j] + events[j + 1:],) + calls[i + 1:])
     for field, value in [("accumulate", False), ("lr_arg", False), ("clip", False), ("ret", "loss"),
-                         ("zero", "start"), ("capture", "closure"), ("scale", "none"), ("groups", "one"),
+                         ("zero", "start"), ("capture", "closure"),
+                         ("side", "none"), ("side", "store_tensor"), ("branch", False), ("class_scale", False), ("scale", "none"), ("groups", "one"),
                          ("loss", "mse"), ("model", "seq"), ("seed", 0), ("acts", program.acts[:1]), ("acts", ()),
                          ("opt", "sgd")]:
         if getattr(program, field) != value:
@@ -740,7 +747,7 @@ def reduce(program: Program, backend: str, kind: str) -> Program:
 def _essence(program: Program, kind: str) -> tuple:
     """What a reduced failing program still needs: its kind of mismatch, event kinds and non-default features."""
     default = Program(0, "seq", (), "mse", "sgd", (), "one", "none", False, False, False, "loss", "start",
-                      "closure", "none", False, ())
+                      "closure", "none", False, False, ())
     features = tuple(f"{f.name}={getattr(program, f.name)!r}" for f in dataclasses.fields(Program)
                      if f.name not in ("seed", "calls", "opt_args", "acts")
                      and getattr(program, f.name) != getattr(default, f.name))
