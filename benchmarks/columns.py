@@ -30,8 +30,7 @@ Build = Callable[[ModuleType, Any], Prepared]
 # column name -> tracegrad.compile backend
 TRACEGRAD_BACKENDS = {"tracegrad compiled": "numba", "tracegrad numba-parallel": "numba-parallel"}
 # tracegrad.compile runs call 1 eagerly (optimizers create their state lazily) and traces call 2; calls 3 and 4
-# replay. A Numba kernel not yet on disk runs its first call (3) on the interpreter and compiles on the next:
-# after 4 calls the backend's own code has run, whichever it is and whatever its cache holds.
+# replay (call 3 compiles a Numba kernel, or loads it from disk): after 4 calls the backend's own code has run.
 CALLS_UNTIL_COMPILED = 4
 
 

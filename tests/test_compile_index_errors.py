@@ -2,8 +2,7 @@
 and a replay that raises changes nothing (parameters, .grad, optimizer state).
 
 Each case runs one sequence of calls eagerly and compiled (per backend), the bad call at position 3:
-call 0 runs eagerly, call 1 traces, call 2 replays (on the interpreter for a Numba kernel that is not
-on disk yet), call 3 replays the compiled kernel.
+call 0 runs eagerly, call 1 traces, calls 2 and 3 replay.
 """
 import numpy as np
 import pytest

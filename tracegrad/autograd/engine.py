@@ -16,13 +16,15 @@ _FREED_MESSAGE = (
 class RemovableHandle:
     """Returned by hook registration; ``remove()`` unregisters the hook."""
 
-    def __init__(self, hooks: list, hook: Callable) -> None:
-        self._hooks, self._hook = hooks, hook
+    def __init__(self, hooks: list, hook: Callable, on_remove: Callable[[], None] | None = None) -> None:
+        self._hooks, self._hook, self._on_remove = hooks, hook, on_remove
 
     def remove(self) -> None:
         """Unregister the hook (idempotent)."""
         if self._hook in self._hooks:
             self._hooks.remove(self._hook)
+            if self._on_remove is not None:
+                self._on_remove()
 
     def __enter__(self):
         return self

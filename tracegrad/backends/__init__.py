@@ -16,11 +16,11 @@ class Unsupported(Exception):
 def prepare(backend: str, graph: Graph) -> Callable[[list], list]:
     """A callable running ``graph`` on input arrays with ``backend`` (raises Unsupported if it can't).
 
-    A Numba kernel that is not on disk yet runs its first call on the interpreter and compiles on
-    the second: steps retraced every call (a guard on a changing value) never wait for Numba."""
+    A Numba kernel compiles (or loads from disk) at its first call: every replay runs the same machine
+    code, so a run's results are bit for bit the same whether the kernel cache was cold or warm."""
     if backend == "interpreter":
         return functools.partial(run, graph)
     if backend in ("numba", "numba-parallel"):
         from .numba_cpu import compile_graph
-        return compile_graph(graph, parallel=backend == "numba-parallel", interpret_first=True)
+        return compile_graph(graph, parallel=backend == "numba-parallel")
     raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")

@@ -3,5 +3,6 @@ from .compile import CacheInfo, CompiledFunction, CompileWarning, compile, make_
 from .explain import ExplainReport, explain
 from .hyper import hyperparameter, hyperparameter_flag
 from .tracer import TraceUnsupported, Tracer
+from .verify_mode import CompileMismatch
 
-__all__ = ["compile", "make_ir", "CompiledFunction", "CacheInfo", "CompileWarning", "Tracer", "TraceUnsupported", "hyperparameter", "hyperparameter_flag", "explain", "ExplainReport"]
+__all__ = ["CompileMismatch", "compile", "make_ir", "CompiledFunction", "CacheInfo", "CompileWarning", "Tracer", "TraceUnsupported", "hyperparameter", "hyperparameter_flag", "explain", "ExplainReport"]

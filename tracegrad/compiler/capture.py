@@ -103,24 +103,31 @@ def modules_and_optimizers(fn, args: list) -> tuple[list, list]:
     return modules, optimizers
 
 
-def tensor_names(fn, args: list) -> dict:
-    """{id(tensor): readable name} for parameters, buffers, optimizer state and tensor arguments."""
-    names: dict = {}
-    for label, obj in reachable_objects(fn, args).items():
+def named_tensors(fn, args: list) -> list[tuple[str, Tensor]]:
+    """(readable name, tensor) of each parameter, buffer, optimizer state and tensor argument the step reaches."""
+    found: dict = {}
+    reached = sorted(reachable_objects(fn, args).items(), key=lambda item: _is_optimizer(item[1]))  # modules name parameters
+    for label, obj in reached:
         if isinstance(obj, Tensor):
-            names.setdefault(id(obj), label)
+            found.setdefault(id(obj), (label, obj))
         elif _is_module(obj):
             for pname, p in obj.named_parameters():
-                names.setdefault(id(p), f"{label}.{pname}")
+                found.setdefault(id(p), (f"{label}.{pname}", p))
             for bname, b in getattr(obj, "named_buffers", lambda: ())():
-                names.setdefault(id(b), f"{label}.{bname}")
+                found.setdefault(id(b), (f"{label}.{bname}", b))
         elif _is_optimizer(obj):
             index = {id(p): i for i, p in enumerate(p for g in obj.param_groups for p in g["params"])}
             for p, state in obj.state.items():
+                found.setdefault(id(p), (f"{label}.param.{index.get(id(p), '?')}", p))
                 for key, value in state.items():
                     if isinstance(value, Tensor):
-                        names.setdefault(id(value), f"{label}.state.{index.get(id(p), '?')}.{key}")
-    return names
+                        found.setdefault(id(value), (f"{label}.state.{index.get(id(p), '?')}.{key}", value))
+    return list(found.values())
+
+
+def tensor_names(fn, args: list) -> dict:
+    """{id(tensor): readable name} for parameters, buffers, optimizer state and tensor arguments."""
+    return {id(t): name for name, t in named_tensors(fn, args)}
 
 
 def persistent_roots(fn, args: list) -> list:

@@ -21,14 +21,19 @@ from ..tensor import Tensor
 from .capture import CaptureWatch, modules_and_optimizers, persistent_roots, tensor_names
 from .replay import MISS, Replay
 from .tracer import Trace, Tracer
+from .verify_mode import verified_run
 
 _TRAINING = operator.attrgetter("training")  # map with it is quicker than a comprehension
 _IS_TENSOR = functools.partial(operator.is_, Tensor)  # _IS_TENSOR(type(x)): x is a Tensor, not a subclass
 
 CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
+# What a variant is traced for: argument structure, one key per leaf, which tensor arguments share memory,
+# grad mode, what the step reaches besides its arguments, the training flag of each module it reaches.
+Signature = collections.namedtuple("Signature", "structure leaves shared grad_mode reached training")
 
 BACKENDS = backends.BACKENDS + ("eager",)
 UNSTABLE_LIMIT = 3  # traced runs of one signature that changed what they read before it stays eager
+VALUES_BEFORE_WARNING = 4  # distinct values of a Python number argument before a warning says it never compiles
 PLANNED_BACKENDS = ("cuda",)
 
 
@@ -67,22 +72,47 @@ def _flatten(obj, leaves: list) -> object:
 
 def _describe(key) -> str:
     """A short description of a signature for the log."""
-    tensors = [f"{np.dtype(k[2]).name}{list(k[1])}" for k in key[1] if k[0] == "tensor"]
-    return f"(tensors {', '.join(tensors) or 'none'}; grad mode {'on' if key[2] else 'off'})"
+    tensors = [f"{np.dtype(k[2]).name}{list(k[1])}" for k in key.leaves if k[0] == "tensor"]
+    return f"(tensors {', '.join(tensors) or 'none'}; grad mode {'on' if key.grad_mode else 'off'})"
 
 
 def _difference(old, new) -> str:
     """What changed between two signatures, for the log."""
-    if old[0] != new[0]:
+    if old.structure != new.structure:
         return "the argument structure changed"
-    for i, (a, b) in enumerate(zip(old[1], new[1])):
+    for i, (a, b) in enumerate(zip(old.leaves, new.leaves)):
         if a != b:
             return f"argument {i} was {a[1:]}, now {b[1:]}"
-    if old[2] != new[2]:
-        return f"grad mode was {'on' if old[2] else 'off'}"
-    if old[3] != new[3]:
+    if old.shared != new.shared:
+        return "which tensor arguments share memory changed"
+    if old.grad_mode != new.grad_mode:
+        return f"grad mode was {'on' if old.grad_mode else 'off'}"
+    if old.reached != new.reached:
         return "a captured tensor, module or optimizer was replaced"
     return "a module's training flag changed"
+
+
+def _argument_name(fn, structure, position: int) -> str:
+    """How a user names a leaf of the arguments: 'argument lr' for a plain positional one."""
+    if isinstance(structure, tuple) and structure[0] == "tuple":
+        args = structure[1][0]  # ("tuple", (args structure, kwargs structure))
+        if args[0] == "tuple" and position < len(args[1]) and all(a == "*" for a in args[1][:position + 1]):
+            try:
+                names = [p.name for p in inspect.signature(fn).parameters.values()]
+            except (TypeError, ValueError):
+                names = []
+            if position < len(names):
+                return f"argument {names[position]!r}"
+    return f"argument leaf #{position}"
+
+
+def _shared_buffers(leaves) -> tuple | None:
+    """Which tensor arguments share memory (the same tensor twice, a tensor and its detach()): None when
+    none do. A variant traced with distinct arguments must not run on aliased ones, nor the reverse."""
+    buffers = [id(x._vc) for x in leaves if isinstance(x, Tensor)]  # views and detach() share the counter
+    if len(set(buffers)) == len(buffers):
+        return None
+    return tuple(map(buffers.index, buffers))
 
 
 def _leaf_key(x) -> tuple:
@@ -114,11 +144,20 @@ class Variant:
         # run(leaves): replay on new arguments; GuardFailure (nothing modified) when an assumption fails
         self.run = self.replay.run
 
+    def describe_guards(self, limit: int = 12) -> str:
+        """What this variant assumes besides its signature, for messages."""
+        trace = self.trace
+        assumed = [read.assumption() for read in trace.reads]
+        assumed += [f"bool({key!r}) is {expected}" for _, key, expected in trace.flag_guards]
+        assumed += [f"{source or 'a value'} is {expected!r}" for _, expected, source in trace.graph.guards]
+        more = f" and {len(assumed) - limit} more" if len(assumed) > limit else ""
+        return "; ".join(assumed[:limit]) + more if assumed else "nothing besides its signature"
+
 
 class CompiledFunction:
     """A function whose calls run a traced graph (see tracegrad.compile)."""
 
-    def __init__(self, fn, backend: str, fullgraph: bool, recompile_limit: int = 8) -> None:
+    def __init__(self, fn, backend: str, fullgraph: bool, recompile_limit: int = 8, verify: bool = False) -> None:
         if backend in PLANNED_BACKENDS:
             raise NotImplementedError(f"backend {backend!r} is not available yet; use backend='numba' "
                                       f"(CPU), 'interpreter' (the NumPy reference) or 'eager'")
@@ -128,6 +167,7 @@ class CompiledFunction:
         self.fn, self.backend, self.fullgraph, self.recompile_limit = fn, backend, fullgraph, recompile_limit
         # read once here, not per call: an environment lookup costs as much as the rest of a cache-hit check
         self.eager = backend == "eager" or os.environ.get("TRACEGRAD_DISABLE") == "1"
+        self.verify = verify or os.environ.get("TRACEGRAD_VERIFY") == "1"
         self._captured = CaptureWatch(fn)
         self.cache_clear()
 
@@ -138,6 +178,8 @@ class CompiledFunction:
         self._warmed: dict = {}  # signatures seen once (insertion ordered: the last is the previous one)
         self._eager: set = set()
         self._unstable = collections.Counter()  # signature -> traced runs not kept (they changed what they read)
+        self._numbers: dict = {}  # (argument structure, leaf position) -> the Python numbers seen there
+        self._why_not_compiled: list = []  # warnings about steps that keep running eagerly, for explain()
         self._counts = collections.Counter()
         self._hits = 0  # an int of its own: counted on every replay, where a Counter update costs time
         self._fast = None  # the replay of the last variant hit, behind inline checks of its signature
@@ -151,7 +193,7 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if self.eager:
             return self.fn(*args, **kwargs)
-        if self._fast is not None and not kwargs:
+        if self._fast is not None and not kwargs and not self.verify:
             try:
                 result = self._fast(args)
             except GuardFailure:
@@ -173,14 +215,16 @@ class CompiledFunction:
         modules = self._modules.get(reached)
         if modules is None:
             modules = self._modules[reached] = modules_and_optimizers(self.fn, list(leaves))[0]
-        key = (structure, leaf_keys, is_grad_enabled(), reached, tuple(map(_TRAINING, modules)))
+        key = Signature(structure, leaf_keys, _shared_buffers(leaves), is_grad_enabled(), reached,
+                        tuple(map(_TRAINING, modules)))
         if self._eager and key in self._eager:
             return self.fn(*args, **kwargs)
         variants = self._variants.get(key, ())
         failed = None
-        for variant in variants:
+        for n, variant in enumerate(variants):
             try:
-                result = variant.run(leaves)
+                result = (verified_run(self.fn, variant, leaves, args, kwargs, f"{self.__name__} (variant {n})")
+                          if self.verify else variant.run(leaves))
             except GuardFailure as e:
                 self._counts["guard_failures"] += 1
                 failed = e
@@ -195,6 +239,7 @@ class CompiledFunction:
             self._warmed[key] = True
             LOG.info("%s: new signature %s%s, first call runs eagerly", self.__name__, _describe(key),
                      "" if previous is None else f" ({_difference(previous, key)})")
+            self._count_values(structure, leaf_keys)
             return self.fn(*args, **kwargs)
         if failed is not None:
             LOG.info("%s: cache miss, %s", self.__name__, failed)
@@ -203,9 +248,25 @@ class CompiledFunction:
                                       f"recompile limit ({self.recompile_limit})", args, kwargs)
         return self._trace(key, list(leaves), args, kwargs)
 
+    def _count_values(self, structure, leaf_keys: tuple) -> None:
+        """Warn once per argument whose Python number keeps changing: every new value is a new signature,
+        whose first call runs eagerly and whose second traces, so such a step never replays."""
+        for position, leaf in enumerate(leaf_keys):
+            if leaf[0] != "value" or leaf[1] not in ("int", "float"):
+                continue
+            seen = self._numbers.setdefault((structure, position), set())
+            seen.add(leaf[2])
+            if len(seen) == VALUES_BEFORE_WARNING:
+                name = _argument_name(self.fn, structure, position)
+                reason = (f"{name} has had {len(seen)} different values: each new value of a Python number is a "
+                          f"new signature, which runs eagerly and traces before it can replay")
+                LOG.info("%s: %s", self.__name__, reason)
+                self._why_not_compiled.append(reason)
+                warnings.warn(f"tracegrad.compile: {self.__name__}'s {reason}; pass it as a tensor "
+                              f"(tracegrad.tensor(value)) to make it a graph input", CompileWarning, stacklevel=3)
+
     def _trace(self, key, leaves: list, args, kwargs):
-        tracer = Tracer(getattr(self.fn, "__name__", "step"), leaves, self.fullgraph, tensor_names(self.fn, leaves),
-                        functions=(self.fn, inspect.unwrap(self.fn)), roots=persistent_roots(self.fn, leaves))
+        tracer = tracer_for(self.fn, leaves, self.fullgraph)
         start = time.perf_counter()
         with tracer:
             result = self.fn(*args, **kwargs)
@@ -256,13 +317,13 @@ class CompiledFunction:
         """Give the variant a fast path when its signature is one a few inline checks can confirm:
         positional tensor arguments, closure cells and globals as they are now."""
         watch = self._captured
-        structure, _, grad_mode, reached, _ = key
+        structure, grad_mode, reached = key.structure, key.grad_mode, key.reached
         try:
             cells = [c.cell_contents for c in watch.cells]
         except ValueError:  # an empty cell: the signature lookup handles it
             return
         captured = cells + [watch.globals.get(n) for n in watch.names]
-        if not isinstance(structure, int) or reached[1] or watch.seen is None or \
+        if not isinstance(structure, int) or key.shared is not None or reached[1] or watch.seen is None or \
                 not all(map(operator.is_, captured, watch.seen)):
             return
         variant.replay.add_fast_path(leaves, grad_mode, watch.cells, captured, watch.globals, watch.names,
@@ -281,12 +342,22 @@ def default_backend() -> str:
     return os.environ.get("TRACEGRAD_BACKEND") or DEFAULT_BACKEND
 
 
-def compile(fn=None, *, backend: str | None = None, fullgraph: bool = False, **options):
-    """Compile a whole step (forward, backward, optimizer update); usable as @compile or @compile(...)."""
+def compile(fn=None, *, backend: str | None = None, fullgraph: bool = False, verify: bool = False, **options):
+    """Compile a whole step (forward, backward, optimizer update); usable as @compile or @compile(...).
+
+    ``verify=True`` (or TRACEGRAD_VERIFY=1) also runs every replay eagerly from the same state and raises
+    CompileMismatch where the two differ."""
+    options["verify"] = verify
     backend = backend or default_backend()
     if fn is None:
         return lambda f: CompiledFunction(f, backend, fullgraph, **options)
     return CompiledFunction(fn, backend, fullgraph, **options)
+
+
+def tracer_for(fn, leaves: list, fullgraph: bool) -> Tracer:
+    """A tracer for one call of fn on these argument leaves (names, closure cells and persistent objects known)."""
+    return Tracer(getattr(fn, "__name__", "step"), leaves, fullgraph, tensor_names(fn, leaves),
+                  functions=(fn, inspect.unwrap(fn)), roots=persistent_roots(fn, leaves))
 
 
 def make_ir(fn):
@@ -294,7 +365,7 @@ def make_ir(fn):
     def traced(*args, **kwargs):
         leaves: list = []
         _flatten((args, kwargs), leaves)
-        tracer = Tracer(getattr(fn, "__name__", "step"), leaves, fullgraph=True, names=tensor_names(fn, leaves))
+        tracer = tracer_for(fn, leaves, fullgraph=True)
         with tracer:
             result = fn(*args, **kwargs)
         return tracer.finish(result).graph

@@ -5,9 +5,7 @@ import collections
 from dataclasses import dataclass, field
 
 from ..ir.passes import fusion_groups, optimize
-from .capture import tensor_names
-from .compile import _flatten, default_backend
-from .tracer import Tracer
+from .compile import _flatten, default_backend, tracer_for
 
 
 @dataclass
@@ -21,6 +19,7 @@ class ExplainReport:
     fallbacks: list = field(default_factory=list)   # reasons, with the user's source line
     kernels: list = field(default_factory=list)     # (graph name, generated source) with a code-generating backend
     fusion: list = field(default_factory=list)      # per graph: groups of nodes that can run as one loop
+    guarded: list = field(default_factory=list)     # Python values a replay checks ('cfg.scale is 0.5 (train.py:12)')
 
     def __str__(self) -> str:
         lines = [f"graphs: {len(self.graphs)}"]
@@ -39,6 +38,8 @@ class ExplainReport:
         for name, source in self.kernels:
             lines.append(f"kernel {name}: {source.count(chr(10))} lines, {source.count('    for i0 in')} loop nests "
                          f"(tracegrad dump --stage kernel shows it)")
+        shown = "; ".join(self.guarded[:8]) + (f" and {len(self.guarded) - 8} more" if len(self.guarded) > 8 else "")
+        lines.append(f"guarded Python values: {len(self.guarded)}" + (f" ({shown})" if self.guarded else ""))
         lines.append("fallbacks: " + ("none" if not self.fallbacks else "; ".join(self.fallbacks)))
         return "\n".join(lines)
 
@@ -51,14 +52,20 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
     target = getattr(fn, "fn", fn)  # a CompiledFunction explains the function it wraps
     leaves: list = []
     _flatten((args, kwargs), leaves)
-    tracer = Tracer(getattr(target, "__name__", "step"), leaves, names=tensor_names(target, leaves))
+    tracer = tracer_for(target, leaves, fullgraph=False)
     with tracer:
         result = target(*args, **kwargs)
     report = ExplainReport()
+    report.fallbacks += getattr(fn, "_why_not_compiled", [])  # what a CompiledFunction's calls have shown
+    trace = tracer.finish(result) if tracer.failure is None else None
     if tracer.failure is not None:
         report.fallbacks.append(tracer.failure)
         return report
-    trace = tracer.finish(result)
+    report.guarded = [read.assumption() for read in trace.reads]
+    changed = tracer.recorder.changed()
+    if changed:
+        report.fallbacks.append("the step changes Python values it reads, so it is traced again at every call "
+                                "and then runs eagerly: " + "; ".join(read.message() for read in changed[:3]))
     report.pruned = trace.pruned
     report.passes = optimize(trace.graph)
     report.graphs.append(trace.graph)

@@ -43,6 +43,16 @@ _ATTRIBUTE_LOADS = {"LOAD_ATTR", "LOAD_METHOD"}
 _KEY_LOADS = {"LOAD_CONST", "LOAD_FAST", "LOAD_FAST_CHECK"}
 
 
+_UNFOLLOWED: set = set()  # code of library functions whose reads are modelled here, not followed
+
+
+def unfollowed(fn):
+    """Mark a library function as one the recorder does not follow: bookkeeping whose effect on what a
+    replay may assume is modelled here (Module.__getattr__, the counters of module and state changes)."""
+    _UNFOLLOWED.add(fn.__code__)
+    return fn
+
+
 def is_scalar(value) -> bool:
     """Python values compared by equality (numbers, strings, None, tuples of them)."""
     if isinstance(value, tuple):
@@ -145,6 +155,9 @@ class Slot:
     container: object = field(compare=False)
     key: object
     label: str = field(compare=False)  # how the code named it: 'self.cfg.scale'
+    # A one-element list counting every change of the container, where its class keeps one
+    # (``_tracegrad_changes``: modules, optimizer state): a replay re-checks the slot only when it moved.
+    counter: list | None = field(compare=False, default=None)
 
     def get(self):
         """The value held now (MISSING when absent); runs no Python code of the user's."""
@@ -208,6 +221,10 @@ class Read:
         """What the slot holds now, for messages."""
         return _short_value(self.slot.get())
 
+    def assumption(self) -> str:
+        """What a replay assumes of the slot, for messages."""
+        return f"{self.slot.label} is {self.expect.describe()} ({self.where})"
+
     def message(self) -> str:
         """What changed, for messages."""
         return f"{self.slot.label} (read at {self.where}): traced with {self.expect.describe()}, now {self.now()}"
@@ -237,6 +254,7 @@ class _Chain:
     root: tuple          # ("local" | "free" | "global", name)
     steps: tuple         # ("attr", name) | ("item", key) | ("item_local", name) | ("get", key)
     store: tuple | None  # ("attr", name) | ("item", key) | ("item_local", name): the chain is a store target
+    #                      (with "_updated" after the kind: an augmented assignment, which reads it first)
     line: int
     whole: bool          # the value is used all together (.items(), .values(), ** unpacking)
 
@@ -275,6 +293,13 @@ def _chains(code: types.CodeType) -> dict:
                     break  # a method call: what it returns is not a chain of loads
                 steps.append(("attr", i.argval))
                 k += 1
+            elif i.opname == "COPY" and i.arg == 1 and nxt is not None and nxt.opname == "LOAD_ATTR":
+                store = ("attr_updated", nxt.argval)  # obj.name += ...: read, then stored
+                break
+            elif i.opname in _KEY_LOADS and nxt is not None and nxt.opname == "COPY" and k + 3 < len(ins) \
+                    and ins[k + 3].opname == "BINARY_SUBSCR":
+                store = ("item_updated" if i.opname == "LOAD_CONST" else "item_local_updated", i.argval)  # d[k] += ...
+                break
             elif i.opname in _KEY_LOADS and nxt is not None and nxt.opname in ("BINARY_SUBSCR", "STORE_SUBSCR"):
                 key = ("item", i.argval) if i.opname == "LOAD_CONST" else ("item_local", i.argval)
                 if nxt.opname == "STORE_SUBSCR":
@@ -330,7 +355,6 @@ class ReadRecorder:
     def __enter__(self) -> "ReadRecorder":
         from ..nn.module import Module
         self._module_type = Module
-        self._opaque = {Module.__getattr__.__code__, Module.__setattr__.__code__}
         self._saved = sys.gettrace()
         sys.settrace(self._call)
         return self
@@ -358,7 +382,7 @@ class ReadRecorder:
 
     def _call(self, frame, event, arg):
         code = frame.f_code
-        if event != "call" or code in self._opaque or not _followed(code):
+        if event != "call" or code in _UNFOLLOWED or not _followed(code):
             return None
         chains = self._chains.get(code)
         if chains is None:
@@ -404,10 +428,16 @@ class ReadRecorder:
             value, label = self._read(slot, where, n == len(chain.steps) and chain.whole, persistent)
         if value is MISSING:
             return
+        store = chain.store
+        if store is not None and store[0].endswith("_updated"):  # an augmented assignment reads the slot first
+            store = (store[0][:-len("_updated")], store[1])
+            slot = self._slot(value, store, frame, label)
+            if slot is not None:
+                self._read(slot, where, False, persistent)
         if persistent:
             self.persistent.setdefault(id(value), value)
-            if chain.store is not None:
-                self._write(value, chain.store, frame, label, where)
+            if store is not None:
+                self._write(value, store, frame, label, where)
 
     def _write(self, obj, store: tuple, frame, label: str, where: str) -> None:
         """Remember what a slot of an object that outlives the step held before the step stored into it."""
@@ -467,7 +497,7 @@ class ReadRecorder:
         if kind in ("item", "get"):
             text = f"{label}[{key!r}]" if is_scalar(key) else f"{label}[<{type(key).__name__}>]"
             if isinstance(obj, dict) and type(obj).__getitem__ is dict.__getitem__ and _hashable(key):
-                return Slot("item", obj, key, text)
+                return Slot("item", obj, key, text, getattr(type(obj), "_tracegrad_changes", None))
             if type(obj) is list and type(key) is int:
                 return Slot("index", obj, key, text)
             return None
@@ -480,25 +510,27 @@ def _attribute_slot(obj, name: str, label: str, module_type, new: bool = False) 
     if name == "__dict__" or isinstance(obj, _tensor_type()):
         return None  # a tensor's state is the tracer's: its values are graph inputs, its flags checked apart
     cls = type(obj)
+    owner = obj if isinstance(obj, module_type) else None
+    counter = getattr(cls, "_tracegrad_changes", None)
     if cls.__getattribute__ is not object.__getattribute__ and not isinstance(obj, (type, types.ModuleType)):
         return None
     static = _class_attribute(cls, name)
     if static is not MISSING and _is_data_descriptor(static):
         if type(static) is types.MemberDescriptorType:  # __slots__
-            return Slot("attr", obj, name, label)
+            return Slot("attr", obj, name, label, counter)
         return None  # a property: its getter's frame is followed itself
     instance_dict = getattr(obj, "__dict__", None)
     if type(instance_dict) is dict and name in instance_dict:
-        return Slot("item", instance_dict, name, label)
+        return Slot("item", instance_dict, name, label, counter)
     if static is not MISSING:
         return None  # a method or class constant: part of the class, not of this object
-    if isinstance(obj, module_type) and type(instance_dict) is dict:
+    if owner is not None and type(instance_dict) is dict:
         for registry in ("_parameters", "_buffers", "_modules"):  # what Module.__getattr__ looks up
             entries = instance_dict.get(registry)
             if entries is not None and name in entries:
-                return Slot("item", entries, name, label)
+                return Slot("item", entries, name, label, counter)
     if new and type(instance_dict) is dict:
-        return Slot("item", instance_dict, name, label)
+        return Slot("item", instance_dict, name, label, counter)
     return None
 
 

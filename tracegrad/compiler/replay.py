@@ -17,7 +17,7 @@ import numpy as np
 from ..autograd.grad_mode import is_grad_enabled
 from ..ir import GuardFailure
 from ..tensor import Tensor, _make_plain, plain_make_allowed
-from .reads import MISSING, Read, Shown, Slot
+from .reads import _ANY, MISSING, Read, Shown, Slot, _Same
 from .tracer import Trace, _OutputSlot, fill_outputs, output_slots
 
 MISS = object()  # what a fast path returns when a call does not have the signature of its variant
@@ -38,9 +38,11 @@ class Replay:
         lines = ["def run(leaves):"]
         emit = lines.append
         self._check_reads(emit)
-        for k, (container, key, expected) in enumerate(trace.flag_guards):
-            emit(f"    if bool({self._const(container)}[{key!r}]) is not {bool(expected)}:")
-            emit(f"        replay.flag_failed({k})")
+        if trace.flag_guards:
+            flags = " and ".join(f"bool({self._const(container)}[{key!r}]) is {bool(expected)}"
+                                 for container, key, expected in trace.flag_guards)
+            emit(f"    if not ({flags}):")
+            emit("        replay.flags_changed()")
         self._check_grads(emit)
         inputs = []
         for value in graph.inputs:
@@ -86,26 +88,55 @@ class Replay:
     # ---- what a replay checks before it runs -------------------------------------------------------------
 
     def _check_reads(self, emit) -> None:
-        """The Python values the traced run read must hold (one expression, cheapest checks first)."""
-        checks = [f"{self._read_check(read)}  # {read.slot.label} ({read.where})" for read in self.trace.reads]
+        """The Python values the traced run read must hold. Reads of a module's attributes, registries and
+        hooks are re-checked only when the module's change count moved since they last held; the others
+        are checked inline, one expression, every call."""
+        self.counters = list({id(r.slot.counter): r.slot.counter for r in self.trace.reads if r.slot.counter}.values())
+        self.checked_at = [c[0] for c in self.counters]  # each count when the reads it covers last held
+        for k, counter in enumerate(self.counters):
+            emit(f"    if {self._const(counter)}[0] != checked_at[{k}]:  # a module (or optimizer state) changed")
+            emit(f"        replay.check_counted_reads({k})")
+        self.env["checked_at"] = self.checked_at
+        checks = [f"{self._read_check(read)}  # {read.slot.label} ({read.where})"
+                  for read in self.trace.reads if read.slot.counter is None]
         if checks:
-            emit("    if not (" + "\n            and ".join(checks) + "\n    ):")
+            emit("    try:")
+            emit("        held = (" + "\n                and ".join(checks) + "\n        )")
+            emit("    except ValueError:  # an emptied closure cell")
+            emit("        held = False")
+            emit("    if not held:")
             emit("        replay.reads_failed()")
 
     def _read_check(self, read: Read) -> str:
+        """An expression that is true when the slot holds what the traced run read (at most one walrus, v)."""
         slot, expect = read.slot, read.expect
         if slot.kind == "item":
             get = f"{self._const(slot.container)}.get({self._key(slot.key)}, MISSING)"
+        elif slot.kind == "cell":
+            get = f"{self._const(slot.container)}.cell_contents"
         else:
             get = f"{self._const(slot.get)}()"
         if expect.kind == "missing":
             return f"{get} is MISSING"
         if expect.kind == "is" or (expect.kind == "eq" and (expect.value is None or type(expect.value) is bool)):
             return f"{get} is {self._const(expect.value)}"
-        if expect.kind == "eq" and type(expect.value) in (int, float, str):
+        if expect.kind == "eq" and type(expect.value) in (int, float, str) and expect.value == expect.value:
             return f"type(v := {get}) is {type(expect.value).__name__} and v == {expect.value!r}"
-        if expect.kind == "items" and not expect.value[1]:
-            return f"type(v := {get}) is {expect.value[0].__name__} and not v"
+        if expect.kind == "items" and len(expect.value[1]) <= 8 and all(
+                type(e) is _Same or e is _ANY or type(e) in (int, float, str, bool, type(None)) for _, e in expect.value[1]):
+            kind, entries = expect.value
+            parts = [f"type(v := {get}) is {kind.__name__}", f"len(v) == {len(entries)}"]
+            for key, entry in entries:  # a dict's entries by key: the same keys, in any order
+                item = f"v[{self._key(key)}]" if kind is list else f"v.get({self._key(key)}, MISSING)"
+                if type(entry) is _Same:
+                    parts.append(f"{item} is {self._const(entry.obj)}")
+                elif entry is _ANY:
+                    parts.append(f"{item} is not MISSING")
+                elif entry is None or type(entry) is bool:
+                    parts.append(f"{item} is {entry}")
+                else:
+                    parts.append(f"type({item}) is {type(entry).__name__} and {item} == {entry!r}")
+            return " and ".join(parts)
         return f"{self._const(expect)}.holds({get})"
 
     def _key(self, key) -> str:
@@ -173,6 +204,8 @@ class Replay:
         for k, t in enumerate(tensors):
             checks += [f"type(args[{k}]) is Tensor", f"args[{k}]._requires_grad is {t._requires_grad}",
                        f"args[{k}]._data.shape == {t._data.shape}", f"args[{k}]._data.dtype == {self._const(t._data.dtype)}"]
+        if len(tensors) > 1:  # distinct memory, as when traced (an aliased call has another signature)
+            checks.append(f"len({{{', '.join(f'id(args[{k}]._vc)' for k in range(len(tensors)))}}}) == {len(tensors)}")
         for name, obj in zip(names, captured[len(cells):]):
             checks.append(f"g.get({name!r}) is {self._const(obj)}")
         checks += [f"{self._const(m)}.training is {m.training}" for m in modules]
@@ -225,16 +258,27 @@ class Replay:
 
     # ---- the messages of failed assumptions (off the fast path) ---------------------------------------
 
-    def flag_failed(self, k: int) -> None:
-        """Raise GuardFailure for the hyperparameter flag guard ``k``."""
-        _, key, expected = self.trace.flag_guards[k]
-        raise GuardFailure(f"the hyperparameter flag {key!r}", expected, not expected)
+    def flags_changed(self) -> None:
+        """Raise GuardFailure for the first hyperparameter flag whose truth value changed."""
+        for container, key, expected in self.trace.flag_guards:
+            if bool(container[key]) is not bool(expected):
+                raise GuardFailure(f"the hyperparameter flag {key!r}", expected, not expected)
 
     def reads_failed(self) -> None:
         """Raise GuardFailure for the first Python value read while tracing that no longer holds."""
         for read in self.trace.reads:
             if not read.holds():
-                raise GuardFailure(read.slot.label, Shown(read.expect.describe()), Shown(read.now()))
+                raise GuardFailure(f"{read.slot.label} ({read.where})", Shown(read.expect.describe()), Shown(read.now()))
+        raise AssertionError("reads_failed called while every read holds")
+
+    def check_counted_reads(self, k: int) -> None:
+        """Counter k moved since the reads it covers last held: check them (GuardFailure), then remember the
+        count they held at."""
+        counter = self.counters[k]
+        for read in self.trace.reads:
+            if read.slot.counter is counter and not read.holds():
+                raise GuardFailure(f"{read.slot.label} ({read.where})", Shown(read.expect.describe()), Shown(read.now()))
+        self.checked_at[k] = counter[0]
 
     def grads_failed(self, leaves) -> None:
         """Raise GuardFailure for the first .grad that is not (or is) None as it was when traced."""

@@ -95,6 +95,7 @@ class Tracer:
         self.sources: dict = {}
         self.lifted: dict[int, tuple] = {}    # id(external tensor) -> (tensor, its input Value)
         self.rebound: dict[int, Tensor] = {}  # external tensors whose value an in-place op changed
+        self.same_buffer: dict[int, list] = {}  # id(tensor) -> the tensors sharing its buffer (detach, .data)
         self.grad_initial: dict[int, tuple] = {}  # id(tensor) -> (tensor, its .grad when the trace first saw it)
         self.grad_of: dict[int, Tensor] = {}        # id(initial .grad tensor) -> its owner
         self.arg_index = {id(t): i for i, t in enumerate(args)}
@@ -203,16 +204,23 @@ class Tracer:
         self.keep.append(out)
 
     def alias(self, new: Tensor, src: Tensor) -> None:
-        """new holds src's value (detach, .data, a copy): the same SSA value."""
+        """new holds src's value (detach, .data, a copy): the same SSA value. When the two share one
+        buffer (detach, .data), an in-place write through either changes both."""
         self.values[id(new)] = self.value(src)
         self.keep.append(new)
+        if new._data is src._data:
+            group = self.same_buffer.setdefault(id(src), [src])
+            group.append(new)
+            self.same_buffer[id(new)] = group
 
     def rebind(self, t: Tensor, result: Tensor) -> None:
-        """An in-place op stored result's value into t."""
+        """An in-place op stored result's value into t (and so into every tensor sharing t's buffer)."""
         self.value(t)  # lift first, so the buffer is an input that can be written back
-        self.values[id(t)] = self.value(result)
-        if id(t) in self.lifted:
-            self.rebound[id(t)] = t
+        new = self.value(result)
+        for member in self.same_buffer.get(id(t), (t,)):
+            self.values[id(member)] = new
+            if id(member) in self.lifted:
+                self.rebound[id(member)] = member
 
     def data_assigned(self, t: Tensor, value: Tensor) -> None:
         """Python code set t.data = value: t holds value's values from now on (a write-back if t is an input)."""

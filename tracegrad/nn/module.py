@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from .. import dtypes
 from ..autograd.engine import RemovableHandle
+from ..compiler.reads import unfollowed
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor
 from .parameter import Parameter
@@ -25,10 +26,16 @@ def _indent(text: str, spaces: int = 2) -> str:
     return text.replace("\n", "\n" + " " * spaces)
 
 
+# Counts every change of any module's attributes, registries and hooks made through its methods: a compiled
+# step re-checks the values it read from modules only when the count moved (rarely: modules seldom change).
+CHANGES = [0]
+
+
 class Module:
     """Base class for all layers: assign Parameters, buffers and Modules as attributes to register them."""
 
     training: bool
+    _tracegrad_changes = CHANGES
 
     def __init__(self) -> None:
         # object.__setattr__: our __setattr__ needs these registries to exist already.
@@ -60,6 +67,7 @@ class Module:
 
     # ---- registration -------------------------------------------------------------------------
 
+    @unfollowed
     def __setattr__(self, name: str, value: Any) -> None:
         registries = self.__dict__
         if isinstance(value, Parameter):
@@ -89,7 +97,14 @@ class Module:
             self._buffers[name] = value
         else:
             object.__setattr__(self, name, value)
+        self._changed()
 
+    @unfollowed
+    def _changed(self) -> None:
+        """Count one change of a module (see CHANGES)."""
+        CHANGES[0] += 1
+
+    @unfollowed
     def __getattr__(self, name: str):
         # Only called when normal lookup fails, i.e. for registered parameters, buffers and modules.
         registries = self.__dict__
@@ -99,6 +114,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
+        self._changed()
         for registry in (self._parameters, self._buffers, self._modules):
             if name in registry:
                 del registry[name]
@@ -139,6 +155,7 @@ class Module:
                                  f"created explicitly. To express '{name}' as a function of another Tensor, compute "
                                  f"the value in the forward() method.")
         self._parameters[name] = param
+        self._changed()
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """Add a tensor that is state but not a parameter (saved in state_dict when persistent)."""
@@ -149,6 +166,7 @@ class Module:
             raise TypeError(f"cannot assign '{_type_name(tensor)}' object to buffer '{name}' "
                             f"(tracegrad.Tensor or None required)")
         self._buffers[name] = tensor
+        self._changed()
         if persistent:
             self._non_persistent_buffers.discard(name)
         else:
@@ -160,6 +178,7 @@ class Module:
             raise TypeError(f"{_type_name(module)} is not a Module subclass")
         self._check_new_name("module", name, self._modules)
         self._modules[name] = module
+        self._changed()
 
     register_module = add_module
 
@@ -317,12 +336,14 @@ class Module:
     def register_forward_hook(self, hook: Callable) -> RemovableHandle:
         """hook(module, args, output) after forward; a returned value replaces the output."""
         self._forward_hooks.append(hook)
-        return RemovableHandle(self._forward_hooks, hook)
+        self._changed()
+        return RemovableHandle(self._forward_hooks, hook, self._changed)
 
     def register_forward_pre_hook(self, hook: Callable) -> RemovableHandle:
         """hook(module, args) before forward; a returned value (or tuple) replaces the arguments."""
         self._forward_pre_hooks.append(hook)
-        return RemovableHandle(self._forward_pre_hooks, hook)
+        self._changed()
+        return RemovableHandle(self._forward_pre_hooks, hook, self._changed)
 
     # ---- state ------------------------------------------------------------------------------
 

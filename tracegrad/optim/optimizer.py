@@ -7,6 +7,7 @@ from typing import Callable, Iterable
 
 from ..autograd.grad_mode import enable_grad, no_grad
 from ..compiler.hyper import hyperparameter, hyperparameter_flag
+from ..compiler.reads import unfollowed
 from ..nn.utils import zero_grad_
 from ..tensor import TRACE, Tensor
 
@@ -19,6 +20,52 @@ class _Required:
 
 
 required = _Required()
+
+
+# Counts every change of any optimizer's per-parameter state (entries added, replaced or removed): a compiled
+# step re-checks the state it read only when the count moved (in a training loop: after the first step).
+STATE_CHANGES = [0]
+
+
+class _Counted:
+    """Mixin of a dict whose changes are counted in STATE_CHANGES (its reads are plain dict reads)."""
+
+    _tracegrad_changes = STATE_CHANGES
+
+    @unfollowed
+    def __setitem__(self, key, value) -> None:
+        STATE_CHANGES[0] += 1
+        super().__setitem__(key, value)
+
+    @unfollowed
+    def __delitem__(self, key) -> None:
+        STATE_CHANGES[0] += 1
+        super().__delitem__(key)
+
+    def _counted(name: str):
+        plain = getattr(dict, name)
+
+        @unfollowed
+        def method(self, *args, **kwargs):
+            STATE_CHANGES[0] += 1
+            return plain(self, *args, **kwargs)
+        method.__name__ = name
+        method.__doc__ = f"dict.{name}, counted in STATE_CHANGES."
+        return method
+
+    pop, popitem, clear, update, setdefault = map(_counted, ("pop", "popitem", "clear", "update", "setdefault"))
+    del _counted
+
+
+class ParamState(_Counted, dict):
+    """The optimizer state of one parameter (a dict)."""
+
+
+class StateTable(_Counted, collections.defaultdict):
+    """Optimizer.state: parameter -> its ParamState, made on first use (a defaultdict)."""
+
+    def __init__(self, default_factory=ParamState, *args) -> None:  # the signature defaultdict's copies call
+        super().__init__(default_factory, *args)
 
 
 def step_value(step: Tensor):
@@ -34,7 +81,7 @@ class Optimizer:
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], defaults: dict) -> None:
         self.defaults = defaults
-        self.state: dict = collections.defaultdict(dict)  # parameter -> its state, created on its first step
+        self.state: dict = StateTable()  # parameter -> its state, created on its first step
         self.param_groups: list[dict] = []
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
@@ -129,11 +176,11 @@ class Optimizer:
                              "optimizer's group")
         param_of = {index: p for saved, group in zip(saved_groups, self.param_groups)
                     for index, p in zip(saved["params"], group["params"])}
-        self.state = collections.defaultdict(dict)
+        self.state = StateTable()
         for index, saved_state in state_dict["state"].items():
             param = param_of.get(index)
-            self.state[param if param is not None else index] = {
-                key: _copy_state_value(value, param, cast=key != "step") for key, value in saved_state.items()}
+            self.state[param if param is not None else index] = ParamState(
+                (key, _copy_state_value(value, param, cast=key != "step")) for key, value in saved_state.items())
         for saved, group in zip(saved_groups, self.param_groups):
             # The group dicts are updated, not replaced: a compiled step reads hyperparameters from them.
             params = group["params"]

@@ -8,11 +8,12 @@ import logging
 import operator
 import pickle
 import sys
+import threading
 import time
 
 import numpy as np
 
-from ...ir import Graph, GuardFailure, run
+from ...ir import Graph, GuardFailure
 from . import cache
 from .codegen import JIT_OPTIONS, Unsupported, generate
 from ...primitives.indexing import out_of_bounds
@@ -38,11 +39,9 @@ class Kernel:
 
     fresh_outputs = True  # each output is a new array, aliasing no input and no other output
 
-    def __init__(self, graph: Graph, key: str, module, from_disk: bool, interpret_first: bool) -> None:
+    def __init__(self, graph: Graph, key: str, module, from_disk: bool) -> None:
         self.function, self.key, self.from_disk, self.graph = module.ENTRY, key, from_disk, graph
-        # A kernel nobody compiled yet runs its first call on the interpreter: a variant that is never
-        # replayed a second time (a guard on a value that changes every step) costs no Numba compile.
-        self.interpret_first = interpret_first and not from_disk
+        self._compiling = threading.Lock()
         with open(module.__file__) as f:
             self.source = f.read().partition("\n")[2]  # without the checksum line
         positions = {v.id: i for i, v in enumerate(graph.inputs)}
@@ -58,6 +57,9 @@ class Kernel:
     def __call__(self, arrays: list):
         if not self.ready:
             return self._first_call(arrays)
+        return self._run(arrays)
+
+    def _run(self, arrays: list) -> list:
         outputs = self._output_buffers()
         try:
             self.function(*self.pick(arrays), *outputs)
@@ -91,23 +93,24 @@ class Kernel:
         return [np.empty(shape, dtype) for shape, dtype in self.output_types]
 
     def _first_call(self, arrays: list):
-        if self.interpret_first:
-            self.interpret_first = False
-            return [np.array(a, copy=True) for a in run(self.graph, arrays)]
-        self.ready = True
-        start = time.perf_counter()
-        _load_numba_target()
-        with _llvm_optimization(self.llvm_opt):
-            try:
-                outputs = self(arrays)
-            except (pickle.UnpicklingError, EOFError, OSError, ValueError) as error:
-                if not self.from_disk:
-                    raise
-                # Numba's own cache files of this kernel are damaged: drop them and compile afresh.
-                LOG.warning("%s: Numba's cache of this kernel is unreadable (%s); recompiling", self.name, error)
-                cache.forget_machine_code(self.key)
-                self.function = cache.reload(self.key).ENTRY
-                outputs = self(arrays)
+        with self._compiling:  # another thread calling meanwhile waits for this compile, then runs
+            if self.ready:
+                return self._run(arrays)
+            start = time.perf_counter()
+            _load_numba_target()
+            with _llvm_optimization(self.llvm_opt):
+                try:
+                    outputs = self._run(arrays)
+                except (pickle.UnpicklingError, EOFError, OSError, ValueError) as error:
+                    if not self.from_disk:
+                        raise
+                    # Numba's own cache files of this kernel are damaged: drop them and compile afresh.
+                    LOG.warning("%s: Numba's cache of this kernel is unreadable (%s); recompiling", self.name, error)
+                    cache.forget_machine_code(self.key)
+                    self.function = cache.reload(self.key).ENTRY
+                    outputs = self._run(arrays)
+                finally:
+                    self.ready = True  # compiled (an error raised by the step itself leaves it compiled too)
         if LOG.isEnabledFor(logging.INFO):
             took = time.perf_counter() - start
             LOG.info("%s: first kernel call (Numba %s) took %.1f ms%s", self.name,
@@ -172,17 +175,22 @@ def _llvm_optimization(level: int):
             config.OPT = saved
 
 
-def compile_graph(graph: Graph, parallel: bool = False, interpret_first: bool = False) -> Kernel:
-    """Generate, cache and load the kernel of ``graph`` (Unsupported when an op has no lowering).
+_LOADING = threading.Lock()  # one thread at a time generates, writes and imports kernel files
 
-    With ``interpret_first``, the first call runs on the interpreter unless the kernel came from disk.
-    """
+
+def compile_graph(graph: Graph, parallel: bool = False) -> Kernel:
+    """Generate, cache and load the kernel of ``graph`` (Unsupported when an op has no lowering)."""
     backend = "numba-parallel" if parallel else "numba"
     key = cache.kernel_key(graph.hash(), backend, f"{JIT_OPTIONS} threads={numba_threads()}")
-    kernel = _LOADED.get(key)
-    if kernel is not None:
-        return kernel
+    with _LOADING:
+        kernel = _LOADED.get(key)
+        if kernel is None:
+            kernel = _LOADED[key] = _load_kernel(graph, key, backend, parallel)
+    return kernel
 
+
+def _load_kernel(graph: Graph, key: str, backend: str, parallel: bool) -> Kernel:
+    """The kernel of ``graph`` from the disk cache, or generated and written there first."""
     def make_source() -> str:
         start = time.perf_counter()
         source = generate(graph, parallel)  # raises Unsupported before anything is written
@@ -190,9 +198,7 @@ def compile_graph(graph: Graph, parallel: bool = False, interpret_first: bool = 
                  1e3 * (time.perf_counter() - start))
         return source
     module, found = cache.load(key, make_source)
-    kernel = Kernel(graph, key, module, found, interpret_first)
-    _LOADED[key] = kernel
-    return kernel
+    return Kernel(graph, key, module, found)
 
 
 __all__ = ["Kernel", "Unsupported", "compile_graph"]
