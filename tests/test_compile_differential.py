@@ -36,7 +36,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import tracegrad as tg
@@ -415,7 +415,7 @@ def programs(draw, exclude: frozenset = frozenset()) -> Program:
         capture=draw(st.sampled_from(["closure", "global"])),
         side=draw(st.sampled_from(["none", "count", "item", "store_tensor"])), branch=draw(st.booleans()),
         class_scale=draw(st.booleans()), calls=calls)
-    off = {f: False for f in ("accumulate", "lr_arg", "clip", "branch") if f in exclude}
+    off = {f: False for f in ("accumulate", "lr_arg", "clip", "branch", "class_scale") if f in exclude}
     return dataclasses.replace(program, **off) if off else program
 
 
@@ -662,9 +662,13 @@ def _check(program: Program, backend: str, stats: Stats) -> None:
 
 def _differential(backend: str, examples: int) -> Stats:
     stats = Stats()
+    # Shrinking runs a failing program hundreds of times: with Numba (a kernel compile per new graph) that
+    # takes many minutes, so the Numba test reports the program as found (its source is in the message;
+    # `run_program(program, "interpreter")` or `reduce(program, "numba", kind)` make it smaller).
+    phases = tuple(Phase) if backend == "interpreter" else (Phase.explicit, Phase.reuse, Phase.generate)
 
-    @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                            HealthCheck.data_too_large])
+    @settings(max_examples=examples, deadline=None, phases=phases,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(program=programs())
     def check(program):
         _check(program, backend, stats)
@@ -760,8 +764,6 @@ def collect(backend: str, examples: int, out: str, exclude: frozenset, max_reduc
     import collections
     import json
     import time
-
-    from hypothesis import Phase
 
     os.environ["TRACEGRAD_BACKEND"] = backend
     stats, failures = Stats(), []
