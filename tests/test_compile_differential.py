@@ -736,12 +736,27 @@ def _simpler(program: Program):
             yield dataclasses.replace(program, opt_args=program.opt_args[:k] + program.opt_args[k + 1:])
 
 
-def reduce(program: Program, backend: str, kind: str) -> Program:
-    """Greedily simplify a failing program while it still fails with the same kind of mismatch."""
+def _failing_call(error: Exception) -> int | None:
+    """The index of the call a mismatch message names ('call 3: ...', 'before call 3, ...')."""
+    import re
+    found = re.match(r"(?:before )?call (\d+)", str(error))
+    return int(found.group(1)) if found else None
+
+
+def reduce(program: Program, backend: str, kind: str, budget: int = 400) -> Program:
+    """Greedily simplify a failing program while it still fails with the same kind of mismatch
+    (at most ``budget`` candidate runs)."""
+    error = _fails(program, backend, kind)
+    last = _failing_call(error) if error else None
+    if last is not None and last + 1 < len(program.calls):
+        program = dataclasses.replace(program, calls=program.calls[:last + 1])
     progress = True
-    while progress:
+    while progress and budget > 0:
         progress = False
         for candidate in _simpler(program):
+            budget -= 1
+            if budget < 0:
+                break
             if _fails(candidate, backend, kind):
                 program, progress = candidate, True
                 break
@@ -790,9 +805,15 @@ def collect(backend: str, examples: int, out: str, exclude: frozenset, max_reduc
     explored = time.time() - start
     groups = collections.OrderedDict()
     failures.sort(key=lambda f: (len(f[0].calls), sum(map(len, f[0].calls))))
-    for n, (program, kind, message) in enumerate(failures):
+    # One reduction per kind of mismatch and event kinds right before the failing call
+    seen, reductions = set(), 0
+    for program, kind, message in failures:
+        call = _failing_call(Exception(message))
+        rough = (kind, tuple(sorted({e[0] for e in program.calls[call]})) if call is not None else None)
         small = program
-        if kind != "harness" and n < max_reductions:
+        if kind != "harness" and rough not in seen and reductions < max_reductions:
+            seen.add(rough)
+            reductions += 1
             small = reduce(program, backend, kind)
         groups.setdefault(_essence(small, kind), []).append((small, message))
     report = {"backend": backend, "exclude": sorted(exclude), "programs": stats.programs,
