@@ -597,3 +597,47 @@ def test_an_attribute_with_a_class_default_stored_by_the_step_is_stored_again():
         env.update(step=step, box=box, values=lambda: [box["stats"].last])
         return env
     _replays(run_both(make, calls=7, between=between))
+
+
+def test_a_global_dict_rebound_to_another_with_the_same_keys_is_read_anew():
+    def between(env, i):
+        global _TABLE
+        if i == 3:
+            _TABLE = {"scale": 0.5}
+
+    def make():
+        global _TABLE
+        _TABLE = {"scale": 1.0}
+        w = tg.ones(3, requires_grad=True)
+
+        def step(x):
+            loss = (x * w * _TABLE["scale"]).sum()
+            loss.backward()
+            with tg.no_grad():
+                w.sub_(0.1 * w.grad)
+                w.grad = None
+            return loss
+        return dict(step=step, args=lambda i: (tg.ones(3),), tensors=[w])
+    _replays(run_both(make, calls=7, between=between))
+
+
+class _WithActivations(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+        self.acts = ["tanh"]  # a list the forward indexes: changed in place between calls
+
+    def forward(self, x):
+        h = self.lin(x)
+        return h.relu() if self.acts[0] == "relu" else h.tanh()
+
+
+def test_a_list_held_by_a_module_and_changed_in_place_is_read_anew():
+    def between(env, i):
+        if i == 3:
+            env["model"].acts[0] = "relu"
+
+    def make():
+        model = _WithActivations()
+        return _training(model, optim.SGD(model.parameters(), lr=0.1))
+    _replays(run_both(make, calls=7, between=between))

@@ -62,17 +62,18 @@ class Shown(str):
 @dataclass(frozen=True)
 class Expect:
     """What a read found: ``kind`` 'is' (the same object), 'eq' (an equal scalar of the same type),
-    'items' (a list or dict with the same entries: scalars equal, other objects the same), 'array'
-    (a NumPy array with equal contents), 'missing'."""
+    'items' (the same list or dict, with the same entries: scalars equal, other objects the same),
+    'array' (a NumPy array with equal contents), 'missing'."""
 
     kind: str
     value: object
 
     @staticmethod
-    def of(value, whole: bool = True) -> "Expect":
+    def of(value, whole: bool = True, same: bool = True) -> "Expect":
         """How a value read now is checked later. A dict's numbers count only when ``whole`` (its values
         are used all together): a dict handed on is read key by key, and those reads are guarded themselves
-        (an optimizer's hyperparameters are read as graph inputs, never guarded)."""
+        (an optimizer's hyperparameters are read as graph inputs, never guarded). A list or dict must be
+        the same object too unless ``same`` is false (a list made anew at each read)."""
         if value is MISSING:
             return Expect("missing", None)
         if is_scalar(value):
@@ -81,7 +82,7 @@ class Expect:
             items = value.items() if type(value) is dict else enumerate(value)
             loose = type(value) is dict and not whole
             return Expect("items", (type(value), tuple(
-                (k, (_ANY if loose else v) if is_scalar(v) else _Same(v)) for k, v in items)))
+                (k, (_ANY if loose else v) if is_scalar(v) else _Same(v)) for k, v in items), value if same else None))
         if type(value) is np.ndarray:
             return Expect("array", value.copy())
         return Expect("is", value)
@@ -97,9 +98,9 @@ class Expect:
         if self.kind == "array":
             return (type(value) is np.ndarray and value.dtype == self.value.dtype
                     and value.shape == self.value.shape and bool(np.array_equal(value, self.value, equal_nan=True)))
-        kind, entries = self.value
-        if type(value) is not kind or len(value) != len(entries):
-            return False
+        kind, entries, same = self.value
+        if (value is not same if same is not None else type(value) is not kind) or len(value) != len(entries):
+            return False  # the same list or dict (or one of the same kind), with the same entries
         items = value.items() if kind is dict else enumerate(value)
         return all(k == ek and (v is ev.obj if type(ev) is _Same else ev is _ANY and is_scalar(v) or _same_scalar(v, ev))
                    for (k, v), (ek, ev) in zip(items, entries))
@@ -203,6 +204,19 @@ class Read:
     def holds(self) -> bool:
         """Whether the slot still holds what was read."""
         return self.expect.holds(self.slot.get())
+
+    @property
+    def counter(self) -> list | None:
+        """The change counter that says when this read must be checked again, or None (checked at every
+        call). A counter counts changes of the slot's container, not of a list or array found there, unless
+        the library keeps it (a module's registries and hooks, optimizer state: changed through methods)."""
+        counter = self.slot.counter
+        if counter is None or self.expect.kind not in ("items", "array"):
+            return counter
+        if self.slot.kind == "hooks" or isinstance(self.slot.key, str) and self.slot.key.startswith("_") \
+                or getattr(type(self.slot.get()), "_tracegrad_changes", None) is counter:
+            return counter
+        return None
 
     def now(self) -> str:
         """What the slot holds now, for messages."""
@@ -493,7 +507,7 @@ def hooks_read(tensor, label: str) -> Read:
     the count of hook changes moved), and a step that registers one is traced again."""
     from ..autograd.engine import HOOK_CHANGES
     slot = Slot("hooks", tensor, None, f"the hooks of {label}", HOOK_CHANGES)
-    return Read(slot, Expect.of(slot.get()), "registered hooks")
+    return Read(slot, Expect.of(slot.get(), same=False), "registered hooks")
 
 
 def _found_on_class(obj, name: str) -> bool:

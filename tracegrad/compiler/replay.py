@@ -100,14 +100,14 @@ class Replay:
         """The Python values the traced run read must hold. Reads of a module's attributes, registries and
         hooks are re-checked only when the module's change count moved since they last held; the others
         are checked inline, one expression, every call."""
-        self.counters = list({id(r.slot.counter): r.slot.counter for r in self.trace.reads if r.slot.counter}.values())
+        self.counters = list({id(r.counter): r.counter for r in self.trace.reads if r.counter}.values())
         self.checked_at = [c[0] for c in self.counters]  # each count when the reads it covers last held
         for k, counter in enumerate(self.counters):
             emit(f"    if {self._const(counter)}[0] != checked_at[{k}]:  # {_counted(counter)} changed since the reads held")
             emit(f"        replay.check_counted_reads({k})")
         self.env["checked_at"] = self.checked_at
         checks = [f"{self._read_check(read)}  # {read.slot.label} ({read.where})"
-                  for read in self.trace.reads if read.slot.counter is None]
+                  for read in self.trace.reads if read.counter is None]
         if checks:
             emit("    try:")
             emit("        held = (" + "\n                and ".join(checks) + "\n        )")
@@ -133,8 +133,9 @@ class Replay:
             return f"type(v := {get}) is {type(expect.value).__name__} and v == {expect.value!r}"
         if expect.kind == "items" and len(expect.value[1]) <= 8 and all(
                 type(e) is _Same or e is _ANY or type(e) in (int, float, str, bool, type(None)) for _, e in expect.value[1]):
-            kind, entries = expect.value
-            parts = [f"type(v := {get}) is {kind.__name__}", f"len(v) == {len(entries)}"]
+            kind, entries, same = expect.value
+            parts = [f"(v := {get}) is {self._const(same)}" if same is not None else f"type(v := {get}) is {kind.__name__}",
+                     f"len(v) == {len(entries)}"]
             for key, entry in entries:  # a dict's entries by key: the same keys, in any order
                 item = f"v[{self._key(key)}]" if kind is list else f"v.get({self._key(key)}, MISSING)"
                 if type(entry) is _Same:
@@ -285,7 +286,7 @@ class Replay:
         count they held at."""
         counter = self.counters[k]
         for read in self.trace.reads:
-            if read.slot.counter is counter and not read.holds():
+            if read.counter is counter and not read.holds():
                 raise GuardFailure(f"{read.slot.label} ({read.where})", Shown(read.expect.describe()), Shown(read.now()))
         self.checked_at[k] = counter[0]
 
