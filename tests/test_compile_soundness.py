@@ -38,6 +38,7 @@ def _assert_same(eager: list, compiled: list, call: int) -> None:
     for k, (e, c) in enumerate(zip(eager, compiled)):
         if isinstance(e, (np.ndarray, np.generic)) and isinstance(c, (np.ndarray, np.generic)):
             np.testing.assert_allclose(c, e, rtol=1e-4, atol=1e-5, err_msg=f"call {call}, state entry {k}")
+            assert c.dtype == e.dtype, f"call {call}, state entry {k}: {c.dtype} vs {e.dtype}"
         else:
             assert (e is None) == (c is None) and (e is None or e == c), f"call {call}, state entry {k}: {e} vs {c}"
 
@@ -641,3 +642,28 @@ def test_a_list_held_by_a_module_and_changed_in_place_is_read_anew():
         model = _WithActivations()
         return _training(model, optim.SGD(model.parameters(), lr=0.1))
     _replays(run_both(make, calls=7, between=between))
+
+
+def test_tensors_the_step_makes_follow_the_default_dtype_of_each_call():
+    def between(env, i):
+        tg.set_default_dtype(tg.float64 if i >= 3 else tg.float32)
+
+    def make():
+        tg.set_default_dtype(tg.float32)
+        w = tg.ones(3, requires_grad=True)
+        x = tg.ones(3)
+
+        def step(x):
+            b = tg.zeros(3)  # made in the default dtype
+            loss = ((x + b) * w).sum()
+            loss.backward()
+            with tg.no_grad():
+                w.sub_(0.1 * w.grad)
+                w.grad = None
+            return loss + b.sum()
+        return dict(step=step, args=lambda i: (x,), tensors=[w], values=lambda: [])
+    try:
+        compiled = run_both(make, calls=7, between=between)
+    finally:
+        tg.set_default_dtype(tg.float32)
+    assert compiled(tg.ones(3)).dtype == tg.float32

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import backends
 from ..autograd.grad_mode import is_grad_enabled
+from ..dtypes import get_default_dtype
 from ..ir import GuardFailure, verify
 from ..ir.passes import optimize
 from ..tensor import Tensor
@@ -28,8 +29,9 @@ _IS_TENSOR = functools.partial(operator.is_, Tensor)  # _IS_TENSOR(type(x)): x i
 
 CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
 # What a variant is traced for: argument structure, one key per leaf, which tensor arguments share memory,
-# grad mode, what the step reaches besides its arguments, the training flag of each module it reaches.
-Signature = collections.namedtuple("Signature", "structure leaves shared grad_mode reached training")
+# grad mode, the default dtype (of tensors the step makes), what the step reaches besides its arguments,
+# the training flag of each module it reaches.
+Signature = collections.namedtuple("Signature", "structure leaves shared grad_mode default_dtype reached training")
 
 BACKENDS = backends.BACKENDS + ("eager",)
 UNSTABLE_LIMIT = 3  # traced runs of one signature that changed what they read before it stays eager
@@ -87,6 +89,8 @@ def _difference(old, new) -> str:
         return "which tensor arguments share memory changed"
     if old.grad_mode != new.grad_mode:
         return f"grad mode was {'on' if old.grad_mode else 'off'}"
+    if old.default_dtype != new.default_dtype:
+        return f"the default dtype was {old.default_dtype}"
     if old.reached != new.reached:
         return "a captured tensor, module or optimizer was replaced"
     return "a module's training flag changed"
@@ -215,8 +219,8 @@ class CompiledFunction:
         modules = self._modules.get(reached)
         if modules is None:
             modules = self._modules[reached] = modules_and_optimizers(self.fn, list(leaves))[0]
-        key = Signature(structure, leaf_keys, _shared_buffers(leaves), is_grad_enabled(), reached,
-                        tuple(map(_TRAINING, modules)))
+        key = Signature(structure, leaf_keys, _shared_buffers(leaves), is_grad_enabled(), get_default_dtype(),
+                        reached, tuple(map(_TRAINING, modules)))
         if self._eager and key in self._eager:
             return self.fn(*args, **kwargs)
         variants = self._variants.get(key, ())

@@ -15,6 +15,7 @@ import collections
 import numpy as np
 
 from ..autograd.grad_mode import is_grad_enabled
+from ..dtypes import get_default_dtype
 from ..ir import GuardFailure
 from ..tensor import Tensor, _make_plain, plain_make_allowed
 from .reads import _ANY, MISSING, Read, Shown, Slot, _Same
@@ -209,8 +210,10 @@ class Replay:
         ``fast`` returns MISS where the signature differs (the caller then looks it up).
         """
         env = self.env
-        env.update(is_grad_enabled=is_grad_enabled, MISS=MISS, Tensor=Tensor, g=globals_)
-        checks = [f"len(args) == {len(tensors)}", f"is_grad_enabled() is {grad_mode}"]
+        env.update(is_grad_enabled=is_grad_enabled, default_dtype=get_default_dtype, MISS=MISS, Tensor=Tensor,
+                   g=globals_)
+        checks = [f"len(args) == {len(tensors)}", f"is_grad_enabled() is {grad_mode}",
+                  f"default_dtype() is {self._const(get_default_dtype())}"]
         for k, t in enumerate(tensors):
             checks += [f"type(args[{k}]) is Tensor", f"args[{k}]._requires_grad is {t._requires_grad}",
                        f"args[{k}]._data.shape == {t._data.shape}", f"args[{k}]._data.dtype == {self._const(t._data.dtype)}"]
