@@ -667,7 +667,9 @@ def _differential(backend: str, examples: int) -> Stats:
     # `run_program(program, "interpreter")` or `reduce(program, "numba", kind)` make it smaller).
     phases = tuple(Phase) if backend == "interpreter" else (Phase.explicit, Phase.reuse, Phase.generate)
 
-    @settings(max_examples=examples, deadline=None, phases=phases,
+    # The suite's budget draws the same programs every run (a test that passes keeps passing); a budget
+    # raised with TRACEGRAD_FUZZ_EXAMPLES explores new ones.
+    @settings(max_examples=examples, deadline=None, phases=phases, derandomize="TRACEGRAD_FUZZ_EXAMPLES" not in os.environ,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(program=programs())
     def check(program):
