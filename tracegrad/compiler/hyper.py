@@ -14,7 +14,9 @@ def hyperparameter(container, key, name: str | None = None, index: int | None = 
     """
     if TRACE.tracer is None:
         return container[key] if index is None else container[key][index]
-    return TRACE.tracer.hyper(container, key, dtypes.get_default_dtype(), name or str(key), index)
+    # float64, like the Python float it stands for: math on it rounds as eager math on the float does, and
+    # an op casts it to its other operand's dtype, as it casts a Python number
+    return TRACE.tracer.hyper(container, key, dtypes.float64, name or str(key), index)
 
 
 def hyperparameter_flag(container, key) -> bool:

@@ -69,8 +69,9 @@ class StateTable(_Counted, collections.defaultdict):
 
 
 def step_value(step: Tensor):
-    """The step count as a Python number eagerly; as a tensor while tracing (no guard on its value)."""
-    return step if TRACE.tracer is not None else step.item()
+    """The step count as a Python number eagerly; as a float64 tensor while tracing (no guard on its
+    value; float64 so that bias corrections round as eager's Python floats do)."""
+    return step.double() if TRACE.tracer is not None else step.item()
 
 
 class Optimizer:
