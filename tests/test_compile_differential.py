@@ -53,6 +53,26 @@ def _budget(default: int) -> int:
 
 # ---- programs ---------------------------------------------------------------------------------------
 
+# Events whose statement only needs the event's own values: {0}, {1}... are those values.
+_SIMPLE_EVENTS = {
+    "global": "GSCALE = {0!r}",
+    "closure": "set_cscale({0!r})",
+    "dict": "table['scale'] = {0!r}",
+    "attr": "cfg.scale = {0!r}",
+    "del_attr": "cfg.__dict__.pop('scale', None)",
+    "class_attr": "Config.scale = {0!r}",
+    "rebind_cfg": "cfg = Config(); cfg.scale = {0!r}",
+    "rebind_table": "table = {{'scale': {0!r}}}",
+    "dtype": "model.to(tg.{0})",
+    "default_dtype": "tg.set_default_dtype(tg.{0})",
+    "replace_state": "for s in opt.state.values():\n    for k in list(s):\n        s[k] = s[k] * 0.5",
+    "pop_param": "if len(opt.param_groups[0]['params']) > 1: opt.param_groups[0]['params'].pop()",
+    "module_attr": "model.scale = {0!r}",
+    "opt_zero_grad": "opt.zero_grad(set_to_none={0})",
+    "model_zero_grad": "model.zero_grad()",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Program:
     """A training program: how its model, optimizer and step are built, and what happens between calls."""
@@ -224,36 +244,12 @@ class Program:
         kind, *a = event
         if kind in HARNESS_EVENTS:
             return ""
-        if kind == "global":
-            return f"GSCALE = {a[0]!r}"
-        if kind == "closure":
-            return f"set_cscale({a[0]!r})"
-        if kind == "dict":
-            return f"table['scale'] = {a[0]!r}"
-        if kind == "attr":
-            return f"cfg.scale = {a[0]!r}"
-        if kind == "del_attr":
-            return "cfg.__dict__.pop('scale', None)"
-        if kind == "class_attr":
-            return f"Config.scale = {a[0]!r}"
-        if kind == "rebind_cfg":
-            return f"cfg = Config(); cfg.scale = {a[0]!r}"
-        if kind == "rebind_table":
-            return f"table = {{'scale': {a[0]!r}}}"
+        if kind in _SIMPLE_EVENTS:
+            return _SIMPLE_EVENTS[kind].format(*a)
         if kind == "rebuild":
             return f"tg.manual_seed({a[0]})\n{self.build_source()}"
-        if kind == "dtype":
-            return f"model.to(tg.{a[0]})"
-        if kind == "default_dtype":
-            return f"tg.set_default_dtype(tg.{a[0]})"
         if kind == "tie":
             return f"{self.linear(1)}.bias = {self.linear(0)}.bias" if self.depth == 3 else "pass"
-        if kind == "replace_state":
-            return "for s in opt.state.values():\n    for k in list(s):\n        s[k] = s[k] * 0.5"
-        if kind == "pop_param":
-            return "if len(opt.param_groups[0]['params']) > 1: opt.param_groups[0]['params'].pop()"
-        if kind == "module_attr":
-            return f"model.scale = {a[0]!r}"
         if kind == "act":
             k, name = a
             if self.depth == 1:
@@ -290,10 +286,6 @@ class Program:
         if kind == "scale_grad":
             _, which = a
             return f"if {layer}.{which}.grad is not None: {layer}.{which}.grad.mul_(0.5)"
-        if kind == "opt_zero_grad":
-            return f"opt.zero_grad(set_to_none={a[0]})"
-        if kind == "model_zero_grad":
-            return "model.zero_grad()"
         if kind == "hyper":
             g, key, value = a
             return f"opt.param_groups[{g} % len(opt.param_groups)][{key!r}] = {value!r}"
