@@ -7,6 +7,8 @@ import pytest
 # Kernels compiled by one test (or an example run in a subprocess) are loaded from disk by the next:
 # within a run, each distinct graph is compiled by Numba once.
 os.environ.setdefault("TRACEGRAD_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "kernels"))
+# The key that signs them: the run's own, not the user's
+os.environ.setdefault("TRACEGRAD_CACHE_KEY", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "cache-key"))
 
 COMPILING_BACKENDS = ["interpreter", "numba"]
 

@@ -667,3 +667,17 @@ def test_tensors_the_step_makes_follow_the_default_dtype_of_each_call():
     finally:
         tg.set_default_dtype(tg.float32)
     assert compiled(tg.ones(3)).dtype == tg.float32
+
+
+# ---- constants ----------------------------------------------------------------------------------------
+
+def test_graphs_that_differ_only_in_a_constant_array_get_their_own_kernel():
+    """A kernel inlines an array constant of equal elements: two graphs equal but for its value must not
+    share a kernel (they did: the graph's hash left array constants' values out)."""
+    x = tg.ones(4)
+
+    def make():
+        def step(c):
+            return x * tg.full((4,), c) + tg.tensor([c, 0.0, 1.0, 2.0])
+        return dict(step=step, args=lambda i: (2.0 + (i // 3),), values=lambda: ())
+    _replays(run_both(make, calls=9))

@@ -1,11 +1,16 @@
-"""The disk cache of Numba kernels: reuse across processes, damaged entries rebuilt, the CLI."""
+"""The disk cache of Numba kernels: reuse across processes, damaged or foreign entries never loaded, the CLI."""
 import json
 import os
+import pickle
+import random
 import re
+import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,6 +20,12 @@ SCRIPT = """
 import json
 import sys
 import numpy as np
+from numba.core import event
+passes = []  # Numba compiler passes run: none when every kernel and helper comes from the disk cache
+class Passes(event.Listener):
+    def on_start(self, e): passes.append(e.data["name"])
+    def on_end(self, e): pass
+event.register("numba:run_pass", Passes())
 import tracegrad as tg
 w = tg.tensor(np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2), requires_grad=True)
 x = tg.ones(4, 3)
@@ -30,12 +41,13 @@ losses = [float(step()) for _ in range(4)]
 kernel = next(iter(step._variants.values()))[0].execute
 stats = kernel.function.stats
 print(json.dumps({"losses": losses, "w": w.detach().numpy().tobytes().hex(), "from_disk": kernel.from_disk, "numba_hits": sum(stats.cache_hits.values()),
-                  "numba_misses": sum(stats.cache_misses.values()), "scipy_linalg": "scipy.linalg" in sys.modules}))
+                  "numba_misses": sum(stats.cache_misses.values()), "scipy_linalg": "scipy.linalg" in sys.modules,
+                  "compiled": len(passes) > 0}))
 """
 
 
-def _run(cache_dir: Path, script: str = SCRIPT, stderr: list | None = None) -> dict:
-    env = {**os.environ, "TRACEGRAD_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)}
+def _run(cache_dir: Path, script: str = SCRIPT, stderr: list | None = None, **env) -> dict:
+    env = {**os.environ, "TRACEGRAD_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT), **env}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     if stderr is not None:
@@ -70,7 +82,17 @@ def test_second_process_loads_the_kernel_without_calling_numbas_compiler(filled)
     cache_dir, first = filled
     second = _run(cache_dir)
     assert second["from_disk"] and second["numba_hits"] == 1 and second["numba_misses"] == 0
+    assert not second["compiled"] and first["compiled"]
     assert _same(second, first)
+
+
+def test_cache_folders_and_files_are_private(filled):
+    cache_dir, _ = filled
+    for folder in (cache_dir, cache_dir / "kernels"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = list((cache_dir / "kernels").iterdir())
+    assert {p.suffix or p.name for p in files} == {".py", ".nbi", ".nbc", "uses"}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
 
 
 def test_the_info_log_says_where_numbas_compile_time_went(tmp_path, monkeypatch):
@@ -126,7 +148,7 @@ def test_damaged_numba_cache_files_are_recompiled(filled, tmp_path):
     cache_dir, first = filled
     copy = tmp_path / "cache"
     subprocess.run(["cp", "-r", str(cache_dir), str(copy)], check=True)
-    for f in (copy / "kernels" / "__pycache__").iterdir():
+    for f in (copy / "kernels").glob("tg_*.nb?"):
         f.write_bytes(f.read_bytes()[:10])
     assert _same(_run(copy), first)
 
@@ -138,20 +160,24 @@ def test_an_unusable_cache_directory_falls_back_to_a_temporary_one_with_a_warnin
     stderr = []
     result = _run(blocker / "cache", stderr=stderr)
     assert _same(result, first) and not result["from_disk"]
-    assert "can't be used" in stderr[0] and "TRACEGRAD_CACHE_DIR" in stderr[0]
+    assert "is not used" in stderr[0] and "TRACEGRAD_CACHE_DIR" in stderr[0]
 
 
 def test_concurrent_processes_share_one_cache_safely(tmp_path):
+    """Four processes compiling the same step into an empty cache: same results, one consistent entry."""
     env = {**os.environ, "TRACEGRAD_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env) for _ in range(2)]
+                              text=True, env=env) for _ in range(4)]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
-    assert _same(results[0], results[1])
+    assert all(_same(results[0], r) for r in results[1:])
     assert len(_kernel_files(tmp_path)) == 1 and not list((tmp_path / "kernels").glob("*.tmp"))
+    stderr: list = []
+    later = _run(tmp_path, stderr=stderr)  # every file the four wrote verifies
+    assert later["from_disk"] and not later["compiled"] and _same(later, results[0]) and not stderr[0]
 
 
 def test_cache_cli_info_and_clear(filled, tmp_path):
@@ -165,5 +191,228 @@ def test_cache_cli_info_and_clear(filled, tmp_path):
                              env=env, check=True)
         return out.stdout
     assert f"path: {copy}" in cli("info") and "kernels: 1" in cli("info")
+    assert f"folder in use: {copy / 'kernels'} (read-write)" in cli("info")
     assert "removed 1 kernels" in cli("clear")
     assert "kernels: 0" in cli("info") and not _kernel_files(copy)
+
+
+def test_cache_info_counts_the_kernels_processes_loaded_and_compiled(tmp_path):
+    _run(tmp_path)
+    _run(tmp_path)
+    env = {**os.environ, "TRACEGRAD_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "tracegrad", "cache", "info"], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    assert "loaded from the cache: 1 kernels, compiled: 1" in out, out
+
+
+# ---- a cache that runs no foreign code ----------------------------------------------------------------
+#
+# Each attack plants code that would create MARKER if it ever ran. The step must still give the same
+# numbers, after a warning and a rebuild.
+
+def _copy(filled, tmp_path) -> tuple[Path, dict]:
+    cache_dir, first = filled
+    copy = tmp_path / "cache"
+    shutil.copytree(cache_dir, copy)
+    return copy, first
+
+
+def _attacked_run(copy: Path, first: dict, marker: Path) -> tuple[dict, str]:
+    stderr: list = []
+    result = _run(copy, stderr=stderr)
+    assert not marker.exists(), "planted code ran"
+    assert _same(result, first)
+    return result, stderr[0]
+
+
+def test_an_edited_kernel_with_a_recomputed_checksum_is_not_run(filled, tmp_path):
+    import hashlib
+    copy, first = _copy(filled, tmp_path)
+    marker = tmp_path / "ran"
+    path = _kernel_files(copy)[0]
+    body = path.read_text().partition("\n")[2]
+    injected = f"open({str(marker)!r}, 'w').close()\n" + body
+    for head in (f"# checksum: {hashlib.sha256(injected.encode()).hexdigest()}",
+                 f"# tracegrad signature: {hashlib.sha256(injected.encode()).hexdigest()}"):
+        path.write_text(f"{head}\n{injected}")
+        result, stderr = _attacked_run(copy, first, marker)
+        assert not result["from_disk"] and f"{path} is not loaded: its signature does not match" in stderr
+        assert "open(" not in path.read_text()  # rebuilt
+
+
+def test_a_planted_pyc_beside_an_intact_kernel_is_not_run(filled, tmp_path):
+    import importlib.util
+    from importlib._bootstrap_external import _code_to_timestamp_pyc
+    copy, first = _copy(filled, tmp_path)
+    marker = tmp_path / "ran"
+    path = _kernel_files(copy)[0]
+    st = path.stat()
+    evil = compile(f"open({str(marker)!r}, 'w').close()\n" + path.read_text(), str(path), "exec")
+    pyc = Path(importlib.util.cache_from_source(str(path)))
+    pyc.parent.mkdir(exist_ok=True)
+    pyc.write_bytes(_code_to_timestamp_pyc(evil, int(st.st_mtime), st.st_size))
+    result, _ = _attacked_run(copy, first, marker)
+    assert result["from_disk"] and not result["compiled"]  # the intact kernel and its machine code are used
+
+
+class _Planted:
+    """A pickle that creates a file when it is loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+@pytest.mark.parametrize("target", ["tg_*.nbi", "tg_*.nbc"])
+def test_a_planted_pickle_in_numbas_index_or_machine_code_is_not_loaded(filled, tmp_path, target):
+    copy, first = _copy(filled, tmp_path)
+    marker = tmp_path / "ran"
+    path = next((copy / "kernels").glob(target))
+    path.write_bytes(pickle.dumps(_Planted(marker)))
+    result, stderr = _attacked_run(copy, first, marker)
+    assert f"{path} is not loaded: its signature does not match" in stderr
+    assert result["from_disk"] and result["compiled"]  # the kernel source is intact: only Numba compiles again
+    again, stderr = _attacked_run(copy, first, marker)
+    assert not again["compiled"] and not stderr  # rebuilt and signed anew
+
+
+def test_a_cache_folder_others_can_write_is_not_used(filled, tmp_path):
+    copy, first = _copy(filled, tmp_path)
+    kernels = copy / "kernels"
+    os.chmod(kernels, 0o777)
+    before = sorted(p.name for p in kernels.iterdir())
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    stderr: list = []
+    result = _run(copy, stderr=stderr, TMPDIR=str(scratch))
+    assert _same(result, first) and not result["from_disk"]
+    assert f"kernel cache {kernels} is not used: group or others can write to it" in stderr[0]
+    assert f"chmod go-w {copy} {kernels}" in stderr[0]
+    assert sorted(p.name for p in kernels.iterdir()) == before  # nothing read or written there
+    assert not list(scratch.iterdir())  # the private folder is gone
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root (CI runs as root)")
+def test_a_kernel_file_owned_by_another_user_is_not_loaded(filled, tmp_path):
+    import pwd
+    copy, first = _copy(filled, tmp_path)
+    path = _kernel_files(copy)[0]
+    os.chown(path, pwd.getpwnam("nobody").pw_uid, -1)
+    stderr: list = []
+    result = _run(copy, stderr=stderr)
+    assert _same(result, first) and not result["from_disk"]
+    assert f"{path} is not loaded: it belongs to another user" in stderr[0]
+    assert path.stat().st_uid == os.getuid()  # replaced by a file of our own
+
+
+@pytest.mark.slow
+def test_single_bit_flips_in_machine_code_are_caught(filled, tmp_path):
+    """20 random bit flips in a kernel's machine code: never a crash nor a wrong number."""
+    rng = random.Random(12)
+    cache_dir, first = filled
+    for trial in range(20):
+        copy = tmp_path / f"cache{trial}"
+        shutil.copytree(cache_dir, copy)
+        path = next((copy / "kernels").glob("tg_*.nbc"))
+        data = bytearray(path.read_bytes())
+        bit = rng.randrange(8 * len(data))
+        data[bit // 8] ^= 1 << (bit % 8)
+        path.write_bytes(bytes(data))
+        stderr: list = []
+        result = _run(copy, stderr=stderr)
+        assert _same(result, first) and result["compiled"], f"flipped bit {bit}"
+        assert "signature does not match" in stderr[0], f"flipped bit {bit}"
+
+
+# Simulates a read-only file system for the cache folder (root writes through file modes).
+_READ_ONLY = """
+import os
+_access = os.access
+os.access = lambda path, mode, **kw: (not mode & os.W_OK or not str(path).startswith({root!r})) and _access(path, mode, **kw)
+"""
+
+
+def _snapshot(folder: Path) -> list:
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("step", ["same", "new"])
+def test_a_read_only_cache_is_used_and_nothing_is_left_behind(filled, tmp_path, step):
+    """A trusted read-only cache (a container image, a shared install) loads without a compile; a step it
+    does not hold compiles into a private folder that is removed at exit."""
+    copy, first = _copy(filled, tmp_path)
+    script = SCRIPT if step == "same" else SCRIPT.replace(".tanh()", ".sigmoid()")
+    for folder in (copy, copy / "kernels"):
+        os.chmod(folder, 0o500)
+    for f in (copy / "kernels").iterdir():
+        os.chmod(f, 0o400)
+    before = _snapshot(copy)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    stderr: list = []
+    try:
+        result = _run(copy, _READ_ONLY.format(root=str(copy)) + script, stderr=stderr, TMPDIR=str(scratch))
+    finally:
+        os.chmod(copy, 0o700)
+    assert _snapshot(copy) == before and not list(scratch.iterdir())
+    assert not stderr[0]
+    if step == "same":
+        assert result["from_disk"] and not result["compiled"] and _same(result, first)
+    else:
+        assert not result["from_disk"] and result["compiled"]
+
+
+# ---- compiled variants held in memory --------------------------------------------------------------------
+
+def _sized_step(backend: str):
+    import tracegrad as tg
+    w = tg.tensor(np.ones((3, 2), np.float32), requires_grad=True)
+    opt = tg.optim.SGD([w], lr=0.1)
+
+    @tg.compile(backend=backend)
+    def step(x):
+        opt.zero_grad()
+        loss = (x @ w).tanh().sum()
+        loss.backward()
+        opt.step()
+        return loss
+    return step, w
+
+
+def _sizes(step, sizes, calls: int = 3) -> list:
+    import tracegrad as tg
+    return [float(step(tg.ones(n, 3))) for n in sizes for _ in range(calls)]
+
+
+def test_variants_held_are_bounded_and_a_dropped_one_is_rebuilt(monkeypatch):
+    import tracegrad as tg
+    compile_module = sys.modules["tracegrad.compiler.compile"]
+    monkeypatch.setattr(compile_module, "MAX_VARIANTS", 3)
+    step, w = _sized_step("interpreter")
+    eager_step, eager_w = _sized_step("eager")
+    sizes = [2, 3, 4, 5, 6, 2, 3]
+    assert _sizes(step, sizes) == _sizes(eager_step, sizes)
+    assert np.array_equal(w.detach().numpy(), eager_w.detach().numpy())
+    info = step.cache_info()
+    assert info.entries == 3 and info.compiles == 7  # sizes 2 and 3 were dropped, then traced again
+    assert len(compile_module._HELD) <= 3
+    tg.manual_seed(0)
+
+
+def test_cache_clear_releases_the_compiled_kernels():
+    """After cache_clear() no Numba dispatcher of the step is alive (Numba keeps the machine code)."""
+    import gc
+    import weakref
+    step, _ = _sized_step("numba")
+    eager_step, _ = _sized_step("eager")
+    np.testing.assert_allclose(_sizes(step, [2, 3]), _sizes(eager_step, [2, 3]), rtol=1e-5)
+    dispatchers = [weakref.ref(v.execute.function) for vs in step._variants.values() for v in vs]
+    assert len(dispatchers) == 2 and all(d() is not None for d in dispatchers)
+    step.cache_clear()
+    gc.collect()
+    gc.collect()  # the second pass frees what the finalizers of the first released
+    assert all(d() is None for d in dispatchers)
+    assert not [name for name in sys.modules if name.startswith("tracegrad_kernel_")]
+    np.testing.assert_allclose(_sizes(step, [2]), _sizes(eager_step, [2]), rtol=1e-5)  # and it compiles again

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser(
         "cache", help="show or clear the disk cache of compiled kernels",
         description="The kernel cache lives in $TRACEGRAD_CACHE_DIR (default ~/.cache/tracegrad). 'info' shows "
-                    "where it is and what it holds; 'clear' deletes every cached kernel.")
+                    "the folders in use, what they hold and how often kernels were loaded or compiled; 'clear' "
+                    "deletes every cached kernel.")
     cache.add_argument("action", choices=("info", "clear"))
     return parser
 
@@ -123,8 +124,11 @@ def cache(args) -> int:
         print(f"removed {kernel_cache.clear()} kernels from {kernel_cache.cache_dir()}")
         return 0
     info = kernel_cache.info()
-    print(f"path: {info['path']}\nkernels: {info['kernels']}\nfiles: {info['files']}\n"
-          f"size: {info['bytes'] / 1e6:.1f} MB")
+    lines = [f"path: {info['path']}"] + [f"folder in use: {path} ({kind})" for path, kind in info["folders"]]
+    lines += [f"kernels: {info['kernels']}", f"files: {info['files']}", f"size: {info['bytes'] / 1e6:.1f} MB",
+              f"loaded from the cache: {info['recorded_hits']} kernels, compiled: {info['recorded_misses']} "
+              f"(by the processes that used it)"]
+    print("\n".join(lines))
     return 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import functools
 import inspect
@@ -10,6 +11,7 @@ import operator
 import os
 import time
 import warnings
+import weakref
 
 import numpy as np
 
@@ -37,6 +39,10 @@ BACKENDS = backends.BACKENDS + ("eager",)
 UNSTABLE_LIMIT = 3  # traced runs of one signature that changed what they read before it stays eager
 VALUES_BEFORE_WARNING = 4  # distinct values of a Python number argument before a warning says it never compiles
 PLANNED_BACKENDS = ("cuda",)
+# Compiled variants held per process, all compiled functions together: past it, the least recently used
+# variant is dropped (and its kernel freed); a later call that needs it traces again and loads its kernel
+# from the disk cache.
+MAX_VARIANTS = int(os.environ.get("TRACEGRAD_MAX_VARIANTS", "64"))
 
 
 LOG = logging.getLogger("tracegrad")
@@ -117,6 +123,36 @@ def _shared_buffers(leaves) -> tuple | None:
     if len(set(buffers)) == len(buffers):
         return None
     return tuple(map(buffers.index, buffers))
+
+
+# weak reference to a variant -> (weak reference to its function, signature); least recently used first
+_HELD: collections.OrderedDict = collections.OrderedDict()
+
+
+def _hold(function: "CompiledFunction", key, variant: "Variant") -> None:
+    """Count a new variant against MAX_VARIANTS, dropping the least recently used ones past it."""
+    _HELD[weakref.ref(variant, _dropped)] = (weakref.ref(function), key)
+    for _ in range(len(_HELD)):
+        if len(_HELD) <= MAX_VARIANTS:
+            return
+        oldest, (function_ref, key) = next(iter(_HELD.items()))
+        old, function = oldest(), function_ref()
+        if old is not None and function is not None and function._fast is getattr(old.replay, "fast", None):
+            _HELD.move_to_end(oldest)  # the variant its function replays right now: in use
+            continue
+        del _HELD[oldest]
+        if old is not None and function is not None:
+            function._drop(key, old)
+
+
+def _dropped(variant_ref) -> None:
+    _HELD.pop(variant_ref, None)
+
+
+def _used(variant: "Variant") -> None:
+    """Mark a variant as the most recently used."""
+    with contextlib.suppress(KeyError):
+        _HELD.move_to_end(weakref.ref(variant))
 
 
 def _leaf_key(x) -> tuple:
@@ -235,6 +271,7 @@ class CompiledFunction:
                 continue
             self._hits += 1
             self._fast = getattr(variant.replay, "fast", None)
+            _used(variant)
             return result
         variants = self._variants.setdefault(key, [])
         if key not in self._warmed:
@@ -306,8 +343,16 @@ class CompiledFunction:
         self._add_fast_path(variant, key, leaves)
         self._variants[key].append(variant)
         self._counts["compiles"] += 1
+        _hold(self, key, variant)
         _notify(self.__name__, variant)
         return result
+
+    def _drop(self, key, variant: Variant) -> None:
+        """Forget a variant (the process holds MAX_VARIANTS already); its signature traces again when called."""
+        with contextlib.suppress(ValueError):
+            self._variants[key].remove(variant)
+        LOG.info("%s: dropped a variant %s, the least recently used of %d held (TRACEGRAD_MAX_VARIANTS)",
+                 self.__name__, _describe(key), MAX_VARIANTS)
 
     def _stay_eager(self, key, reason: str, warning: str) -> None:
         """From now on, calls with this signature run eagerly (one CompileWarning says why)."""

@@ -143,9 +143,13 @@ class Graph:
     __str__ = text
 
     def hash(self) -> str:
-        """sha256 of the canonical text without source lines or input names: equal graphs, equal hashes."""
-        structural = re.sub(r" '[^']*'", "", self.text(source_lines=False))
-        return hashlib.sha256(structural.encode()).hexdigest()
+        """sha256 of the canonical text without source lines or input names, and of every constant's
+        values: equal hashes, equal graphs (a kernel may inline any constant as a literal)."""
+        digest = hashlib.sha256(re.sub(r" '[^']*'", "", self.text(source_lines=False)).encode())
+        for v in self.inputs:
+            if v.const is not None and v.const.size > 1:
+                digest.update(np.ascontiguousarray(v.const).tobytes())
+        return digest.hexdigest()
 
 
 def _input_text(v: Value) -> str:

@@ -6,10 +6,10 @@ import contextlib
 import functools
 import logging
 import operator
-import pickle
 import sys
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -24,7 +24,8 @@ LOG = logging.getLogger("tracegrad")
 # what Kernel's check reads for an object held by one list and nothing else (measured, not assumed:
 # the count a call adds differs between Python versions)
 _UNHELD = list(map(sys.getrefcount, [object()]))[0]
-_LOADED: dict[str, "Kernel"] = {}  # kernel key -> kernel, for every graph compiled in this process
+# kernel key -> kernel, while some compiled step holds it: steps with the same graph share one kernel
+_LOADED: "weakref.WeakValueDictionary[str, Kernel]" = weakref.WeakValueDictionary()
 
 
 class Kernel:
@@ -42,8 +43,8 @@ class Kernel:
     def __init__(self, graph: Graph, key: str, module, from_disk: bool) -> None:
         self.function, self.key, self.from_disk, self.graph = module.ENTRY, key, from_disk, graph
         self._compiling = threading.Lock()
-        with open(module.__file__) as f:
-            self.source = f.read().partition("\n")[2]  # without the checksum line
+        self.source = module.SOURCE
+        weakref.finalize(self, _release, module)
         positions = {v.id: i for i, v in enumerate(graph.inputs)}
         chosen = [positions[i] for i in module.ARG_IDS]
         # the caller's arrays as they are: Numba compiles a variant for a strided one, no copies here
@@ -101,14 +102,6 @@ class Kernel:
             with _llvm_optimization(self.llvm_opt):
                 try:
                     outputs = self._run(arrays)
-                except (pickle.UnpicklingError, EOFError, OSError, ValueError) as error:
-                    if not self.from_disk:
-                        raise
-                    # Numba's own cache files of this kernel are damaged: drop them and compile afresh.
-                    LOG.warning("%s: Numba's cache of this kernel is unreadable (%s); recompiling", self.name, error)
-                    cache.forget_machine_code(self.key)
-                    self.function = cache.reload(self.key).ENTRY
-                    outputs = self._run(arrays)
                 finally:
                     self.ready = True  # compiled (an error raised by the step itself leaves it compiled too)
         if LOG.isEnabledFor(logging.INFO):
@@ -117,6 +110,20 @@ class Kernel:
                      "loading its cache" if self.from_disk else "compiling", 1e3 * took,
                      _compile_phases(self.function, took))
         return outputs
+
+
+def _release(module) -> None:
+    """Let a dropped kernel's module and dispatcher be freed.
+
+    Two references would keep them forever: Numba's CPU target keeps every compiled function callable
+    from other Numba code (kernels never are), and a compiled function holds its module's globals, which
+    hold the dispatcher, which holds the compiled function in C where Python's garbage collector can't see
+    the cycle. The machine code itself stays in Numba's LLVM engine, which frees nothing."""
+    for compiled in list(module.ENTRY.overloads.values()):
+        with contextlib.suppress(KeyError):
+            module.ENTRY.targetctx.remove_user_function(compiled.entry_point)
+    cache.release(module)
+    module.__dict__.clear()
 
 
 def _compile_phases(dispatcher, took: float) -> str:

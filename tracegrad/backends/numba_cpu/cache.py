@@ -1,30 +1,52 @@
-"""The disk cache of generated kernels: one content-addressed ``.py`` file per kernel.
+"""The disk cache of generated kernels: per kernel, a signed ``.py`` source and Numba's signed machine code.
 
-Numba's own cache (``cache=True``) needs a real source file: it is keyed by the file's path and
-checks the source's content, so each kernel gets a file named after a hash of everything that
-shapes its code (graph structure, backend, options, tracegrad, Numba and LLVM versions, CPU).
-A second process finds the file, imports it and Numba loads the machine code from ``__pycache__``
-beside it: neither code generation nor LLVM runs again. Files are written atomically (a temporary
-file, then a rename), and each carries a checksum of its body: a corrupt or truncated file is
-rebuilt, never imported.
+A kernel's key is a hash of everything that shapes its code (graph structure, backend, options,
+tracegrad, Numba and LLVM versions, CPU). A second process finds ``tg_<key>.py``, verifies its
+signature, executes it as a fresh module (never through Python's import system, which would trust a
+``.pyc`` beside it), and Numba loads the machine code from ``tg_<key>*.nbi/.nbc`` (``machine_code``):
+neither code generation nor LLVM runs again.
+
+Which folders are used (``trust`` says why each rule exists):
+
+- the configured folder, when it and its ``kernels`` folder belong to you (or root) and only the
+  owner can write them; created ``0700`` when missing, every file ``0600``;
+- if it is read-only (a shared install, a container image), its kernels are loaded and new ones go to
+  a private temporary folder removed when the process exits;
+- if it can't be trusted or used at all, only that private folder, after one warning.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import hashlib
-import importlib.util
 import logging
 import os
 import platform
 import shutil
 import sys
 import tempfile
+import types
+from dataclasses import dataclass
 from pathlib import Path
 
-_CHECKSUM = "# checksum: "
+from . import machine_code, trust
+
+LOG = logging.getLogger("tracegrad")
 
 
-_FALLBACK: list = []  # a temporary directory of this process, used when the cache directory can't be written
+@dataclass
+class Folder:
+    """A folder of kernels: where it is, whether this process may add to it, the key its files are signed with."""
+    path: Path
+    writable: bool
+    key: bytes
+    private: bool = False  # this process's temporary folder, removed at exit
+
+
+_FOLDERS: dict[str, list[Folder]] = {}  # configured cache folder -> the folders kernels are looked up in, in order
+COUNTS = {"hits": 0, "misses": 0}  # kernels found on disk / generated, in this process
+_HELPERS_CACHED: list[Folder] = []  # the folder the helpers kernels call are cached in, once set
 
 
 def cache_dir() -> Path:
@@ -33,23 +55,73 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "tracegrad"
 
 
-def _kernel_dir() -> Path:
-    """The kernels folder, made if needed; a temporary one (with a warning) when that is impossible."""
-    if _FALLBACK:
-        return _FALLBACK[0]
-    directory = cache_dir() / "kernels"
+def folders() -> list[Folder]:
+    """The folders kernels are looked up in, the configured one first (checked once per process)."""
+    configured = str(cache_dir())
+    found = _FOLDERS.get(configured)
+    if found is None:
+        found = _FOLDERS[configured] = _open(Path(configured))
+    return found
+
+
+def _open(root: Path) -> list[Folder]:
+    key = trust.signing_key()
+    directory = root / "kernels"
+    if key is None:
+        return []
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        if os.access(directory, os.W_OK):
-            return directory
-        problem = "it is not writable"
+        for folder in (root, directory):
+            if not folder.exists():
+                folder.mkdir(mode=0o700, parents=True)
+                os.chmod(folder, 0o700)  # the mode mkdir gets is cut by the umask, never widened: make sure
     except OSError as error:
-        problem = str(error)
-    _FALLBACK.append(Path(tempfile.mkdtemp(prefix="tracegrad-kernels-")))
-    logging.getLogger("tracegrad").warning(
-        "kernel cache %s can't be used (%s); kernels of this process go to %s and are not kept: set "
-        "TRACEGRAD_CACHE_DIR to a writable folder", directory, problem, _FALLBACK[0])
-    return _FALLBACK[0]
+        problem, fix = error.strerror or str(error), "set TRACEGRAD_CACHE_DIR to a folder you can write"
+    else:
+        problem = trust.problem_with(root, folder=True, sticky_ok=True) or trust.problem_with(directory, folder=True)
+        if problem is None:
+            folder = Folder(directory, os.access(directory, os.W_OK), key)
+            if folder.writable:
+                _record_use(folder)
+            return [folder]
+        fix = (f"run `chmod go-w {root} {directory}` if the folders are yours, or set TRACEGRAD_CACHE_DIR to a "
+               f"folder of your own")
+    LOG.warning("kernel cache %s is not used: %s; kernels of this process go to a private temporary folder and "
+                "are not kept. To fix it, %s", directory, problem, fix)
+    return []
+
+
+def _record_use(folder: Folder) -> None:
+    """At exit, append this process's hits and misses to the folder's ``uses`` log (one line per process,
+    written in one call, so processes running at once don't lose counts): ``tracegrad cache info`` sums it."""
+    def write() -> None:
+        if COUNTS["hits"] or COUNTS["misses"]:
+            with contextlib.suppress(OSError):
+                fd = os.open(folder.path / "uses", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(f"{COUNTS['hits']} {COUNTS['misses']}\n")
+    atexit.register(write)
+
+
+def _uses(folder: Path) -> tuple[int, int]:
+    """(hits, misses) of every process that recorded its use of ``folder``."""
+    hits = misses = 0
+    with contextlib.suppress(OSError):
+        for line in (folder / "uses").read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                h, m = map(int, line.split())
+                hits, misses = hits + h, misses + m
+    return hits, misses
+
+
+def _writable() -> Folder:
+    """The folder new kernels go to: the configured one, else a private one made now (removed at exit)."""
+    found = folders()
+    if found and found[-1].writable:
+        return found[-1]
+    path = Path(tempfile.mkdtemp(prefix="tracegrad-kernels-"))  # mode 0700
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    found.append(Folder(path, True, os.urandom(trust.KEY_BYTES), private=True))
+    return found[-1]
 
 
 def kernel_key(graph_hash: str, backend: str, options: str) -> str:
@@ -59,12 +131,12 @@ def kernel_key(graph_hash: str, backend: str, options: str) -> str:
 
     from ... import __version__
     parts = [graph_hash, backend, options, __version__, numba.__version__, llvmlite.__version__,
-             platform.machine(), platform.processor(), sys.version.split()[0], _code_digest()]
+             platform.machine(), platform.processor(), sys.version.split()[0], code_digest()]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
 @functools.lru_cache(maxsize=None)
-def _code_digest() -> str:
+def code_digest() -> str:
     """Hash of the code generator (with the scheduler that orders a kernel), the helpers kernels call and
     the primitives' loop templates.
 
@@ -76,68 +148,83 @@ def _code_digest() -> str:
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
-def _with_checksum(source: str) -> str:
-    return f"{_CHECKSUM}{hashlib.sha256(source.encode()).hexdigest()}\n{source}"
+def load(key: str, make_source) -> tuple[types.ModuleType, bool]:
+    """(module, found): the kernel module of ``key`` from the first folder holding a valid copy, else
+    ``make_source()`` written to the writable folder first."""
+    name = f"tg_{key}.py"
+    for folder in folders():
+        text = trust.read_signed(folder.key, folder.path / name, text=True)
+        if text is not None:
+            COUNTS["hits"] += 1
+            return _module(folder, key, text), True
+    folder = _writable()
+    text = trust.sign_text(folder.key, name, make_source())
+    forget_machine_code(folder, key)  # machine code of an older or damaged file of this name
+    trust.write_private(folder.path / name, text.encode())
+    COUNTS["misses"] += 1
+    return _module(folder, key, text), False
 
 
-def _intact(text: str) -> bool:
-    head, _, body = text.partition("\n")
-    return head.startswith(_CHECKSUM) and head[len(_CHECKSUM):] == hashlib.sha256(body.encode()).hexdigest()
+def _module(folder: Folder, key: str, text: str) -> types.ModuleType:
+    """Execute verified kernel source as a new module whose entry point has the folder's signed Numba cache.
 
-
-def _path(key: str) -> Path:
-    return _kernel_dir() / f"tg_{key}.py"
-
-
-def load(key: str, make_source) -> tuple[object, bool]:
-    """(module, found): the kernel module of ``key``, writing ``make_source()`` first when absent or damaged."""
-    path = _path(key)
-    found = path.exists() and _intact(path.read_text(errors="replace"))
-    if not found:
-        _write_atomically(path, _with_checksum(make_source()))
-        forget_machine_code(key)  # Numba's cache of the old file
-    module = sys.modules.get(f"tracegrad_kernel_{key}")
-    return (module if module is not None else reload(key)), found
-
-
-def reload(key: str):
-    """Import the kernel file of ``key`` afresh (new Numba dispatchers, which read their cache anew)."""
-    name = f"tracegrad_kernel_{key}"  # one module name per file: Numba's cache is keyed by both
-    spec = importlib.util.spec_from_file_location(name, _path(key))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[name] = module
+    Numba finds a function's module by name when it compiles and loads machine code, so the module is in
+    sys.modules until ``release`` (when the kernel is dropped)."""
+    path = folder.path / f"tg_{key}.py"
+    module = sys.modules[f"tracegrad_kernel_{key}"] = types.ModuleType(f"tracegrad_kernel_{key}")
+    module.__file__ = str(path)
+    exec(compile(text, str(path), "exec"), module.__dict__)
+    module.SOURCE = text.partition("\n")[2]  # without the signature line
+    signature = text.partition("\n")[0]  # the source's signature: Numba's files are valid for this source only
+    machine_code.attach(module.ENTRY, folder.path, f"tg_{key}", signature, folder.key)
+    _cache_helpers(folder)
     return module
 
 
-def forget_machine_code(key: str) -> None:
-    """Delete Numba's cache files (index and machine code) of the kernel ``key``."""
-    path = _path(key)
-    for stale in (path.parent / "__pycache__").glob(f"{path.stem}.*"):
+def _cache_helpers(folder: Folder) -> None:
+    """Give the Numba functions kernels call (BLAS products, fast math) a signed cache in the first folder a
+    kernel comes from: a process that compiles kernels then loads their machine code instead of compiling it."""
+    from . import fastmath, runtime
+    if _HELPERS_CACHED:
+        return
+    _HELPERS_CACHED.append(folder)
+    for helper in (runtime.matmul_into, runtime.dot, fastmath.tanh, fastmath.exp, fastmath.log):
+        stem = f"helper_{helper.py_func.__module__.rpartition('.')[2]}.{helper.__name__}-{code_digest()[:16]}"
+        machine_code.attach(helper, folder.path, stem, code_digest(), folder.key)
+
+
+def release(module: types.ModuleType) -> None:
+    """Forget a kernel module (its kernel is no longer used): the module and its dispatcher can be freed."""
+    if sys.modules.get(module.__name__) is module:
+        del sys.modules[module.__name__]
+
+
+def forget_machine_code(folder: Folder, key: str) -> None:
+    """Delete Numba's cache files (index and machine code) of the kernel ``key`` in ``folder``."""
+    for stale in folder.path.glob(f"tg_{key}.*nb[ic]"):  # tg_<key>.nbi, tg_<key>.<n>.nbc
         stale.unlink(missing_ok=True)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def info() -> dict:
-    """Where the cache is, how many kernels it holds and their total size on disk (bytes)."""
-    root = cache_dir()
-    files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
-    return {"path": str(root), "kernels": len(list((root / "kernels").glob("tg_*.py"))) if root.exists() else 0,
-            "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+    """The folders in use (the configured one, a private fallback), their kernels, files and bytes on disk,
+    the hits and misses recorded there by earlier processes, and this process's own."""
+    found = folders()
+    files = [p for folder in found for p in folder.path.iterdir() if p.is_file()]
+    recorded = [_uses(folder.path) for folder in found]
+    return {"path": str(cache_dir()), "folders": [(str(f.path), _describe(f)) for f in found],
+            "kernels": sum(1 for p in files if p.name.startswith("tg_") and p.suffix == ".py"), "files": len(files),
+            "bytes": sum(p.stat().st_size for p in files), "recorded_hits": sum(h for h, _ in recorded),
+            "recorded_misses": sum(m for _, m in recorded), **COUNTS}
+
+
+def _describe(folder: Folder) -> str:
+    return "private, removed at exit" if folder.private else "read-write" if folder.writable else "read-only"
 
 
 def clear() -> int:
-    """Delete every cached kernel; returns how many there were."""
-    count = info()["kernels"]
-    shutil.rmtree(cache_dir() / "kernels", ignore_errors=True)
+    """Delete every cached kernel of the configured folder; returns how many there were."""
+    directory = cache_dir() / "kernels"
+    count = len(list(directory.glob("tg_*.py")))
+    shutil.rmtree(directory, ignore_errors=True)
+    _FOLDERS.pop(str(cache_dir()), None)
     return count

@@ -27,7 +27,7 @@ from .source import index_text, literal, scalar_type
 # A kernel whose loops are all smaller than this is compiled with LLVM at -O1: measured on W1 and W4,
 # 15% less compile time for 2-3% more run time; bigger loops (W2's Adam update) ran 20% slower at -O1.
 FULL_OPTIMIZATION_MIN_ELEMENTS = 1 << 15
-JIT_OPTIONS = 'cache=True, error_model="numpy", fastmath={"reassoc", "contract"}'
+JIT_OPTIONS = 'error_model="numpy", fastmath={"reassoc", "contract"}'
 
 
 class _Generator:

@@ -35,7 +35,8 @@ from numba.extending import intrinsic, overload, register_jitable
 
 # error_model="numpy" lets float division vectorize; "contract" lets LLVM fuse
 # a * b + c into one FMA (one rounding, fewer instructions), no other fast-math flag.
-_JIT_OPTIONS = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
+# The entry points below are cached on disk with the kernels (signed: cache.py).
+_JIT_OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
 _F32 = np.float32
 
 

@@ -90,12 +90,12 @@ if _BLAS is not None:
             return _TRANSPOSE, max(x.strides[1] // size, 1)
         return 0, 0
 
-    @njit(cache=True)
+    @njit
     def matmul_into(x, y, out):
         """out = x @ y: float32/float64 matrices, out row-major. x and y are used as they are when Numba
         types them row- or column-major (an array or its .T), else copied (blas_operand). One BLAS path:
         every kernel links this code in, and its size counts in each kernel's compile time. Compiled
-        once per combination of layouts and cached on disk, so kernels pay nothing for the choice."""
+        once per combination of layouts and cached on disk (signed: cache.py), so kernels pay nothing for the choice."""
         a, b = blas_operand(x), blas_operand(y)
         m, k = a.shape
         n = b.shape[1]
@@ -116,14 +116,14 @@ if _BLAS is not None:
                    np.float64(0), out.ctypes.data, max(n, 1))
         return out
 else:
-    @njit(cache=True)
+    @njit
     def matmul_into(x, y, out):
         """out = x @ y (np.dot: SciPy's BLAS)."""
         np.dot(blas_operand(x), blas_operand(y), out)
         return out
 
 
-@njit(cache=True)
+@njit
 def dot(a, b):
     """a @ b for float32/float64 matrices (strided ones are copied first): a new array."""
     return matmul_into(a, b, np.empty((a.shape[0], b.shape[1]), a.dtype))
