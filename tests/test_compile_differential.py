@@ -442,8 +442,8 @@ class Copy:
         self.inputs = None
 
     def run_event(self, source: str):
-        try:
-            exec(source, self.ns)
+        try:  # under a file name of its own, as code in a user's file: frames of "<string>" are not followed
+            exec(compile(source, "<fuzz event>", "exec"), self.ns)
         except Exception as e:  # noqa: BLE001 (compared between the copies)
             return e
         return None
