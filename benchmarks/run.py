@@ -6,8 +6,9 @@ eager medians (for W3 also the memory bandwidth reached, against a copy's).
 By default each implementation is timed in fresh processes of its own,
 because implementations sharing a process slow each other down (see
 README.md); `--in-process` times them interleaved in this one process. A full
-run also measures the cold and warm start of compiled steps (startup.py) and
-compiled training alternating with eager evaluation (alternate.py).
+run also measures the cold and warm start of compiled steps (startup.py),
+compiled training alternating with eager evaluation (alternate.py) and the
+step time on a kernel generic in the batch size (dynamic.py).
 """
 
 import argparse
@@ -26,12 +27,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # what makes `benchmarks` and a not-installed `tracegrad` importable.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import actor_critic, alternate, columns, elementwise, harness, mlp, startup  # noqa: E402
+from benchmarks import actor_critic, alternate, columns, dynamic, elementwise, harness, mlp, startup  # noqa: E402
 
 # Every workload, in table order. A new workload module adds its list here.
 WORKLOADS: list[harness.Workload] = [*mlp.WORKLOADS, *elementwise.WORKLOADS, *actor_critic.WORKLOADS]
 
-PARTS = ("steps", "startup", "alternate")
+PARTS = ("steps", "startup", "alternate", "dynamic")
 # Implementations that --quick leaves out, and why.
 QUICK_SKIPS = {"torch.compile": "--quick skips it: it takes tens of seconds to compile each step; run without --quick"}
 
@@ -56,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="instead of timing, profile this implementation (e.g. 'tracegrad eager') "
                              "and print the 15 functions with the most own time per step")
     parts = parser.add_argument_group(
-        "parts", "what to measure; none given: all three, except that --quick or --only measures --steps alone")
+        "parts", "what to measure; none given: all four, except that --quick or --only measures --steps alone")
     parts.add_argument("--steps", action="store_true", help="the step-time tables (with W3's memory bandwidth)")
     parts.add_argument("--startup", action="store_true",
                        help="cold and warm start of W1 and W2 compiled: new processes, from `import tracegrad` to "
@@ -64,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parts.add_argument("--alternate", action="store_true",
                        help="compiled W2 training steps alternating with eager evaluation in one loop, against the "
                             "sum of the two alone")
+    parts.add_argument("--dynamic", action="store_true",
+                       help="W1, W2 and W4 compiled at their batch size on a kernel generic in the batch, against the "
+                            "literal-size kernel")
     parser.add_argument("--backend", action="append", metavar="NAME",
                         help="tracegrad.compile backend of --startup and --alternate; may be given more than once "
                              f"(default: {', '.join(columns.TRACEGRAD_BACKENDS.values())})")
@@ -306,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         report["startup"] = startup.run_startup(keys, backends, out, plan.startup_rounds)
     if "alternate" in parts:
         report["alternation"] = alternate.run_alternation(backends, args.quick, out)
+    if "dynamic" in parts:
+        keys = [workload.key for workload in workloads if workload.key in dynamic.WORKLOADS]
+        report["dynamic"] = dynamic.run_dynamic(keys, out, plan.process_rounds)
     if args.json:
         write_json(args.json, report)
     return 0

@@ -37,6 +37,7 @@ CASES = {
     "bitwise_xor": lambda a, b, v: ((a > 1) ^ (b > 1)).float() + a,
     "sum": lambda a, b, v: a.sum(1, keepdim=True) * a, "amax": lambda a, b, v: a.amax(0) * v,
     "amin": lambda a, b, v: a.amin(-1, keepdim=True) * a, "prod": lambda a, b, v: a.prod(1),
+    "count": lambda a, b, v: a.mean(1) * v.mean(),  # a traced mean divides by the count
     "argmax": lambda a, b, v: a.argmax(1).float() + a.sum(1), "argmin": lambda a, b, v: a.argmin(0).float() + v,
     "any": lambda a, b, v: (a > 1.5).any(1).float() + a.sum(1), "all": lambda a, b, v: (a > 0.7).all(0).float() + v,
     "reshape": lambda a, b, v: a.reshape(2, 6) * 2, "permute": lambda a, b, v: a.t() @ b,

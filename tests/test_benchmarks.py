@@ -213,3 +213,14 @@ def test_measure_reports_the_time_a_step_takes():
     timing = harness.measure({"sleep": one_millisecond_step}, plan)["sleep"]
     assert 0.001 <= timing.p10_s <= timing.median_s <= timing.p90_s < 0.05
     assert timing.steps_timed >= plan.rounds
+
+
+@pytest.mark.slow
+def test_dynamic_part_times_the_generic_kernel_against_the_literal_one(tmp_path):
+    result_path = tmp_path / "results.json"
+    completed = run_command("--dynamic", "--quick", "--only", "W1", "--json", str(result_path))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    [row] = json.loads(result_path.read_text())["dynamic"]
+    assert (row["workload"], row["batch"]) == ("W1", 32)
+    assert row["ratio"] == pytest.approx(row["generic_s"] / row["literal_s"])
+    assert "generic/literal" in completed.stdout

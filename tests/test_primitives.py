@@ -21,11 +21,13 @@ import tracegrad as tg
 from tracegrad.autograd import gradcheck, gradgradcheck
 from tracegrad.dtypes import from_numpy
 from tracegrad.primitives import REGISTRY
+from tracegrad.primitives import reduce as R
+from tracegrad.tensor import apply
 
 # Primitives whose results carry no gradient, by specification (not read from the table, so a VJP
 # that goes missing from a differentiable primitive is caught rather than reclassified).
 NON_DIFFERENTIABLE = {"eq", "ne", "lt", "le", "gt", "ge", "logical_not", "isnan", "isinf", "bitwise_and",
-                      "bitwise_or", "bitwise_xor", "floor_divide", "argmax", "argmin", "any", "all"}
+                      "bitwise_or", "bitwise_xor", "floor_divide", "argmax", "argmin", "any", "all", "count"}
 
 
 # ---- inputs ----------------------------------------------------------------------------------------
@@ -254,6 +256,12 @@ case("sum", lambda x: x.sum(), bools((3, 4)), ref=lambda a: np.sum(a, dtype=np.i
 case("sum", lambda x: x.sum(1), small_ints((2, 3), dtype=np.int32), ref=lambda a: np.sum(a, axis=1, dtype=np.int64),
      label="int32-sums-in-int64")
 case("sum", lambda x: x.mean(1), signed((2, 3)), ref=lambda a: np.mean(a, axis=1), label="mean")
+
+# count: reached from the front end only by traced means, so called directly here
+for _axes, _keep in (((1,), False), ((0, 1), True), ((), False)):
+    case("count", lambda x, a=_axes, k=_keep: apply(R.reduce_count, x, axes=a, keepdim=k), signed((3, 4)),
+         ref=lambda v, a=_axes, k=_keep: np.full(np.sum(v, axis=a, keepdims=k).shape, np.prod([v.shape[i] for i in a]),
+                                                 np.int64), label=f"axes={_axes},keepdim={_keep}")
 
 TIES = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 1.0, 2.0], [0.0, -1.0, 5.0, 5.0]])
 for _name, _ref in (("argmax", np.argmax), ("argmin", np.argmin)):

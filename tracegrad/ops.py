@@ -466,9 +466,12 @@ def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a floating "
                            f"point or complex dtype. Got: {_legacy(input.dtype)}")
     axes = _axes(dim, input._data.ndim)
-    count = math.prod([input._data.shape[a] for a in axes])
     total = apply(R.reduce_sum, input, axes=axes, keepdim=keepdim)
-    out = apply(E.div, total, _const(count, total.dtype))  # total / count, without the operator's dispatch
+    if TRACE.tracer is None:
+        count = _const(math.prod([input._data.shape[a] for a in axes]), total.dtype)
+    else:  # the same value, computed from the shape in the graph: no batch size baked into a compiled step
+        count = _cast(apply(R.reduce_count, input, axes=axes, keepdim=keepdim), total.dtype)
+    out = apply(E.div, total, count)  # total / count, without the operator's dispatch
     if out.grad_fn is not None:
         out.grad_fn.display_name = "MeanBackward0"
     return out

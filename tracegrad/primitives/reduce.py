@@ -40,6 +40,16 @@ def _sum_impl(x, axes, keepdim):
 
 
 reduce_sum = _reduction("sum", _sum_impl, dtype_rule=_sum_dtype, reducer=(lambda dt: 0, "{acc} + {0}"))
+
+
+def _count_impl(x, axes, keepdim):
+    count = np.prod([x.shape[a] for a in axes], dtype=np.int64)
+    return np.full(reduced_shape([x.shape], axes, keepdim), count, dtype=np.int64)
+
+
+# How many elements a reduction over these axes combines (int64): a traced mean's divisor comes from the
+# input's shape, so the graph holds no size as a number and one kernel serves every batch size.
+reduce_count = _reduction("count", _count_impl, dtype_rule=_index_dtype)
 reduce_max = _reduction("amax", lambda x, axes, keepdim: np.maximum.reduce(x, axis=axes, keepdims=keepdim),
                         saves=(0,), saves_output=True, reducer=(_lowest, "rt.maximum({acc}, {0})"))
 reduce_min = _reduction("amin", lambda x, axes, keepdim: np.minimum.reduce(x, axis=axes, keepdims=keepdim),

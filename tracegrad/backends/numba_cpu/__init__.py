@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import hashlib
 import logging
 import operator
 import sys
@@ -14,7 +15,7 @@ import weakref
 import numpy as np
 
 from ...ir import Graph, GuardFailure
-from . import cache
+from . import cache, generic
 from .codegen import JIT_OPTIONS, Unsupported, generate
 from ...primitives.indexing import out_of_bounds
 from .runtime import GuardFailed, IndexOutOfBounds
@@ -40,11 +41,12 @@ class Kernel:
 
     fresh_outputs = True  # each output is a new array, aliasing no input and no other output
 
-    def __init__(self, graph: Graph, key: str, module, from_disk: bool) -> None:
-        self.function, self.key, self.from_disk, self.graph = module.ENTRY, key, from_disk, graph
+    def __init__(self, graph: Graph, key: str, loaded: "_Loaded") -> None:
+        module = loaded.module
+        self.function, self.key, self.from_disk, self.graph = module.ENTRY, key, loaded.from_disk, graph
+        self.loaded = loaded  # kernels of graphs that share a generic module share this
         self._compiling = threading.Lock()
         self.source = module.SOURCE
-        weakref.finalize(self, _release, module)
         positions = {v.id: i for i, v in enumerate(graph.inputs)}
         chosen = [positions[i] for i in module.ARG_IDS]
         # the caller's arrays as they are: Numba compiles a variant for a strided one, no copies here
@@ -97,7 +99,7 @@ class Kernel:
         with self._compiling:  # another thread calling meanwhile waits for this compile, then runs
             if self.ready:
                 return self._run(arrays)
-            start = time.perf_counter()
+            start, compiled_before = time.perf_counter(), len(self.function.overloads)
             _load_numba_target()
             with _llvm_optimization(self.llvm_opt):
                 try:
@@ -106,10 +108,32 @@ class Kernel:
                     self.ready = True  # compiled (an error raised by the step itself leaves it compiled too)
         if LOG.isEnabledFor(logging.INFO):
             took = time.perf_counter() - start
-            LOG.info("%s: first kernel call (Numba %s) took %.1f ms%s", self.name,
-                     "loading its cache" if self.from_disk else "compiling", 1e3 * took,
-                     _compile_phases(self.function, took))
+            if len(self.function.overloads) == compiled_before:  # a generic kernel another graph compiled
+                LOG.info("%s: first kernel call took %.1f ms (its generic kernel was ready)", self.name, 1e3 * took)
+            else:
+                LOG.info("%s: first kernel call (Numba %s) took %.1f ms%s", self.name,
+                         "loading its cache" if self.from_disk else "compiling", 1e3 * took,
+                         _compile_phases(self.function, took))
         return outputs
+
+
+class _Loaded:
+    """A kernel module as loaded, held by the kernel of every graph it serves: freed with the last one."""
+
+    def __init__(self, module, from_disk: bool) -> None:
+        self.module, self.from_disk = module, from_disk
+        weakref.finalize(self, _release, module)
+
+
+class _Family:
+    """Graphs equal but for their numbers (generic.family): the first one seen, and their generic kernel."""
+
+    def __init__(self) -> None:
+        self.first = None  # a weak reference to the first graph
+        self.generic: generic.Generic | None = None
+
+
+_FAMILIES: dict[str, _Family] = {}
 
 
 def _release(module) -> None:
@@ -188,24 +212,55 @@ _LOADING = threading.Lock()  # one thread at a time generates, writes and import
 def compile_graph(graph: Graph, parallel: bool = False) -> Kernel:
     """Generate, cache and load the kernel of ``graph`` (Unsupported when an op has no lowering)."""
     backend = "numba-parallel" if parallel else "numba"
-    key = cache.kernel_key(graph.hash(), backend, f"{JIT_OPTIONS} threads={numba_threads()}")
+    options = f"{JIT_OPTIONS} threads={numba_threads()}"
+    key = cache.kernel_key(graph.hash(), backend, options)
     with _LOADING:
         kernel = _LOADED.get(key)
         if kernel is None:
-            kernel = _LOADED[key] = _load_kernel(graph, key, backend, parallel)
+            kernel = _LOADED[key] = Kernel(graph, key, _load(graph, key, backend, options, parallel))
     return kernel
 
 
-def _load_kernel(graph: Graph, key: str, backend: str, parallel: bool) -> Kernel:
-    """The kernel of ``graph`` from the disk cache, or generated and written there first."""
-    def make_source() -> str:
-        start = time.perf_counter()
-        source = generate(graph, parallel)  # raises Unsupported before anything is written
-        LOG.info("%s: generated %d lines of %s code in %.1f ms", graph.name, source.count("\n"), backend,
-                 1e3 * (time.perf_counter() - start))
-        return source
-    module, found = cache.load(key, make_source)
-    return Kernel(graph, key, module, found)
+def _load(graph: Graph, key: str, backend: str, options: str, parallel: bool) -> _Loaded:
+    """The module of graph's kernel: its family's generic one when it fits, else its own, from the disk
+    cache or generated and written there first. A graph that comes back with other sizes makes the
+    family's generic kernel (generic.py)."""
+    family = _FAMILIES.setdefault(generic.family(graph), _Family())
+    source = None
+    if family.generic is not None:
+        source = _generate(graph, parallel)
+        if family.generic.fits(source, graph):
+            return _generic_module(family.generic, graph, backend, options)
+    elif family.first is not None and family.first() is not None:
+        source = _generate(graph, parallel)
+        found = generic.Generic.of(_generate(family.first(), parallel), family.first(), source, graph)
+        if found is not None:
+            family.generic = found
+            return _generic_module(found, graph, backend, options)
+    else:
+        family.first = weakref.ref(graph)
+    module, found = cache.load(key, lambda: source or _generate(graph, parallel))
+    return _Loaded(module, found)
+
+
+def _generic_module(found: generic.Generic, graph: Graph, backend: str, options: str) -> _Loaded:
+    """The loaded module of a family's generic kernel (loaded again if every kernel using it was dropped)."""
+    loaded = found.compiled() if found.compiled is not None else None
+    if loaded is None:
+        key = cache.kernel_key(hashlib.sha256(found.source.encode()).hexdigest(), backend, options)
+        loaded = _Loaded(*cache.load(key, lambda: found.source))
+        found.compiled = weakref.ref(loaded)
+    LOG.info("%s: runs the kernel generic in %s", graph.name, ", ".join(found.readers))
+    return loaded
+
+
+def _generate(graph: Graph, parallel: bool) -> str:
+    """The kernel source of ``graph`` (raises Unsupported before anything is written)."""
+    start = time.perf_counter()
+    source = generate(graph, parallel)
+    LOG.info("%s: generated %d lines of %s code in %.1f ms", graph.name, source.count("\n"),
+             "numba-parallel" if parallel else "numba", 1e3 * (time.perf_counter() - start))
+    return source
 
 
 __all__ = ["Kernel", "Unsupported", "compile_graph"]

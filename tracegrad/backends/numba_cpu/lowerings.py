@@ -266,6 +266,15 @@ def _index_put_tensors(gen: "_Generator", n: Node) -> str:
     return "C"
 
 
+def _count(gen: "_Generator", n: Node) -> str:
+    """The element count of a reduction, from its input's shape (printed as a product of sizes, so a kernel
+    generic in a size reads it at run time): every element of the result holds it."""
+    shape = n.operands[0].type.shape
+    count = " * ".join(str(shape[a]) for a in n.attrs["axes"]) or "1"
+    gen.allocate(gen.name(n.out), n.out.type.shape, np.int64, fill=f"np.int64({count})")
+    return "C"
+
+
 LOWERINGS = {"matmul": _matmul, "permute": _permute, "reshape": _reshape, "index": _index_read,
               "index_put": _index_put, "cat": _cat, "gather": _gather, "scatter_add": _scatter_add,
-              "argmax": _arg_extremum, "argmin": _arg_extremum}
+              "argmax": _arg_extremum, "argmin": _arg_extremum, "count": _count}
