@@ -223,4 +223,5 @@ def test_dynamic_part_times_the_generic_kernel_against_the_literal_one(tmp_path)
     [row] = json.loads(result_path.read_text())["dynamic"]
     assert (row["workload"], row["batch"]) == ("W1", 32)
     assert row["ratio"] == pytest.approx(row["generic_s"] / row["literal_s"])
+    assert row["kernels_for_sizes"] <= 3  # 40 batch sizes: the first size's kernel, then the generic one
     assert "generic/literal" in completed.stdout
