@@ -292,6 +292,10 @@ def test_a_cache_folder_others_can_write_is_not_used(filled, tmp_path):
     assert f"chmod go-w {copy} {kernels}" in stderr[0]
     assert sorted(p.name for p in kernels.iterdir()) == before  # nothing read or written there
     assert not list(scratch.iterdir())  # the private folder is gone
+    info = subprocess.run([sys.executable, "-m", "tracegrad", "cache", "info"], capture_output=True, text=True,
+                          env={**os.environ, "TRACEGRAD_CACHE_DIR": str(copy), "PYTHONPATH": str(ROOT)})
+    assert "new kernels go to: a private temporary folder" in info.stdout and "folder in use" not in info.stdout
+    assert "is not used: group or others can write to it" in info.stderr
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root (CI runs as root)")

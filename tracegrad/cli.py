@@ -125,6 +125,8 @@ def cache(args) -> int:
         return 0
     info = kernel_cache.info()
     lines = [f"path: {info['path']}"] + [f"folder in use: {path} ({kind})" for path, kind in info["folders"]]
+    if not any(kind == "read-write" for _, kind in info["folders"]):
+        lines.append("new kernels go to: a private temporary folder of each process, removed at exit")
     lines += [f"kernels: {info['kernels']}", f"files: {info['files']}", f"size: {info['bytes'] / 1e6:.1f} MB",
               f"loaded from the cache: {info['recorded_hits']} kernels, compiled: {info['recorded_misses']} "
               f"(by the processes that used it)"]
