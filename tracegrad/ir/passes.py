@@ -139,7 +139,8 @@ def schedule(graph: Graph) -> list[list[Node]]:
     to or from it join as well (a backward pass reading forward values becomes one pass over memory).
     Then an elementwise chain whose values only a later loop of the same shape reads moves into that
     loop, when what the chain reads is stored anyway (``_sink_into_reader``). The units are then
-    ordered so that each comes after every unit it reads from, and the units guards read come first
+    ordered so that each comes after every unit it reads from (a node that reads only shapes reads from
+    none), and the units guards read come first
     (guard by guard, in the order they were traced): a kernel checks a guard before any node its value
     doesn't need can raise (when the guard fails the trace doesn't apply, so that error isn't the user's).
     """
@@ -180,16 +181,22 @@ def schedule(graph: Graph) -> list[list[Node]]:
                 stack.extend(deps[u])
         return False
 
+    def units_read(n: Node) -> set:
+        """The units n needs to have run: none for a node that reads only its operands' shapes (a count,
+        which a backward pass reads inside the forward loop's pass)."""
+        return {unit_of[o.id] for o in n.operands if o.id in unit_of} if REGISTRY[n.prim].reads_values else set()
+
     for n in graph.nodes:
-        operand_units = {unit_of[o.id] for o in n.operands if o.id in unit_of}
+        operand_units = units_read(n)
         is_reduction = REGISTRY[n.prim].reducer is not None
         target = None
         if loop_primitive(n):
             candidates = n.operands[:1] if is_reduction else n.operands
             for o in candidates:
                 u = unit_of.get(o.id)
-                if u is None or loop_shape[u] is None or o.id not in {m.out.id for m in units[u]}:
-                    continue
+                if u is None or not loop_shape[u] or o.id not in {m.out.id for m in units[u]}:
+                    continue  # not a loop, or a 0-d one: scalar statements gain nothing from sharing a unit,
+                    # and a scalar joining one would wait for everything that unit waits for
                 if not is_reduction and loop_shape[u] != n.out.type.shape:
                     continue
                 if any(reaches(v, u) for v in operand_units - {u}):
@@ -202,7 +209,7 @@ def schedule(graph: Graph) -> list[list[Node]]:
                 if u is not None and u != target and loop_shape[u] == loop_shape[target] and units[u] and \
                         not reaches(u, target) and not reaches(target, u):
                     merge(u, target)
-            operand_units = {unit_of[o.id] for o in n.operands if o.id in unit_of}
+            operand_units = units_read(n)
         if target is None:
             shape = (n.operands[0].type.shape if is_reduction else n.out.type.shape) if loop_primitive(n) else None
             target = new_unit([], shape)

@@ -44,12 +44,12 @@ class Primitive:
     """One entry of the primitive table."""
 
     __slots__ = ("name", "kind", "impl", "vjp", "saves", "saves_output", "shape_rule",
-                 "dtype_rule", "ufunc", "node_name", "scalar", "reducer")
+                 "dtype_rule", "ufunc", "node_name", "scalar", "reducer", "reads_values")
 
     def __init__(self, name: str, kind: str, impl: Callable, *, shape_rule: Callable,
                  dtype_rule: Callable, saves: tuple[int, ...] | slice = (), saves_output: bool = False,
                  ufunc: np.ufunc | None = None, scalar: str | Callable | None = None,
-                 reducer: tuple | None = None) -> None:
+                 reducer: tuple | None = None, reads_values: bool = True) -> None:
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is declared twice")
         self.name = name
@@ -63,6 +63,7 @@ class Primitive:
         self.ufunc = ufunc  # lets in-place ops write straight into the destination
         self.scalar = scalar
         self.reducer = reducer
+        self.reads_values = reads_values  # False: the result depends on the operands' shapes alone
         self.node_name = "".join(p.capitalize() for p in name.split("_")) + "Backward0"
         REGISTRY[name] = self
 

@@ -18,9 +18,9 @@ def _index_dtype(in_dtypes, **attrs):
 
 
 def _reduction(name: str, impl, *, dtype_rule=same_dtype, saves=(), saves_output=False,
-               reducer: tuple | None = None) -> Primitive:
+               reducer: tuple | None = None, reads_values: bool = True) -> Primitive:
     return Primitive(name, "reduce", impl, shape_rule=reduced_shape, dtype_rule=dtype_rule,
-                     saves=saves, saves_output=saves_output, reducer=reducer)
+                     saves=saves, saves_output=saves_output, reducer=reducer, reads_values=reads_values)
 
 
 def _lowest(dtype: np.dtype):
@@ -49,7 +49,7 @@ def _count_impl(x, axes, keepdim):
 
 # How many elements a reduction over these axes combines (int64): a traced mean's divisor comes from the
 # input's shape, so the graph holds no size as a number and one kernel serves every batch size.
-reduce_count = _reduction("count", _count_impl, dtype_rule=_index_dtype)
+reduce_count = _reduction("count", _count_impl, dtype_rule=_index_dtype, reads_values=False)
 reduce_max = _reduction("amax", lambda x, axes, keepdim: np.maximum.reduce(x, axis=axes, keepdims=keepdim),
                         saves=(0,), saves_output=True, reducer=(_lowest, "rt.maximum({acc}, {0})"))
 reduce_min = _reduction("amin", lambda x, axes, keepdim: np.minimum.reduce(x, axis=axes, keepdims=keepdim),

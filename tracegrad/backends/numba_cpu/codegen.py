@@ -51,7 +51,10 @@ class _Generator:
         self.units = schedule(graph)
         self.position = {n.out.id: i for i, unit in enumerate(self.units) for n in unit}
         self.producer = {n.out.id: n for n in graph.nodes}
-        self.readers = graph.readers()  # value id -> nodes reading it
+        # value id -> nodes reading its values (a count reads only its operand's shape: that operand need not
+        # be stored for it)
+        self.readers = {vid: readers for vid, nodes in graph.readers().items()
+                        if (readers := [n for n in nodes if REGISTRY[n.prim].reads_values])}
         self.kept = graph.results()
         self.view_root = self._view_roots()
         self.in_place = self._in_place_writebacks()
