@@ -420,3 +420,18 @@ def test_cache_clear_releases_the_compiled_kernels():
     assert all(d() is None for d in dispatchers)
     assert not [name for name in sys.modules if name.startswith("tracegrad_kernel_")]
     np.testing.assert_allclose(_sizes(step, [2]), _sizes(eager_step, [2]), rtol=1e-5)  # and it compiles again
+
+
+def test_processes_saving_machine_code_of_different_signatures_at_once_never_mix_them(tmp_path):
+    """Two processes that read the index before either wrote it: each file holds its own signature's code
+    (Numba would number both data files 1, and one index would name the other's code)."""
+    from tracegrad.backends.numba_cpu.machine_code import _SignedFiles
+    key = os.urandom(32)
+    first, second = (_SignedFiles(tmp_path, "tg_k", "stamp", key) for _ in range(2))
+    second._load_index = lambda: {}  # it read the index before the first process wrote it
+    first.save(("sig", "float32"), {"code": "for float32"})
+    second.save(("sig", "float64"), {"code": "for float64"})
+    reader = _SignedFiles(tmp_path, "tg_k", "stamp", key)
+    assert reader.load(("sig", "float64")) == {"code": "for float64"}
+    assert reader.load(("sig", "float32")) in (None, {"code": "for float32"})  # a miss at worst
+    assert len(list(tmp_path.glob("tg_k.*.nbc"))) == 2  # one file per signature: neither overwrote the other

@@ -201,7 +201,7 @@ def release(module: types.ModuleType) -> None:
 
 def forget_machine_code(folder: Folder, key: str) -> None:
     """Delete Numba's cache files (index and machine code) of the kernel ``key`` in ``folder``."""
-    for stale in folder.path.glob(f"tg_{key}.*nb[ic]"):  # tg_<key>.nbi, tg_<key>.<n>.nbc
+    for stale in folder.path.glob(f"tg_{key}.*nb[ic]"):  # tg_<key>.nbi, tg_<key>.<signature hash>.nbc
         stale.unlink(missing_ok=True)
 
 

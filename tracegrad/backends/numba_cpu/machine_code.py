@@ -9,6 +9,7 @@ pickles, an LLVM error) is a cache miss with a warning: Numba compiles again and
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 from pathlib import Path
@@ -53,7 +54,7 @@ class _SignedFiles(IndexDataCacheFile):
 
     def __init__(self, folder: Path, stem: str, stamp: str, key: bytes) -> None:
         super().__init__(str(folder), stem, stamp)
-        self._key = key
+        self._stem, self._key = stem, key
 
     def _read(self, path: str):
         return trust.read_signed(self._key, Path(path), text=False)
@@ -71,6 +72,17 @@ class _SignedFiles(IndexDataCacheFile):
     def _save_index(self, overloads: dict) -> None:
         self._write(self._index_path, self._dump((self._version, self._source_stamp, overloads)))
 
+    def save(self, key, data) -> None:
+        """Write the machine code of ``key`` (a signature) to a file named after the key, then index it.
+
+        Numba numbers its data files: two processes compiling different signatures at once could both
+        take number 1, and an index would name a file holding another signature's code."""
+        name = f"{self._stem}.{hashlib.sha256(repr(key).encode()).hexdigest()[:16]}.nbc"
+        self._save_data(name, data)  # first: an index never names a file not written yet
+        overloads = self._load_index()
+        overloads[key] = name
+        self._save_index(overloads)
+
     def load(self, key):
         name = self._load_index().get(key)
         body = None if name is None else self._read(self._data_path(name))
@@ -81,7 +93,8 @@ class _SignedFiles(IndexDataCacheFile):
 
 
 class SignedCache(FunctionCache):
-    """The cache of one dispatcher: files ``<stem>.nbi`` and ``<stem>.<n>.nbc`` in ``folder``, signed with ``key``."""
+    """The cache of one dispatcher: files ``<stem>.nbi`` and ``<stem>.<signature hash>.nbc`` in ``folder``,
+    signed with ``key``."""
 
     def __init__(self, dispatcher, folder: Path, stem: str, stamp: str, key: bytes) -> None:
         py_func = dispatcher.py_func
