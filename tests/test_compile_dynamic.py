@@ -108,3 +108,33 @@ def test_a_derived_size_in_the_graph_keeps_literal_kernels(size):
         return model(halves.reshape(x.shape[0], 6))
     compiled = _run_both([size, size + 1, size + 2], forward=forward)
     assert compiled.cache_info().entries == 3
+
+
+def test_a_family_whose_first_graph_is_collected_while_the_next_is_compiled(monkeypatch):
+    """The first graph of a family is held weakly: a collection while the next size's source is generated
+    must not lose it halfway (it did: an AttributeError from a step of the differential test)."""
+    import gc
+
+    from tracegrad import backends
+    from tracegrad.backends import numba_cpu
+    from tracegrad.compiler.compile import make_ir
+    from tracegrad.ir.passes import optimize
+
+    def graph(n: int):
+        def f(x):
+            return (x * 3.0).tanh().sum(1)
+        g = make_ir(f)(tg.ones(n, 7))
+        optimize(g)
+        return g
+    held = [graph(9)]
+    backends.prepare("numba", held[0])
+    real = numba_cpu._generate
+
+    def generate_then_collect(g, parallel):
+        source = real(g, parallel)
+        held.clear()  # the first graph's last holder lets go, and a collection runs
+        gc.collect()
+        return source
+    monkeypatch.setattr(numba_cpu, "_generate", generate_then_collect)
+    kernel = backends.prepare("numba", graph(11))
+    np.testing.assert_allclose(kernel([np.full((11, 7), 0.1, np.float32)])[0], np.tanh(np.float32(0.3)) * 7, rtol=1e-5)

@@ -226,14 +226,15 @@ def _load(graph: Graph, key: str, backend: str, options: str, parallel: bool) ->
     cache or generated and written there first. A graph that comes back with other sizes makes the
     family's generic kernel (generic.py)."""
     family = _FAMILIES.setdefault(generic.family(graph), _Family())
+    first = family.first() if family.first is not None else None  # held here: the collector may run meanwhile
     source = None
     if family.generic is not None:
         source = _generate(graph, parallel)
         if family.generic.fits(source, graph):
             return _generic_module(family.generic, graph, backend, options)
-    elif family.first is not None and family.first() is not None:
+    elif first is not None:
         source = _generate(graph, parallel)
-        found = generic.Generic.of(_generate(family.first(), parallel), family.first(), source, graph)
+        found = generic.Generic.of(_generate(first, parallel), first, source, graph)
         if found is not None:
             family.generic = found
             return _generic_module(found, graph, backend, options)
