@@ -21,6 +21,7 @@ def _program(forward=None, seed: int = 0):
         loss.backward()
         opt.step()
         return loss
+    step.opt = opt
     return step, model
 
 
@@ -42,7 +43,21 @@ def _run_both(sizes, forward=None, calls: int = 3):
             for p, q in zip(model.parameters(), eager_model.parameters()):
                 np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6,
                                            err_msg=f"batch {size}, call {call}")
+                assert (p.grad is None) == (q.grad is None), f"batch {size}, call {call}: .grad presence"
+                if q.grad is not None:
+                    np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6,
+                                               err_msg=f"batch {size}, call {call}: .grad")
+                state, eager_state = compiled_fn.opt.state.get(p, {}), eager.opt.state.get(q, {})
+                assert state.keys() == eager_state.keys(), f"batch {size}, call {call}: optimizer state"
+                for name in eager_state:
+                    np.testing.assert_allclose(_array(state[name]), _array(eager_state[name]), rtol=1e-5, atol=1e-6,
+                                               err_msg=f"batch {size}, call {call}: {name}")
     return compiled
+
+
+def _array(value) -> np.ndarray:
+    """An optimizer state entry (a tensor or a Python number) as an array."""
+    return value.detach().numpy() if isinstance(value, tg.Tensor) else np.asarray(value)
 
 
 def _modules(compiled) -> set:
