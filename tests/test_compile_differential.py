@@ -5,7 +5,8 @@ reads Python attributes), a loss, an optimizer (SGD with momentum / Nesterov / w
 AdamW; one group, two groups, or a subset of the parameters with the rest added later), a step
 function (plain, gradient accumulation over two micro-batches, a scale read from a global, a closure
 cell, a dict entry, a config attribute, a module attribute or an argument, an ``lr`` argument written
-into the param groups, gradient clipping, several return shapes, several ``zero_grad`` placements)
+into the param groups and used in Python arithmetic, a comparison, ``math.exp``, ``type()`` or a stored
+value (a float argument that changes is traced as a graph input), gradient clipping, several return shapes, several ``zero_grad`` placements)
 and a sequence of calls, each preceded by up to two *events* (Python values changed, parameters or
 submodules replaced, ``requires_grad`` toggled, ``.grad`` set or cleared outside, ``zero_grad``,
 hyperparameters changed, ``add_param_group``, a scheduler step, optimizer state reloaded or cleared,
@@ -87,6 +88,9 @@ class Program:
     scale: str              # where the step's loss scale comes from: none|global|closure|dict|attr|module|arg
     accumulate: bool        # two micro-batches, backward on each
     lr_arg: bool            # step(x, y, lr) writes lr into every param group
+    lr_use: str             # and also: "none" | "tensor" (loss * (1 + lr)) | "math" (math.exp) | "branch" (lr > 0.07)
+                            # | "type" (type(lr) is float) | "store" (cfg.lr_seen = lr * 2 - 0.01)
+    lr_decay: bool          # lr shrinks at every call from the first (an lr_decay event starts it later)
     clip: bool              # clip_grad_norm_ before opt.step()
     ret: str                # "loss" | "tuple" | "none" | "dict" | "grad" (a parameter's .grad)
     zero: str               # "start" | "start_keep" (set_to_none=False) | "end" | "never" | "model"
@@ -120,6 +124,7 @@ class Program:
     def setup_source(self) -> str:
         """Module source that builds the model, the optimizer and ``step``."""
         lines = [
+            "import math",
             "import tracegrad as tg",
             "from tracegrad import nn, optim",
             "import tracegrad.nn.functional as F",
@@ -147,6 +152,7 @@ class Program:
             f"    scale = {1.0 if self.class_scale else 0.0}",
             "    count = 0",
             "    last = None",
+            "    lr_seen = None",
             "",
             "",
             f"tg.manual_seed({self.seed})",
@@ -189,6 +195,10 @@ class Program:
         loss = "F.mse_loss" if self.loss == "mse" else "F.cross_entropy"
         factor = {"none": "", "global": " * GSCALE", "closure": " * cscale", "dict": " * table['scale']",
                   "attr": " * cfg.scale", "module": "", "arg": " * scale"}[self.scale]
+        if self.lr_arg:
+            factor += {"none": "", "store": "", "tensor": " * (1 + lr)", "math": " * math.exp(-lr)",
+                       "branch": " * (0.5 if lr > 0.07 else 1.0)", "type": " * (2.0 if type(lr) is float else 1.0)"
+                       }[self.lr_use]
         body = []
         if self.zero == "start":
             body.append("opt.zero_grad()")
@@ -215,6 +225,8 @@ class Program:
             body.append("nn.utils.clip_grad_norm_(model.parameters(), 1.0)")
         if self.lr_arg:
             body += ["for g in opt.param_groups:", "    g['lr'] = lr"]
+            if self.lr_use == "store":
+                body.append("cfg.lr_seen = lr * 2 - 0.01")
         body.append("opt.step()")
         if self.zero == "end":
             body.append("opt.zero_grad()")
@@ -338,8 +350,8 @@ HYPER = {
 }
 HYPER["adamw"] = HYPER["adam"]
 WHICH = st.sampled_from(["weight", "bias"])
-HARNESS_EVENTS = ("inputs", "x_grad", "batch", "lr_arg", "scale_arg", "no_grad_call", "inference_call",
-                  "eager_call")
+HARNESS_EVENTS = ("inputs", "x_grad", "batch", "lr_arg", "lr_decay", "scale_arg", "no_grad_call",
+                  "inference_call", "eager_call")
 LAYER = st.integers(0, 2)
 SEEDS = st.integers(0, 3)  # few seeds: replaced weights repeat, so do Numba kernels
 
@@ -370,6 +382,7 @@ def _events(opt: str, value) -> st.SearchStrategy:
         st.tuples(st.just("x_grad"), st.booleans()),
         st.tuples(st.just("batch"), st.sampled_from([3, 4, 5, 6])),  # 3+ sizes in a program: generic kernels reused
         st.tuples(st.just("lr_arg"), st.sampled_from(LRS)),
+        st.tuples(st.just("lr_decay")),  # from now on lr shrinks at every call
         st.tuples(st.just("scale_arg"), value),
         st.tuples(st.sampled_from(["rebind_cfg", "rebind_table", "class_attr"]), value),
         st.tuples(st.just("del_attr")),
@@ -402,12 +415,14 @@ def programs(draw, exclude: frozenset = frozenset()) -> Program:
         seed=draw(st.integers(0, 3)), model=model, acts=acts, loss=draw(st.sampled_from(["mse", "ce"])),
         opt=opt, opt_args=tuple(opt_args.items()), groups=draw(st.sampled_from(["one", "two", "subset"])),
         scale=draw(st.sampled_from(scales)), accumulate=draw(st.booleans()), lr_arg=draw(st.booleans()),
+        lr_use=draw(st.sampled_from(["none", "tensor", "math", "branch", "type", "store"])),
+        lr_decay=draw(st.booleans()),
         clip=draw(st.booleans()), ret=draw(st.sampled_from(["loss", "tuple", "none", "dict", "grad"])),
         zero=draw(st.sampled_from(["start", "start_keep", "end", "never", "model"])),
         capture=draw(st.sampled_from(["closure", "global"])),
         side=draw(st.sampled_from(["none", "count", "item", "store_tensor"])), branch=draw(st.booleans()),
         class_scale=draw(st.booleans()), calls=calls)
-    off = {f: False for f in ("accumulate", "lr_arg", "clip", "branch", "class_scale") if f in exclude}
+    off = {f: False for f in ("accumulate", "lr_arg", "lr_decay", "clip", "branch", "class_scale") if f in exclude}
     return dataclasses.replace(program, **off) if off else program
 
 
@@ -430,6 +445,7 @@ class Stats:
     plain_replayable: int = 0  # calls of event-free programs after the first two (warm-up, trace)
     plain_hits: int = 0
     warnings: int = 0
+    float_inputs: int = 0  # programs with a variant that reads a float argument as a graph input
 
 
 class Copy:
@@ -498,7 +514,8 @@ def _snapshot(copy: Copy) -> list:
                 items.append((f"state[{gi}][{j}][{key!r}]", _array(value) if isinstance(value, tg.Tensor) else value))
     ns = copy.ns
     for label, value in [("GSCALE", ns["GSCALE"]), ("table", ns["table"]), ("cfg.scale", ns["cfg"].scale),
-                         ("cfg.count", ns["cfg"].count), ("model.scale", getattr(ns["model"], "scale", None))]:
+                         ("cfg.count", ns["cfg"].count), ("model.scale", getattr(ns["model"], "scale", None)),
+                         ("cfg.lr_seen", ns["cfg"].lr_seen)]:
         items.append((label, value))
     last = ns["cfg"].last
     items.append(("cfg.last", _array(last) if isinstance(last, tg.Tensor) else last))
@@ -573,7 +590,7 @@ def _run_program(program: Program, backend: str, stats: Stats | None) -> None:
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks show it
     code = compile(source, filename, "exec")
     eager, compiled = Copy(program, code, None), Copy(program, code, backend)
-    batch, reuse, x_grad, lr, scale = 6, False, False, 0.05, 1.0
+    batch, reuse, x_grad, lr, scale, decay = 6, False, False, 0.05, 1.0, program.lr_decay
     n_warnings = 0
     errors = False
     for i, events in enumerate(program.calls):
@@ -591,6 +608,8 @@ def _run_program(program: Program, backend: str, stats: Stats | None) -> None:
                 batch = event[1]
             elif kind == "lr_arg":
                 lr = event[1]
+            elif kind == "lr_decay":
+                decay = True
             elif kind == "scale_arg":
                 scale = event[1]
             elif kind in ("no_grad_call", "inference_call"):
@@ -607,6 +626,8 @@ def _run_program(program: Program, backend: str, stats: Stats | None) -> None:
         for c in (eager, compiled):
             if not reuse or c.inputs is None or c.inputs[0].shape[0] != batch:
                 c.inputs = _inputs(program, i, batch, x_grad)
+        if decay:
+            lr *= 0.7
         extra = ([lr] if program.lr_arg else []) + ([scale] if program.scale == "arg" else [])
         if eager_call:  # the step's own function, uncompiled, called on both copies
             _, e1 = eager.call(list(eager.inputs) + extra)
@@ -637,7 +658,10 @@ def _run_program(program: Program, backend: str, stats: Stats | None) -> None:
         stats.calls += len(program.calls)
         stats.hits += info.hits
         stats.warnings += n_warnings
-        if not any(program.calls) and not errors and program.side in ("none", "store_tensor"):
+        variants = [v for vs in compiled.step._variants.values() for v in vs]
+        stats.float_inputs += any(i.role == "number" for v in variants for i in v.trace.graph.inputs)
+        reads_changing_lr = program.lr_arg and program.lr_decay and program.lr_use in ("math", "branch", "type")
+        if not any(program.calls) and not errors and program.side in ("none", "store_tensor") and not reads_changing_lr:
             stats.plain_programs += 1
             stats.plain_replayable += len(program.calls) - 2
             stats.plain_hits += info.hits
@@ -714,7 +738,7 @@ def _simpler(program: Program):
     for i, events in enumerate(calls):
         for j in range(len(events)):
             yield dataclasses.replace(program, calls=calls[:i] + (events[:j] + events[j + 1:],) + calls[i + 1:])
-    for field, value in [("accumulate", False), ("lr_arg", False), ("clip", False), ("ret", "loss"),
+    for field, value in [("accumulate", False), ("lr_arg", False), ("lr_use", "none"), ("lr_decay", False), ("clip", False), ("ret", "loss"),
                          ("zero", "start"), ("capture", "closure"),
                          ("side", "none"), ("side", "store_tensor"), ("branch", False), ("class_scale", False), ("scale", "none"), ("groups", "one"),
                          ("loss", "mse"), ("model", "seq"), ("seed", 0), ("acts", program.acts[:1]), ("acts", ()),

@@ -5,6 +5,7 @@ Each test runs one program twice, eagerly and compiled (per backend), applies th
 calls to both copies, and compares parameters, .grad (None included), optimizer state and the returned
 values after every call.
 """
+import math
 import warnings
 
 import numpy as np
@@ -40,7 +41,7 @@ def _assert_same(eager: list, compiled: list, call: int) -> None:
             np.testing.assert_allclose(c, e, rtol=1e-4, atol=1e-5, err_msg=f"call {call}, state entry {k}")
             assert c.dtype == e.dtype, f"call {call}, state entry {k}: {c.dtype} vs {e.dtype}"
         else:
-            assert (e is None) == (c is None) and (e is None or e == c), f"call {call}, state entry {k}: {e} vs {c}"
+            assert type(e) is type(c) and (e is None or e == c), f"call {call}, state entry {k}: {e!r} vs {c!r}"
 
 
 _MODE = {"compiled": False}
@@ -71,7 +72,8 @@ def run_both(make, calls: int = 7, between=None, compile_step: bool = True) -> t
                 if between is not None:
                     between(env, i)
                 result = step(*env["args"](i))
-                trail.append(_state(env) + [result.detach().numpy().copy() if isinstance(result, tg.Tensor) else result])
+                trail.append(_state(env) + [r.detach().numpy().copy() if isinstance(r, tg.Tensor) else r
+                                            for r in (result if type(result) is tuple else (result,))])
         trails.append(trail)
         WARNINGS[:] = [str(w.message) for w in caught if w.category is CompileWarning]
     for i, (eager, got) in enumerate(zip(*trails)):
@@ -405,25 +407,149 @@ def _update(opt, loss):
 
 # ---- saying why a step does not compile ----------------------------------------------------------------
 
-def test_a_number_argument_that_changes_every_call_is_named_in_a_warning_and_by_explain():
+def _lr_step(use):
+    """A program whose step takes a float lr that changes at every call and uses it as ``use`` says."""
+    def make():
+        model = nn.Linear(3, 2)
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        x = tg.randn(4, 3)
+        seen = {}
+
+        def step(x, lr):
+            for group in opt.param_groups:
+                group["lr"] = lr  # the optimizer reads it at every call
+            loss = model(x).pow(2).sum() * use(lr)
+            opt.zero_grad()
+            loss.backward()
+            with tg.no_grad():
+                model.bias.sub_(model.bias.grad, alpha=lr / 4)
+            opt.step()
+            seen["lr"] = lr * 2 - 0.01
+            return loss, lr * 3, -lr
+        return dict(step=step, args=lambda i: (x, 0.1 * 0.9 ** i), opts=[opt], model=model,
+                    values=lambda: [seen.get("lr")])
+    return make
+
+
+@pytest.mark.parametrize("use", [lambda lr: 1.0 + lr, lambda lr: (lr + lr) * 0.5 - 2 * lr + 1, lambda lr: abs(-lr),
+                                 lambda lr: tg.tensor(2.0) * lr, lambda lr: 1 - tg.tensor([0.5]).sum() / (lr * 4)],
+                         ids=["add", "arithmetic", "abs", "tensor", "tensor_division"])
+def test_a_float_argument_that_changes_every_call_is_a_graph_input(use):
+    compiled = run_both(_lr_step(use), calls=12)
+    info = compiled.cache_info()
+    assert (info.compiles, info.hits) == (1, 9), info  # two eager calls show it changes, one trace, then replays
+    assert not WARNINGS
+
+
+def test_a_float_keyword_argument_is_a_graph_input_too():
+    trails = []
+    for compile_it in (False, True):
+        w = tg.ones(3, requires_grad=True)
+
+        def step(x, *, lr):
+            loss = (x * w).sum()
+            loss.backward()
+            with tg.no_grad():
+                w.sub_(lr * w.grad)
+                w.grad = None
+            return loss, lr
+
+        fn = tg.compile(step) if compile_it else step
+        trail = []
+        for i in range(8):
+            loss, lr = fn(tg.ones(3), lr=0.1 / (i + 1))
+            trail.append((float(loss), lr, w.detach().numpy().copy()))
+        trails.append(trail)
+    assert fn.cache_info().hits == 5
+    for (l1, lr1, w1), (l2, lr2, w2) in zip(*trails):
+        assert l1 == pytest.approx(l2) and type(lr2) is float and lr1 == lr2 and np.allclose(w1, w2)
+
+
+@pytest.mark.parametrize("use, how", [
+    (lambda lr: 0.5 if lr > 0.05 else 1.0, "comparison"), (lambda lr: math.exp(-lr), "float()"),
+    (lambda lr: float(f"{lr:.3f}"), "formatting"), (lambda lr: 2.0 if type(lr) is float else 1.0, "type()"),
+    (lambda lr: round(lr, 2), "round()"), (lambda lr: 1 / lr, "division by it"), (lambda lr: lr ** 2, "**"),
+    (lambda lr: tg.tensor(lr), "conversion to an array"), (lambda lr: {lr: 1.0}[lr], "hashing")],
+    ids=["comparison", "math", "format", "type", "round", "rdiv", "pow", "tensor", "hash"])
+def test_a_float_argument_whose_value_the_step_reads_is_keyed_by_value(use, how):
+    compiled = run_both(_lr_step(use), calls=7)
+    assert compiled.cache_info().hits == 0  # each value is a new signature again
+    assert len(WARNINGS) == 1 and f"argument 'lr' has had 4 different values and the step reads its value ({how}" \
+        in WARNINGS[0], WARNINGS
+    assert "test_compile_soundness.py" in WARNINGS[0]  # the line that reads it
+
+
+def test_type_checks_see_a_float_and_other_uses_of_type_keep_it_a_graph_input():
+    def use(lr):
+        assert isinstance(lr, float) and not isinstance(lr, int) and isinstance(use, type(use))
+        return 1.0 + lr if type(use).__name__ == "function" else 0.0  # type() of something else: no read of lr
+
+    compiled = run_both(_lr_step(use), calls=8)
+    assert compiled.cache_info().hits == 5 and not WARNINGS
+    assert "type" not in globals()  # the module's own type() again after the trace
+
+
+def test_a_float_argument_read_only_for_some_values_is_still_equal_to_eager():
+    # lr > 0.05 is read (a comparison) only on the branch where it is reached: every variant is checked
+    def make():
+        env = _lr_step(lambda lr: 1.0)()
+        step = env["step"]
+        env["step"] = lambda x, lr: step(x, lr if lr > 0.06 else lr * 0.5)
+        return env
+    run_both(make, calls=9)
+
+
+def test_a_float_argument_stored_inside_a_tuple_is_keyed_by_value():
+    def make():
+        env = _lr_step(lambda lr: 1.0)()
+        step, table = env["step"], {}
+
+        def stores(x, lr):
+            table["pair"] = (lr, 2)  # a replay would store the same tuple again
+            return step(x, lr)
+        env["step"], env["values"] = stores, lambda: [table.get("pair")]
+        return env
+    compiled = run_both(make, calls=7)
+    assert compiled.cache_info().hits == 0
+    assert "stored in a tuple in table['pair']" in WARNINGS[0], WARNINGS
+
+
+def test_an_int_argument_that_changes_every_call_is_named_in_a_warning_and_by_explain():
     w = tg.ones(3, requires_grad=True)
 
-    def step(x, lr):
-        loss = (x * w).sum()
+    def step(x, n):
+        loss = (x * w).sum() * n
         loss.backward()
         with tg.no_grad():
-            w.sub_(lr * w.grad)
+            w.sub_(0.1 * w.grad)
             w.grad = None
         return loss
 
     compiled = tg.compile(step)
-    with pytest.warns(CompileWarning, match=r"step's argument 'lr' has had 4 different values.*pass it as a tensor"):
+    with pytest.warns(CompileWarning, match=r"step's argument 'n' has had 4 different values.*pass it as a tensor"):
         for i in range(5):
-            compiled(tg.ones(3), 0.1 * (i + 1))
-    assert "argument 'lr' has had 4 different values" in str(tg.explain(compiled, tg.ones(3), 0.5))
+            compiled(tg.ones(3), i + 1)
+    assert "argument 'n' has had 4 different values" in str(tg.explain(compiled, tg.ones(3), 5))
     for i in range(4):  # as a tensor it is a graph input: one trace, then replays
-        compiled(tg.ones(3), tg.tensor(0.1 * (i + 1)))
+        compiled(tg.ones(3), tg.tensor(float(i + 1)))
     assert compiled.cache_info().hits == 2
+
+
+def test_an_exception_from_code_that_needs_an_exact_float_says_the_argument_was_traced():
+    import json
+
+    def step(x, lr):
+        json.dumps(lr)  # a C-level type check: the stand-in is not a float
+        return (x * lr).sum()
+
+    compiled = tg.compile(step)
+    for i in range(2):
+        compiled(tg.ones(3), 0.1 * (i + 1))
+    with pytest.raises(TypeError) as raised:
+        compiled(tg.ones(3), 0.3)
+    assert "traced lr of step as graph inputs" in "".join(getattr(raised.value, "__notes__", []))
+    for i in range(4):  # from then on, plain floats again: no error
+        assert float(compiled(tg.ones(3), 0.4 + i)) == pytest.approx(3 * (0.4 + i))
 
 
 def test_a_tensor_with_history_from_outside_the_step_runs_eagerly_with_a_warning():

@@ -25,7 +25,15 @@ from .tensor import TRACE, Tensor, _data_dependent_shape, _wrap_dim, apply
 
 
 def _const(value, d: dtypes.dtype) -> Tensor:
+    standin = _traced_number(value)
+    if standin is not None:  # a float argument a compiled step reads at every call
+        return _cast(standin, d)
     return Tensor._make(np.array(value, dtype=d.np))
+
+
+def _traced_number(value) -> Tensor | None:
+    """The graph value a float argument of a traced step stands for (compiler/numbers.py), else None."""
+    return None if TRACE.tracer is None else TRACE.tracer.standin(value)
 
 
 def _cast(x, d: dtypes.dtype) -> Tensor:
@@ -270,7 +278,7 @@ def clamp_max(input: Tensor, max) -> Tensor:
 
 def _is_one(value) -> bool:
     """True for the number 1 (a tensor-valued scale, e.g. a traced hyperparameter, is never skipped)."""
-    return not isinstance(value, Tensor) and value == 1
+    return not isinstance(value, Tensor) and _traced_number(value) is None and value == 1
 
 
 def lerp(input: Tensor, end: Tensor, weight) -> Tensor:

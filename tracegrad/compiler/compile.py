@@ -21,9 +21,11 @@ from ..dtypes import get_default_dtype
 from ..ir import GuardFailure, verify
 from ..ir.passes import optimize
 from ..tensor import Tensor
+from .arguments import (DYNAMIC, argument_name, flatten, leaf_key, parameter_name, positional, shared_buffers,
+                        whole_arguments)
 from .capture import CaptureWatch, modules_and_optimizers, persistent_roots, tensor_names
 from .replay import MISS, Replay
-from .tracer import Trace, Tracer
+from .tracer import Trace, Tracer, plain_numbers
 from .verify_mode import verified_run
 
 _TRAINING = operator.attrgetter("training")  # map with it is quicker than a comprehension
@@ -66,18 +68,6 @@ class CompileWarning(UserWarning):
     """A step (or one variant of it) runs eagerly instead of compiled."""
 
 
-def _flatten(obj, leaves: list) -> object:
-    """Leaves of nested tuples/lists/dicts, and a hashable description of the structure."""
-    if type(obj) is tuple and not obj:
-        return ("tuple", ())
-    if isinstance(obj, (tuple, list)):
-        return (type(obj).__name__, tuple(_flatten(o, leaves) for o in obj))
-    if isinstance(obj, dict):
-        return ("dict", tuple((k, _flatten(v, leaves)) for k, v in sorted(obj.items(), key=repr)))
-    leaves.append(obj)
-    return "*"
-
-
 def _describe(key) -> str:
     """A short description of a signature for the log."""
     tensors = [f"{np.dtype(k[2]).name}{list(k[1])}" for k in key.leaves if k[0] == "tensor"]
@@ -100,29 +90,6 @@ def _difference(old, new) -> str:
     if old.reached != new.reached:
         return "a captured tensor, module or optimizer was replaced"
     return "a module's training flag changed"
-
-
-def _argument_name(fn, structure, position: int) -> str:
-    """How a user names a leaf of the arguments: 'argument lr' for a plain positional one."""
-    if isinstance(structure, tuple) and structure[0] == "tuple":
-        args = structure[1][0]  # ("tuple", (args structure, kwargs structure))
-        if args[0] == "tuple" and position < len(args[1]) and all(a == "*" for a in args[1][:position + 1]):
-            try:
-                names = [p.name for p in inspect.signature(fn).parameters.values()]
-            except (TypeError, ValueError):
-                names = []
-            if position < len(names):
-                return f"argument {names[position]!r}"
-    return f"argument leaf #{position}"
-
-
-def _shared_buffers(leaves) -> tuple | None:
-    """Which tensor arguments share memory (the same tensor twice, a tensor and its detach()): None when
-    none do. A variant traced with distinct arguments must not run on aliased ones, nor the reverse."""
-    buffers = [id(x._vc) for x in leaves if isinstance(x, Tensor)]  # views and detach() share the counter
-    if len(set(buffers)) == len(buffers):
-        return None
-    return tuple(map(buffers.index, buffers))
 
 
 # weak reference to a variant -> (weak reference to its function, signature); least recently used first
@@ -153,15 +120,6 @@ def _used(variant: "Variant") -> None:
     """Mark a variant as the most recently used."""
     with contextlib.suppress(KeyError):
         _HELD.move_to_end(weakref.ref(variant))
-
-
-def _leaf_key(x) -> tuple:
-    """What a traced variant assumes about one argument."""
-    if isinstance(x, Tensor):
-        return ("tensor", x._data.shape, x._data.dtype.str, x._requires_grad)
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return ("value", type(x).__name__, x)
-    return ("object", id(x))
 
 
 class Variant:
@@ -219,6 +177,9 @@ class CompiledFunction:
         self._eager: set = set()
         self._unstable = collections.Counter()  # signature -> traced runs not kept (they changed what they read)
         self._numbers: dict = {}  # (argument structure, leaf position) -> the Python numbers seen there
+        # (argument structure, leaf position) -> True while a float argument there is traced as a graph input;
+        # once a trace read its value, where and how (it is then part of the signature again)
+        self._dynamic: dict = {}
         self._why_not_compiled: list = []  # warnings about steps that keep running eagerly, for explain()
         self._counts = collections.Counter()
         self._hits = 0  # an int of its own: counted on every replay, where a Counter update costs time
@@ -243,11 +204,13 @@ class CompiledFunction:
                 return result
         if not kwargs and all(map(_IS_TENSOR, map(type, args))):  # the common case, without the walk
             leaves, structure, objects = args, len(args), ()
-            leaf_keys = tuple(map(_leaf_key, args))
+            leaf_keys = tuple(map(leaf_key, args))
         else:
             leaves = []
-            structure = _flatten((args, kwargs), leaves)
-            leaf_keys = tuple(map(_leaf_key, leaves))
+            structure = flatten((args, kwargs), leaves)
+            leaf_keys = tuple(map(leaf_key, leaves))
+            if self._dynamic:
+                leaf_keys = self._generalized(structure, leaf_keys)
             objects = tuple(k for k in leaf_keys if k[0] == "object")
         # What the step reaches besides its arguments (closure cells, globals) is part of the signature:
         # rebinding a global model must not replay a graph that captured the old one.
@@ -255,7 +218,7 @@ class CompiledFunction:
         modules = self._modules.get(reached)
         if modules is None:
             modules = self._modules[reached] = modules_and_optimizers(self.fn, list(leaves))[0]
-        key = Signature(structure, leaf_keys, _shared_buffers(leaves), is_grad_enabled(), get_default_dtype(),
+        key = Signature(structure, leaf_keys, shared_buffers(leaves), is_grad_enabled(), get_default_dtype(),
                         reached, tuple(map(_TRAINING, modules)))
         if self._eager and key in self._eager:
             return self.fn(*args, **kwargs)
@@ -280,7 +243,7 @@ class CompiledFunction:
             self._warmed[key] = True
             LOG.info("%s: new signature %s%s, first call runs eagerly", self.__name__, _describe(key),
                      "" if previous is None else f" ({_difference(previous, key)})")
-            self._count_values(structure, leaf_keys)
+            self._count_values(key)
             return self.fn(*args, **kwargs)
         if failed is not None:
             LOG.info("%s: cache miss, %s", self.__name__, failed)
@@ -289,18 +252,35 @@ class CompiledFunction:
                                       f"recompile limit ({self.recompile_limit})", args, kwargs)
         return self._trace(key, list(leaves), args, kwargs)
 
-    def _count_values(self, structure, leaf_keys: tuple) -> None:
-        """Warn once per argument whose Python number keeps changing: every new value is a new signature,
-        whose first call runs eagerly and whose second traces, so such a step never replays."""
+    def _generalized(self, structure, leaf_keys: tuple) -> tuple:
+        """The leaf keys with float arguments traced as graph inputs keyed by type only."""
+        return tuple(DYNAMIC if k[:2] == ("value", "float") and self._dynamic.get((structure, n)) is True
+                     else k for n, k in enumerate(leaf_keys))
+
+    def _count_values(self, key: Signature) -> None:
+        """Follow the Python numbers of the arguments. A float argument whose value changes is traced as a
+        graph input from then on (the signature keeps its type only); warn once per argument whose number
+        keeps changing anyway (an int, or a float whose value the step reads): every new value is a new
+        signature, whose first call runs eagerly and whose second traces, so such a step never replays."""
+        structure, leaf_keys = key.structure, key.leaves
         for position, leaf in enumerate(leaf_keys):
-            if leaf[0] != "value" or leaf[1] not in ("int", "float"):
+            if leaf[0] != "value" or leaf[1] not in ("int", "float") or leaf == DYNAMIC:
                 continue
             seen = self._numbers.setdefault((structure, position), set())
             seen.add(leaf[2])
+            if len(seen) == 2 and leaf[1] == "float" and (structure, position) not in self._dynamic \
+                    and position in whole_arguments(structure):
+                self._dynamic[(structure, position)] = True
+                LOG.info("%s: %s changed value; from now on it is a graph input", self.__name__,
+                         argument_name(self.fn, structure, position))
+                # this call ran eagerly, and so does any step whose signature changed: the next call can trace
+                self._warmed[key._replace(leaves=self._generalized(structure, leaf_keys))] = True
             if len(seen) == VALUES_BEFORE_WARNING:
-                name = _argument_name(self.fn, structure, position)
-                reason = (f"{name} has had {len(seen)} different values: each new value of a Python number is a "
-                          f"new signature, which runs eagerly and traces before it can replay")
+                name = argument_name(self.fn, structure, position)
+                read = self._dynamic.get((structure, position))
+                reason = (f"{name} has had {len(seen)} different values"
+                          f"{f' and the step reads its value ({read})' if read else ''}: each new value of a Python "
+                          f"number is a new signature, which runs eagerly and traces before it can replay")
                 LOG.info("%s: %s", self.__name__, reason)
                 self._why_not_compiled.append(reason)
                 warnings.warn(f"tracegrad.compile: {self.__name__}'s {reason}; pass it as a tensor "
@@ -310,10 +290,26 @@ class CompiledFunction:
         tracer = tracer_for(self.fn, leaves, self.fullgraph)
         start = time.perf_counter()
         with tracer:
-            result = self.fn(*args, **kwargs)
+            args, kwargs = self._traced_numbers(tracer, key, leaves, args, kwargs)
+            try:
+                result = self.fn(*args, **kwargs)
+            except Exception as error:
+                if tracer.numbers:
+                    self._numbers_read(key, tracer.numbers, f"the traced run raised {type(error).__name__}")
+                    error.add_note(f"tracegrad.compile traced {', '.join(tracer.numbers.values())} of "
+                                   f"{self.__name__} as graph inputs in this call; from the next call on they are "
+                                   f"plain floats again")
+                raise
         self._counts["misses"] += 1
         LOG.info("%s: traced in %.1f ms", self.__name__, 1e3 * (time.perf_counter() - start))
         trace = tracer.finish(result) if tracer.failure is None else None
+        if tracer.numbers:
+            result = plain_numbers(result)
+        if tracer.value_reads:  # this run's graph holds for these values only: not kept
+            names, how, where = tracer.value_reads[0]
+            self._numbers_read(key, {p: n for p, n in tracer.numbers.items() if n in names},
+                               f"{how} at {where or 'an unknown line'}")
+            return result
         if tracer.failure is not None:
             self._stay_eager(key, tracer.failure, f"{self.__name__} runs eagerly: {tracer.failure}")
             return result
@@ -347,6 +343,30 @@ class CompiledFunction:
         _notify(self.__name__, variant)
         return result
 
+    def _traced_numbers(self, tracer: Tracer, key: Signature, leaves: list, args, kwargs) -> tuple:
+        """args and kwargs with each float argument the signature keys by type alone as a traced number."""
+        whole = whole_arguments(key.structure)
+        dynamic = [p for p, k in enumerate(key.leaves) if k == DYNAMIC and p in whole]
+        if not dynamic:
+            return args, kwargs
+        args, kwargs = list(args), dict(kwargs)
+        for position in dynamic:
+            kind, where = whole[position]
+            number = tracer.number(leaves[position], position, parameter_name(self.fn, key.structure, position))
+            if kind == "arg":
+                args[where] = number
+            else:
+                kwargs[where] = number
+        return tuple(args), kwargs
+
+    def _numbers_read(self, key: Signature, numbers: dict, why: str) -> None:
+        """A traced run read the value of float arguments it traced as graph inputs: from now on their
+        values are part of the signature again (this run's graph is not kept)."""
+        for position, name in numbers.items():
+            self._dynamic[(key.structure, position)] = why
+            LOG.info("%s: argument %r is keyed by value again: the step reads its value (%s)", self.__name__,
+                     name, why)
+
     def _drop(self, key, variant: Variant) -> None:
         """Forget a variant (the process holds MAX_VARIANTS already); its signature traces again when called."""
         with contextlib.suppress(ValueError):
@@ -364,7 +384,8 @@ class CompiledFunction:
 
     def _add_fast_path(self, variant: Variant, key, leaves: list) -> None:
         """Give the variant a fast path when its signature is one a few inline checks can confirm:
-        positional tensor arguments, closure cells and globals as they are now."""
+        positional tensor arguments (and floats traced as graph inputs), closure cells and globals as they
+        are now."""
         watch = self._captured
         structure, grad_mode, reached = key.structure, key.grad_mode, key.reached
         try:
@@ -372,8 +393,9 @@ class CompiledFunction:
         except ValueError:  # an empty cell: the signature lookup handles it
             return
         captured = cells + [watch.globals.get(n) for n in watch.names]
-        if not isinstance(structure, int) or key.shared is not None or reached[1] or watch.seen is None or \
-                not all(map(operator.is_, captured, watch.seen)):
+        if not positional(structure) or key.shared is not None or reached[1] or watch.seen is None or \
+                not all(map(operator.is_, captured, watch.seen)) or \
+                not all(isinstance(x, Tensor) or k == DYNAMIC for x, k in zip(leaves, key.leaves)):
             return
         variant.replay.add_fast_path(leaves, grad_mode, watch.cells, captured, watch.globals, watch.names,
                                      self._modules[reached])
@@ -413,7 +435,7 @@ def make_ir(fn):
     """``make_ir(fn)(*args)`` runs fn once under the tracer and returns the traced Graph."""
     def traced(*args, **kwargs):
         leaves: list = []
-        _flatten((args, kwargs), leaves)
+        flatten((args, kwargs), leaves)
         tracer = tracer_for(fn, leaves, fullgraph=True)
         with tracer:
             result = fn(*args, **kwargs)

@@ -5,7 +5,8 @@ import collections
 from dataclasses import dataclass, field
 
 from ..ir.passes import fusion_groups, optimize
-from .compile import _flatten, default_backend, tracer_for
+from .arguments import flatten
+from .compile import default_backend, tracer_for
 
 
 @dataclass
@@ -51,7 +52,7 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
     kernel source (generated only: Numba does not compile it here)."""
     target = getattr(fn, "fn", fn)  # a CompiledFunction explains the function it wraps
     leaves: list = []
-    _flatten((args, kwargs), leaves)
+    flatten((args, kwargs), leaves)
     tracer = tracer_for(target, leaves, fullgraph=False)
     with tracer:
         result = target(*args, **kwargs)

@@ -30,6 +30,7 @@ import numpy as np
 
 from .frames import UNFOLLOWED, Chain, MonitoringFollower, SettraceFollower, followed
 from .frames import chains as chains_of_code
+from .numbers import EXACT_TYPE
 
 MISSING = type("Missing", (), {"__repr__": lambda self: "<missing>"})()  # an absent key, attribute or empty cell
 
@@ -274,7 +275,7 @@ _SEEDING = {"seed", "getstate", "setstate", "get_state", "set_state", "bit_gener
 class ReadRecorder:
     """Records the reads and writes of Python values while a step is traced on this thread."""
 
-    def __init__(self, functions=(), roots=(), on_random=lambda reason: None) -> None:
+    def __init__(self, functions=(), roots=(), on_random=lambda reason: None, on_type=lambda frame, where, by_name: None) -> None:
         self.reads: dict = {}   # Slot.identity() -> Read
         self.writes: dict = {}  # Slot.identity() -> Write
         # Objects that outlive the step (its arguments, what it reaches through globals and closures, and
@@ -282,6 +283,7 @@ class ReadRecorder:
         # into objects the step creates and drops (an autograd Function's ctx).
         self.persistent: dict = {id(o): o for o in roots}
         self.on_random = on_random  # told when the step draws random numbers outside tracegrad
+        self.on_type = on_type  # told where followed code loads the builtin type (numbers.py)
         self._chains: dict = {}
         self._cells: dict = {}  # (code, ids of the free values) -> the cells of the function running it
         self._functions: dict = {}
@@ -347,8 +349,10 @@ class ReadRecorder:
             persistent = id(value) in self.persistent
         elif kind == "global":
             globals_ = frame.f_globals
-            if name not in globals_:
-                return  # a builtin: assumed never shadowed between calls
+            if name not in globals_ or globals_[name] is EXACT_TYPE:  # a builtin: assumed never shadowed between calls
+                if name == "type":
+                    self.on_type(frame, where, True)
+                return
             value, label, persistent = globals_[name], name, True
             if not isinstance(value, types.ModuleType):  # an imported module: assumed never rebound
                 self._read(Slot("item", globals_, name, name), where, not chain.steps and chain.whole, True)
@@ -368,6 +372,8 @@ class ReadRecorder:
             value, label = self._read(slot, where, n == len(chain.steps) and chain.whole, persistent)
         if value is MISSING:
             return
+        if value is type:  # the builtin type, reached by another name
+            self.on_type(frame, where, False)
         if chain.call and isinstance(value, self._module_type):  # a module's method: not replaced on it
             self._class_attribute_read(value, chain.call, label, where, persistent)
         unseen = random_source(value, chain.call)

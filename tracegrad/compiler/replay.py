@@ -19,7 +19,7 @@ from ..dtypes import get_default_dtype
 from ..ir import GuardFailure
 from ..tensor import Tensor, _make_plain, plain_make_allowed
 from .reads import _ANY, MISSING, Read, Shown, Slot, _Same
-from .tracer import Trace, _OutputSlot, fill_outputs, output_slots
+from .tracer import Trace, _NumberSlot, _OutputSlot, fill_outputs, output_slots
 
 MISS = object()  # what a fast path returns when a call does not have the signature of its variant
 
@@ -64,6 +64,8 @@ class Replay:
                 inputs.append(f"leaves[{source[1]}]._data")
             elif source[0] == "hyper":
                 inputs.append(self._hyper(emit, source[1], value.type.dtype.np))
+            elif source[0] == "number":
+                inputs.append(f"np.array(leaves[{source[1]}], dtype=np.float64)")
             else:
                 inputs.append(f"d{len(self.refs)}")
                 self.refs.append((source, value, value.role == "parameter"))
@@ -189,6 +191,8 @@ class Replay:
         kind, what = placed
         if kind == "output":
             return f"make(out[{what}]{'.copy()' if what in self._copied else ''})"
+        if kind == "number":
+            return f"float(out[{what}])"
         if kind == "source":
             return self._tensor(what)
         return self._const(what)
@@ -201,24 +205,28 @@ class Replay:
             return f"{self._const(slot.container)}[{self._key(slot.key)}] = {self._placed(placed)}"
         return f"{self._const(slot.set)}({self._placed(placed)})"
 
-    def add_fast_path(self, tensors: list, grad_mode: bool, cells: tuple, captured: list, globals_: dict,
+    def add_fast_path(self, leaves: list, grad_mode: bool, cells: tuple, captured: list, globals_: dict,
                       names: tuple, modules: list) -> None:
         """Make ``self.fast(args)``: ``run`` behind inline checks of the whole signature of the variant.
 
-        A call with positional tensor arguments usually repeats the last call's signature; checking
+        A call with positional tensor (or float) arguments usually repeats the last call's signature; checking
         that attribute by attribute costs far less than building the signature and looking it up.
         ``fast`` returns MISS where the signature differs (the caller then looks it up).
         """
         env = self.env
         env.update(is_grad_enabled=is_grad_enabled, default_dtype=get_default_dtype, MISS=MISS, Tensor=Tensor,
                    g=globals_)
-        checks = [f"len(args) == {len(tensors)}", f"is_grad_enabled() is {grad_mode}",
+        checks = [f"len(args) == {len(leaves)}", f"is_grad_enabled() is {grad_mode}",
                   f"default_dtype() is {self._const(get_default_dtype())}"]
-        for k, t in enumerate(tensors):
+        for k, t in enumerate(leaves):
+            if not isinstance(t, Tensor):
+                checks.append(f"type(args[{k}]) is float")  # a float argument traced as a graph input
+                continue
             checks += [f"type(args[{k}]) is Tensor", f"args[{k}]._requires_grad is {t._requires_grad}",
                        f"args[{k}]._data.shape == {t._data.shape}", f"args[{k}]._data.dtype == {self._const(t._data.dtype)}"]
+        tensors = [k for k, t in enumerate(leaves) if isinstance(t, Tensor)]
         if len(tensors) > 1:  # distinct memory, as when traced (an aliased call has another signature)
-            checks.append(f"len({{{', '.join(f'id(args[{k}]._vc)' for k in range(len(tensors)))}}}) == {len(tensors)}")
+            checks.append(f"len({{{', '.join(f'id(args[{k}]._vc)' for k in tensors)}}}) == {len(tensors)}")
         for name, obj in zip(names, captured[len(cells):]):
             checks.append(f"g.get({name!r}) is {self._const(obj)}")
         checks += [f"{self._const(m)}.training is {m.training}" for m in modules]
@@ -263,7 +271,7 @@ class Replay:
         """The return value: a returned output becomes a tensor (a copy unless it belongs to nobody else)."""
         tree = trace.output_tree
         if isinstance(tree, _OutputSlot):
-            return self._placed(("output", tree.index))
+            return self._placed(("number" if type(tree) is _NumberSlot else "output", tree.index))
         if not output_slots(tree):
             return self._const(tree) if tree is not None else "None"
         fresh = frozenset(k for k in output_slots(tree) if k not in self._copied)

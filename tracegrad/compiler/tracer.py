@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import dtypes
 from ..autograd.engine import BACKWARD
 from ..ir import Graph, Type
 from ..tensor import TRACE, Tensor
+from .numbers import EXACT_TYPE, TracedFloat, names_in
 from .reads import MISSING, ReadRecorder, hooks_read
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +57,7 @@ class Trace:
     """What one traced call produced: the graph and how to connect it to Python objects."""
 
     graph: Graph
-    sources: dict                 # input id -> Source | ("hyper", (container, key, index))
+    sources: dict                 # input id -> Source | ("hyper", (container, key, index)) | ("number", leaf index)
     output_tree: object           # the return value with tensors replaced by output indices
     grads: list = field(default_factory=list)   # GradSlot of every tensor whose .grad the step may touch
     pruned: int = 0               # primal nodes that got no adjoint (off every gradient path)
@@ -82,6 +84,10 @@ class _OutputSlot:
         self.index = index
 
 
+class _NumberSlot(_OutputSlot):
+    """Placeholder for a Python float computed from traced float arguments: the i-th output, as a float."""
+
+
 class Tracer:
     """Records primitive applications into a Graph while the step runs eagerly."""
 
@@ -105,8 +111,11 @@ class Tracer:
         self.pruned = 0
         self.backward_seen = False
         self.flag_guards: list = []
+        self.numbers: dict[int, str] = {}   # leaf index -> name of each float argument traced as a graph input
+        self.value_reads: list = []         # (argument names, how, where) of each read of such a number's value
+        self.type_patched: list = []        # module globals given EXACT_TYPE while this trace runs
         # functions: the step itself (whose closure cells it reads); roots: objects that outlive the step
-        self.recorder = ReadRecorder(functions, roots, on_random=self.unsupported)
+        self.recorder = ReadRecorder(functions, roots, on_random=self.unsupported, on_type=self.type_loaded)
 
     # ---- activation ------------------------------------------------------------------------
 
@@ -121,6 +130,9 @@ class Tracer:
     def __exit__(self, *exc) -> None:
         self.recorder.__exit__(*exc)
         TRACE.tracer = None
+        for globals_ in self.type_patched:
+            if globals_.get("type") is EXACT_TYPE:
+                del globals_["type"]
 
     def unsupported(self, what: str) -> None:
         """Stop tracing (the step goes on eagerly) or, with fullgraph=True, raise."""
@@ -197,6 +209,8 @@ class Tracer:
             self.data_dependent_shape("boolean-mask indexing")
             return
         operands = [self.value(t) for t in inputs]
+        if self.numbers and any(map(names_in, attrs.values())):  # its value, fixed in the node
+            self.value_read(frozenset().union(*map(names_in, attrs.values())), f"an attribute of {prim.name}")
         type_ = Type(out.dtype, out._data.shape)
         adjoint = BACKWARD.depth > 0
         self.backward_seen = self.backward_seen or adjoint
@@ -236,6 +250,8 @@ class Tracer:
         """A hyperparameter (container[key], or container[key][index], e.g. an optimizer's lr or a beta)
         as a graph input read at every call."""
         value = container[key] if index is None else container[key][index]
+        if self.standin(value) is not None:  # the step stored a float argument there
+            return self.standin(value)
         if self.recorder.stored(container, key):
             # the step set it itself (e.g. from its lr argument): a replay stores the same value again, so
             # it is a constant of this variant, not a value read at every call
@@ -246,6 +262,37 @@ class Tracer:
         self.values[id(t)] = v
         self.keep.append(t)
         return t
+
+    def number(self, value: float, index: int, name: str) -> TracedFloat:
+        """A float argument as a graph input, read at every call (numbers.py)."""
+        t = Tensor._make(np.array(value, dtype=np.float64))
+        v = self.graph.add_input(Type(dtypes.float64, ()), "number", name)
+        self.sources[v.id] = ("number", index)
+        self.values[id(t)] = v
+        self.keep.append(t)
+        self.numbers[index] = name
+        return TracedFloat(value, t, self, frozenset([name]))
+
+    def standin(self, value) -> Tensor | None:
+        """The 0-d float64 tensor a traced float argument (or arithmetic on one) stands for, else None."""
+        return value.tensor if type(value) is TracedFloat and value.tracer is self else None
+
+    def value_read(self, names: frozenset, how: str) -> None:
+        """Python code used the value of a traced float argument itself: this trace holds for that value only."""
+        self.value_reads.append((names, how, user_line()))
+
+    def type_loaded(self, frame, where: str, by_name: bool) -> None:
+        """Followed code is about to load the builtin type. Where it names it, its module sees EXACT_TYPE
+        until the trace ends (a traced float's type is float there); reached another way, it might be
+        applied to a traced float: the trace is taken as specific to their values."""
+        if not self.numbers:
+            return
+        if by_name:
+            if "type" not in frame.f_globals:
+                frame.f_globals["type"] = EXACT_TYPE
+                self.type_patched.append(frame.f_globals)
+        else:
+            self.value_reads.append((frozenset(self.numbers.values()), "type()", where))
 
     def grad_seen(self, t: Tensor) -> None:
         """The step reads or sets t.grad (call it before a new value is set): remember what it held first."""
@@ -288,7 +335,9 @@ class Tracer:
 
     def _placed(self, value, outputs: list) -> tuple:
         """How a replay produces a value the step left somewhere: a graph output, a tensor from before
-        the step (by its source), or the same Python object."""
+        the step (by its source), a float computed from traced float arguments, or the same Python object."""
+        if self.standin(value) is not None:
+            return ("number", self._output(value, outputs).index)
         if not isinstance(value, Tensor):
             return ("object", value)
         if id(value) in self.lifted or (id(value) not in self.values and id(value) not in self.born):
@@ -307,11 +356,25 @@ class Tracer:
                 self.unsupported(f"storing a {type(now).__name__} of tensors computed in the step in "
                                  f"{write.slot.label} (at {write.where}; a replay can't rebuild it: return it instead)")
             changed.append((write, now))
+            if type(now) is TracedFloat:
+                write.slot.set(now.value)  # the traced run leaves a float there, as eager does
+            elif names_in(now):  # a container holding traced floats: a replay would store the same one
+                self.value_read(names_in(now), f"stored in a {type(now).__name__} in {write.slot.label}")
         return changed
 
-    def _output(self, t: Tensor, outputs: list) -> _OutputSlot:
+    def _output(self, t, outputs: list) -> _OutputSlot | float:
+        if type(t) is TracedFloat:
+            if self.standin(t) is None:  # left over from another trace: a plain float now
+                return t.value
+            outputs.append(self.value(t.tensor))
+            return _NumberSlot(len(outputs) - 1)
         outputs.append(self.value(t))
         return _OutputSlot(len(outputs) - 1)
+
+
+def plain_numbers(result):
+    """The return value of a traced run as eager gives it: floats where it holds traced ones."""
+    return _replace_tensors(result, lambda x: x.value if type(x) is TracedFloat else x)
 
 
 def _holds_step_tensors(obj, born: set) -> bool:
@@ -321,8 +384,8 @@ def _holds_step_tensors(obj, born: set) -> bool:
 
 
 def _replace_tensors(obj, fn):
-    """Map fn over the tensors of a nested tuple/list/dict structure."""
-    if isinstance(obj, Tensor):
+    """Map fn over the tensors (and traced floats) of a nested tuple/list/dict structure."""
+    if isinstance(obj, Tensor) or type(obj) is TracedFloat:
         return fn(obj)
     if isinstance(obj, (tuple, list)):
         return type(obj)(_replace_tensors(o, fn) for o in obj)
@@ -335,6 +398,8 @@ def fill_outputs(tree, arrays: list, fresh: frozenset = frozenset()):
     """The return value of a replayed step: output slots replaced by new tensors.
 
     Arrays whose index is in ``fresh`` belong to nobody else and become tensors without a copy."""
+    if type(tree) is _NumberSlot:
+        return float(arrays[tree.index])
     if isinstance(tree, _OutputSlot):
         array = arrays[tree.index]
         return Tensor._make(array if tree.index in fresh else np.array(array, copy=True))

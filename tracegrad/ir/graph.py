@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import dtypes
 
-ROLES = ("data", "parameter", "state", "grad", "hyper", "constant")
+ROLES = ("data", "parameter", "state", "grad", "hyper", "number", "constant")
 
 _SHORT = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "i8", "int16": "i16", "int32": "i32",
           "int64": "i64", "uint8": "u8", "bool": "b8"}
