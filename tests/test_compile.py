@@ -310,7 +310,7 @@ def test_golden_ir_of_a_step_with_backward_and_update():
 
 
 def test_fusion_groups_chain_elementwise_ops_and_end_at_their_reduction():
-    from tracegrad.ir.passes import fusion_groups
+    from tracegrad.backends.numba_cpu.schedule import fusion_groups
 
     def softmax_loss(x):
         return x.softmax(1).mul(2).exp().sum()
@@ -326,7 +326,7 @@ def test_fusion_groups_chain_elementwise_ops_and_end_at_their_reduction():
 
 
 def test_a_relu_mask_is_computed_in_the_backward_loop_not_stored_by_the_forward_one():
-    from tracegrad.ir.passes import schedule
+    from tracegrad.backends.numba_cpu.schedule import schedule
 
     def step(x, w):
         y = (x @ w).relu()

@@ -59,8 +59,9 @@ def test_lowered_primitives_match_the_interpreter(batch):
 
 def test_every_primitive_has_a_lowering_and_the_batches_reach_it():
     from tracegrad.backends.numba_cpu.lowerings import LOWERINGS
+    from tracegrad.backends.numba_cpu.scalars import in_loop
     from tracegrad.primitives import REGISTRY
-    lowered = {name for name, p in REGISTRY.items() if p.scalar is not None or p.reducer is not None} | set(LOWERINGS)
+    lowered = {name for name, p in REGISTRY.items() if in_loop(p)} | set(LOWERINGS)
     assert lowered == set(REGISTRY), f"no lowering for: {sorted(set(REGISTRY) - lowered)}"
     reached = {n.prim for batch in range(BATCHES)
                for n in _graph_and_arrays(_batched_step(TRACEABLE[batch::BATCHES]), inputs())[0].nodes}

@@ -4,7 +4,8 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from ..ir.passes import fusion_groups, optimize
+from ..backends.numba_cpu.schedule import fusion_groups
+from ..ir.passes import optimize
 from .arguments import flatten
 from .compile import default_backend, tracer_for
 

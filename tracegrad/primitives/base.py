@@ -4,12 +4,9 @@ A primitive has
   * ``impl(*arrays, **attrs) -> ndarray``: the NumPy implementation,
   * ``shape_rule(in_shapes, **attrs) -> shape`` and ``dtype_rule(in_dtypes, **attrs) -> dtype``:
     abstract evaluation, used to check graphs without running them,
-  * ``scalar``: for elementwise primitives, the loop body the code generators emit: a Python
-    expression over the operands' scalars ``{0}``, ``{1}``... where ``{T}`` names the result's
-    scalar type (``{T}(0)`` is a typed zero: a plain literal would promote float32 to float64),
-    or a callable ``attrs -> template`` when the attributes change it,
-  * ``reducer``: for reductions, ``(identity, combine)``: the accumulator's start value given the
-    NumPy dtype, and the template folding ``{0}`` into ``{acc}``,
+  * ``lowerings``: ``{backend: template}`` for a primitive declared outside the library whose
+    backend spelling can't be derived (a backend spells the library's own primitives in its
+    folder, and a NumPy ufunc as itself: ``backends/numba_cpu/scalars.py``),
   * ``vjp(node, g) -> tuple``: the vector-Jacobian product, written with tracegrad ops so it
     works on tensors (eager backward, ``create_graph=True``) and on traced values alike.
     ``node.saved(i)`` gives input ``i`` and ``node.saved_output()`` the result, when the
@@ -44,12 +41,11 @@ class Primitive:
     """One entry of the primitive table."""
 
     __slots__ = ("name", "kind", "impl", "vjp", "saves", "saves_output", "shape_rule",
-                 "dtype_rule", "ufunc", "node_name", "scalar", "reducer", "reads_values")
+                 "dtype_rule", "ufunc", "node_name", "lowerings", "reads_values")
 
     def __init__(self, name: str, kind: str, impl: Callable, *, shape_rule: Callable,
                  dtype_rule: Callable, saves: tuple[int, ...] | slice = (), saves_output: bool = False,
-                 ufunc: np.ufunc | None = None, scalar: str | Callable | None = None,
-                 reducer: tuple | None = None, reads_values: bool = True) -> None:
+                 ufunc: np.ufunc | None = None, lowerings: dict | None = None, reads_values: bool = True) -> None:
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is declared twice")
         self.name = name
@@ -61,8 +57,7 @@ class Primitive:
         self.shape_rule = shape_rule
         self.dtype_rule = dtype_rule
         self.ufunc = ufunc  # lets in-place ops write straight into the destination
-        self.scalar = scalar
-        self.reducer = reducer
+        self.lowerings = dict(lowerings or {})
         self.reads_values = reads_values  # False: the result depends on the operands' shapes alone
         self.node_name = "".join(p.capitalize() for p in name.split("_")) + "Backward0"
         REGISTRY[name] = self
@@ -71,10 +66,6 @@ class Primitive:
     def saves_first_input(self) -> bool:
         """True when the VJP needs input 0 as it was (in-place ops must then keep a copy)."""
         return isinstance(self.saves, tuple) and 0 in self.saves
-
-    def scalar_template(self, attrs: dict) -> str | None:
-        """The loop-body template for these attributes (None: not a loop primitive)."""
-        return self.scalar(attrs) if callable(self.scalar) else self.scalar
 
     def defvjp(self, vjp: Callable) -> Callable:
         """Attach the VJP rule (used as a decorator)."""

@@ -13,11 +13,10 @@ from ..tensor import Tensor
 from .base import Primitive, bool_dtype, elementwise_shape, quiet, records_nothing, same_dtype, sum_to_shape
 
 
-def _unary(name: str, fn, scalar: str, *, saves=(), saves_output=False, silent=False, ufunc=True) -> Primitive:
+def _unary(name: str, fn, *, saves=(), saves_output=False, silent=False, ufunc=True) -> Primitive:
     impl = quiet(fn) if silent else fn
     return Primitive(name, "elementwise", impl, shape_rule=elementwise_shape, dtype_rule=same_dtype,
-                     saves=saves, saves_output=saves_output, scalar=scalar,
-                     ufunc=fn if ufunc and isinstance(fn, np.ufunc) else None)
+                     saves=saves, saves_output=saves_output, ufunc=fn if ufunc and isinstance(fn, np.ufunc) else None)
 
 
 def _scipy_special(name: str):
@@ -31,31 +30,28 @@ def _scipy_special(name: str):
 
 # ---- unary -------------------------------------------------------------------------------------
 
-neg = _unary("neg", np.negative, "-{0}")
-exp = _unary("exp", np.exp, "fm.exp({0})", saves_output=True, silent=True)
-log = _unary("log", np.log, "fm.log({0})", saves=(0,), silent=True)
-log1p = _unary("log1p", np.log1p, "np.log1p({0})", saves=(0,), silent=True)
-expm1 = _unary("expm1", np.expm1, "np.expm1({0})", saves_output=True, silent=True)
-sqrt = _unary("sqrt", np.sqrt, "np.sqrt({0})", saves_output=True, silent=True)
-sin = _unary("sin", np.sin, "np.sin({0})", saves=(0,))
-cos = _unary("cos", np.cos, "np.cos({0})", saves=(0,))
-tanh = _unary("tanh", np.tanh, "fm.tanh({0})", saves_output=True)
-sigmoid = _unary("sigmoid", _scipy_special("expit"), "{T}(1) / ({T}(1) + fm.exp(-{0}))", saves_output=True)
-# NaN passes through relu as through np.maximum(x, 0): "not x <= 0" holds for NaN.
-relu = _unary("relu", lambda x: np.maximum(x, 0), "{0} if not {0} <= {T}(0) else {T}(0)", saves_output=True)
-abs = _unary("abs", np.abs, "np.abs({0})", saves=(0,))
-erf = _unary("erf", _scipy_special("erf"), "{T}(math.erf({0}))", saves=(0,))
-sign = _unary("sign", np.sign, "np.sign({0})")
-floor = _unary("floor", np.floor, "np.floor({0})")
-ceil = _unary("ceil", np.ceil, "np.ceil({0})")
-round = _unary("round", np.round, "np.round({0})")
-trunc = _unary("trunc", np.trunc, "np.trunc({0})")
+neg = _unary("neg", np.negative)
+exp = _unary("exp", np.exp, saves_output=True, silent=True)
+log = _unary("log", np.log, saves=(0,), silent=True)
+log1p = _unary("log1p", np.log1p, saves=(0,), silent=True)
+expm1 = _unary("expm1", np.expm1, saves_output=True, silent=True)
+sqrt = _unary("sqrt", np.sqrt, saves_output=True, silent=True)
+sin = _unary("sin", np.sin, saves=(0,))
+cos = _unary("cos", np.cos, saves=(0,))
+tanh = _unary("tanh", np.tanh, saves_output=True)
+sigmoid = _unary("sigmoid", _scipy_special("expit"), saves_output=True)
+relu = _unary("relu", lambda x: np.maximum(x, 0), saves_output=True)
+abs = _unary("abs", np.abs, saves=(0,))
+erf = _unary("erf", _scipy_special("erf"), saves=(0,))
+sign = _unary("sign", np.sign)
+floor = _unary("floor", np.floor)
+ceil = _unary("ceil", np.ceil)
+round = _unary("round", np.round)
+trunc = _unary("trunc", np.trunc)
 logical_not = Primitive("logical_not", "elementwise", np.logical_not, shape_rule=elementwise_shape,
-                        dtype_rule=bool_dtype, scalar="not {0}")
-isnan = Primitive("isnan", "elementwise", np.isnan, shape_rule=elementwise_shape, dtype_rule=bool_dtype,
-                  scalar="np.isnan({0})")
-isinf = Primitive("isinf", "elementwise", np.isinf, shape_rule=elementwise_shape, dtype_rule=bool_dtype,
-                  scalar="np.isinf({0})")
+                        dtype_rule=bool_dtype)
+isnan = Primitive("isnan", "elementwise", np.isnan, shape_rule=elementwise_shape, dtype_rule=bool_dtype)
+isinf = Primitive("isinf", "elementwise", np.isinf, shape_rule=elementwise_shape, dtype_rule=bool_dtype)
 
 neg.defvjp(lambda node, g: (-g,))
 exp.defvjp(lambda node, g: (g * node.saved_output(),))
@@ -104,12 +100,8 @@ def _cast_dtype(in_dtypes, dtype, src):
 
 
 # ``src`` (the input dtype) is an attribute so that the VJP can cast the cotangent back.
-def _cast_scalar(attrs: dict) -> str:
-    return "{0} != 0" if attrs["dtype"].np == np.bool_ else "{T}({0})"
-
-
 cast = Primitive("cast", "elementwise", lambda x, dtype, src: x.astype(dtype.np),
-                 shape_rule=elementwise_shape, dtype_rule=_cast_dtype, scalar=_cast_scalar)
+                 shape_rule=elementwise_shape, dtype_rule=_cast_dtype)
 
 
 @cast.defvjp
@@ -117,36 +109,35 @@ def _cast_vjp(node, g):
     return (g.to(node.attrs["src"]),)
 
 
-copy = _unary("copy", lambda x: np.array(x, order="C"), "{0}", ufunc=False)  # always row-major, like contiguous()
+copy = _unary("copy", lambda x: np.array(x, order="C"), ufunc=False)  # always row-major, like contiguous()
 copy.defvjp(lambda node, g: (g,))
 
 
 # ---- binary ------------------------------------------------------------------------------------
 
-def _binary(name: str, fn, scalar: str, *, saves=(), silent=False, dtype_rule=same_dtype) -> Primitive:
+def _binary(name: str, fn, *, saves=(), silent=False, dtype_rule=same_dtype) -> Primitive:
     return Primitive(name, "elementwise", quiet(fn) if silent else fn, shape_rule=elementwise_shape,
-                     dtype_rule=dtype_rule, saves=saves, scalar=scalar,
-                     ufunc=fn if isinstance(fn, np.ufunc) else None)
+                     dtype_rule=dtype_rule, saves=saves, ufunc=fn if isinstance(fn, np.ufunc) else None)
 
 
-add = _binary("add", np.add, "{0} + {1}", silent=True)
-sub = _binary("sub", np.subtract, "{0} - {1}", silent=True)
-mul = _binary("mul", np.multiply, "{0} * {1}", saves=(0, 1), silent=True)
-div = _binary("div", np.true_divide, "{0} / {1}", saves=(0, 1), silent=True)
-pow = _binary("pow", np.power, "np.power({0}, {1})", saves=(0, 1), silent=True)
-maximum = _binary("maximum", np.maximum, "rt.maximum({0}, {1})", saves=(0, 1))
-minimum = _binary("minimum", np.minimum, "rt.minimum({0}, {1})", saves=(0, 1))
-remainder = _binary("remainder", np.remainder, "np.remainder({0}, {1})", saves=(0, 1), silent=True)
-floor_divide = _binary("floor_divide", np.floor_divide, "np.floor_divide({0}, {1})", silent=True)
-eq = _binary("eq", np.equal, "{0} == {1}", dtype_rule=bool_dtype)
-ne = _binary("ne", np.not_equal, "{0} != {1}", dtype_rule=bool_dtype)
-lt = _binary("lt", np.less, "{0} < {1}", dtype_rule=bool_dtype)
-le = _binary("le", np.less_equal, "{0} <= {1}", dtype_rule=bool_dtype)
-gt = _binary("gt", np.greater, "{0} > {1}", dtype_rule=bool_dtype)
-ge = _binary("ge", np.greater_equal, "{0} >= {1}", dtype_rule=bool_dtype)
-bitwise_and = _binary("bitwise_and", np.bitwise_and, "{0} & {1}")
-bitwise_or = _binary("bitwise_or", np.bitwise_or, "{0} | {1}")
-bitwise_xor = _binary("bitwise_xor", np.bitwise_xor, "{0} ^ {1}")
+add = _binary("add", np.add, silent=True)
+sub = _binary("sub", np.subtract, silent=True)
+mul = _binary("mul", np.multiply, saves=(0, 1), silent=True)
+div = _binary("div", np.true_divide, saves=(0, 1), silent=True)
+pow = _binary("pow", np.power, saves=(0, 1), silent=True)
+maximum = _binary("maximum", np.maximum, saves=(0, 1))
+minimum = _binary("minimum", np.minimum, saves=(0, 1))
+remainder = _binary("remainder", np.remainder, saves=(0, 1), silent=True)
+floor_divide = _binary("floor_divide", np.floor_divide, silent=True)
+eq = _binary("eq", np.equal, dtype_rule=bool_dtype)
+ne = _binary("ne", np.not_equal, dtype_rule=bool_dtype)
+lt = _binary("lt", np.less, dtype_rule=bool_dtype)
+le = _binary("le", np.less_equal, dtype_rule=bool_dtype)
+gt = _binary("gt", np.greater, dtype_rule=bool_dtype)
+ge = _binary("ge", np.greater_equal, dtype_rule=bool_dtype)
+bitwise_and = _binary("bitwise_and", np.bitwise_and)
+bitwise_or = _binary("bitwise_or", np.bitwise_or)
+bitwise_xor = _binary("bitwise_xor", np.bitwise_xor)
 
 
 def _wanted(node, *grads):
@@ -214,7 +205,7 @@ def _remainder_vjp(node, g):
 # ---- where -------------------------------------------------------------------------------------
 
 where = Primitive("where", "elementwise", np.where, shape_rule=elementwise_shape,
-                  dtype_rule=lambda in_dtypes, **a: in_dtypes[1], saves=(0,), scalar="{1} if {0} else {2}")
+                  dtype_rule=lambda in_dtypes, **a: in_dtypes[1], saves=(0,))
 
 
 @where.defvjp

@@ -37,7 +37,7 @@ permute = Primitive("permute", "movement", lambda x, dims: x.transpose(dims),
                     shape_rule=_permute_shape, dtype_rule=same_dtype)
 # In a loop, expand is a broadcast read of its operand: the code generators fuse it like elementwise ops.
 expand = Primitive("expand", "movement", lambda x, shape: np.broadcast_to(x, shape),
-                   shape_rule=_expand_shape, dtype_rule=same_dtype, scalar="{0}")
+                   shape_rule=_expand_shape, dtype_rule=same_dtype)
 
 reshape.node_name = "ViewBackward0"  # reshapes are views, as in PyTorch's graphs
 

@@ -18,17 +18,9 @@ def _index_dtype(in_dtypes, **attrs):
 
 
 def _reduction(name: str, impl, *, dtype_rule=same_dtype, saves=(), saves_output=False,
-               reducer: tuple | None = None, reads_values: bool = True) -> Primitive:
+               reads_values: bool = True) -> Primitive:
     return Primitive(name, "reduce", impl, shape_rule=reduced_shape, dtype_rule=dtype_rule,
-                     saves=saves, saves_output=saves_output, reducer=reducer, reads_values=reads_values)
-
-
-def _lowest(dtype: np.dtype):
-    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min if dtype.kind in "iu" else False
-
-
-def _highest(dtype: np.dtype):
-    return np.inf if dtype.kind == "f" else np.iinfo(dtype).max if dtype.kind in "iu" else True
+                     saves=saves, saves_output=saves_output, reads_values=reads_values)
 
 
 @quiet
@@ -39,7 +31,7 @@ def _sum_impl(x, axes, keepdim):
     return out.astype(np.int64) if out.dtype.kind in "biu" and out.dtype != np.int64 else out
 
 
-reduce_sum = _reduction("sum", _sum_impl, dtype_rule=_sum_dtype, reducer=(lambda dt: 0, "{acc} + {0}"))
+reduce_sum = _reduction("sum", _sum_impl, dtype_rule=_sum_dtype)
 
 
 def _count_impl(x, axes, keepdim):
@@ -51,19 +43,19 @@ def _count_impl(x, axes, keepdim):
 # input's shape, so the graph holds no size as a number and one kernel serves every batch size.
 reduce_count = _reduction("count", _count_impl, dtype_rule=_index_dtype, reads_values=False)
 reduce_max = _reduction("amax", lambda x, axes, keepdim: np.maximum.reduce(x, axis=axes, keepdims=keepdim),
-                        saves=(0,), saves_output=True, reducer=(_lowest, "rt.maximum({acc}, {0})"))
+                        saves=(0,), saves_output=True)
 reduce_min = _reduction("amin", lambda x, axes, keepdim: np.minimum.reduce(x, axis=axes, keepdims=keepdim),
-                        saves=(0,), saves_output=True, reducer=(_highest, "rt.minimum({acc}, {0})"))
+                        saves=(0,), saves_output=True)
 reduce_prod = _reduction("prod", lambda x, axes, keepdim: np.prod(x, axis=axes, keepdims=keepdim),
-                         dtype_rule=_sum_dtype, saves=(0,), reducer=(lambda dt: 1, "{acc} * {0}"))
+                         dtype_rule=_sum_dtype, saves=(0,))
 argmax = _reduction("argmax", lambda x, axes, keepdim: np.argmax(x, axis=axes[0], keepdims=keepdim),
                     dtype_rule=_index_dtype)
 argmin = _reduction("argmin", lambda x, axes, keepdim: np.argmin(x, axis=axes[0], keepdims=keepdim),
                     dtype_rule=_index_dtype)
 reduce_any = _reduction("any", lambda x, axes, keepdim: np.any(x, axis=axes, keepdims=keepdim),
-                        dtype_rule=lambda d, **a: dtypes.bool_, reducer=(lambda dt: False, "{acc} or {0}"))
+                        dtype_rule=lambda d, **a: dtypes.bool_)
 reduce_all = _reduction("all", lambda x, axes, keepdim: np.all(x, axis=axes, keepdims=keepdim),
-                        dtype_rule=lambda d, **a: dtypes.bool_, reducer=(lambda dt: True, "{acc} and {0}"))
+                        dtype_rule=lambda d, **a: dtypes.bool_)
 
 
 def keepdim_shape(node) -> tuple:

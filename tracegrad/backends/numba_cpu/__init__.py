@@ -15,10 +15,11 @@ import weakref
 import numpy as np
 
 from ...ir import Graph, GuardFailure
+from ...primitives.indexing import out_of_bounds
 from . import cache, generic
 from .codegen import JIT_OPTIONS, Unsupported, generate
-from ...primitives.indexing import out_of_bounds
 from .runtime import GuardFailed, IndexOutOfBounds
+from .scalars import spelled_elsewhere
 from .source import numba_threads
 
 LOG = logging.getLogger("tracegrad")
@@ -213,7 +214,7 @@ def compile_graph(graph: Graph, parallel: bool = False) -> Kernel:
     """Generate, cache and load the kernel of ``graph`` (Unsupported when an op has no lowering)."""
     backend = "numba-parallel" if parallel else "numba"
     options = f"{JIT_OPTIONS} threads={numba_threads()}"
-    key = cache.kernel_key(graph.hash(), backend, options)
+    key = cache.kernel_key(graph.hash() + spelled_elsewhere(graph), backend, options)
     with _LOADING:
         kernel = _LOADED.get(key)
         if kernel is None:

@@ -1,14 +1,14 @@
 """Lower an optimized graph to the Python source of one Numba ``@njit`` function.
 
-The graph's units (``ir.passes.schedule``) are emitted in order. A loop unit becomes one loop nest
-over its shape: each node is one statement on scalars (the primitive's ``scalar`` template),
+The graph's units (``schedule.py``) are emitted in order. A loop unit becomes one loop nest
+over its shape: each node is one statement on scalars (its template in ``scalars.py``),
 operands of other units are array reads with broadcasting folded into the index, values needed
 elsewhere are stored at the end of the body, and reductions accumulate in the same nest (in a
 scalar when they reduce the innermost axes): ``loops.LoopNest``. Other nodes have a lowering in
 ``lowerings``: BLAS (``rt.dot``) for matmul, views for movement, loops for gather, scatter, index
 tensors and argmax. Write-backs store into the caller's buffers; where nothing reads the old value later, the loop computing the new value writes it in
 place. Guards raise ``rt.GuardFailed`` and index checks ``rt.IndexOutOfBounds`` before any write-back
-happens (and a guard before any node its value doesn't need: ``ir.passes.schedule``).
+happens (and a guard before any node its value doesn't need: ``schedule.py``).
 """
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ import numpy as np
 
 from .. import Unsupported
 from ...ir.graph import Graph, Node, Value
-from ...ir.passes import schedule
 from ...primitives import REGISTRY
 from .loops import LoopNest
 from .lowerings import LOWERINGS, checks_indices
+from .scalars import elementwise, in_loop
+from .schedule import schedule
 from .source import index_text, literal, scalar_type
 
 # A kernel whose loops are all smaller than this is compiled with LLVM at -O1: measured on W1 and W4,
@@ -93,7 +94,7 @@ class _Generator:
         chosen = {}
         for dst, src in self.graph.writebacks:
             producer = self.producer.get(src.id)
-            if producer is None or REGISTRY[producer.prim].scalar is None or src.type != dst.type:
+            if producer is None or elementwise(REGISTRY[producer.prim], producer.attrs) is None or src.type != dst.type:
                 continue
             if dst_count[dst.id] > 1 or src_count[src.id] > 1 or src.id in outputs or dst.id in outputs \
                     or dst.id in written_from:
@@ -139,7 +140,7 @@ class _Generator:
             prim = REGISTRY[producer.prim]
             product = producer.prim == "matmul" and v.id not in self.transposed_products
             transposed = producer.prim == "permute" and producer.operands[0].id in self.transposed_products
-            if prim.scalar is not None or prim.reducer is not None or product or transposed:
+            if in_loop(prim) or product or transposed:
                 direct.add(self.name(v))
         return direct
 
@@ -157,7 +158,7 @@ class _Generator:
                     [s for s in out.type.shape if s != 1] != [s for s in x.type.shape if s != 1]:
                 continue
             readers = self.readers.get(out.id, [])
-            if all(REGISTRY[r.prim].scalar is not None or REGISTRY[r.prim].reducer is not None or
+            if all(in_loop(REGISTRY[r.prim]) or
                    all(k in element_reads.get(r.prim, ()) for k, o in enumerate(r.operands) if o.id == out.id)
                    for r in readers):
                 aliases[out.id] = x
@@ -258,7 +259,7 @@ class _Generator:
         for v in graph.inputs:  # guards on inputs (rare) are checked first
             self._guards(guards.pop(v.id, []), v)
         for unit in self.units:
-            if REGISTRY[unit[0].prim].scalar is not None or REGISTRY[unit[0].prim].reducer is not None:
+            if in_loop(REGISTRY[unit[0].prim]):
                 self._loop(unit)
             else:
                 self._single(unit[0])

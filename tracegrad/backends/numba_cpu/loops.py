@@ -8,6 +8,7 @@ import numpy as np
 
 from ...ir.graph import Node, Value
 from ...primitives import REGISTRY
+from .scalars import elementwise, reduction
 from .source import broadcast_index, index_text, literal, numba_threads, scalar_type
 
 if TYPE_CHECKING:
@@ -33,11 +34,11 @@ class LoopNest:
 
     def __init__(self, gen: "_Generator", unit: list) -> None:
         self.gen, self.unit = gen, unit
-        self.reductions = [n for n in unit if REGISTRY[n.prim].reducer is not None]
+        self.reductions = [n for n in unit if reduction(REGISTRY[n.prim]) is not None]
         first = unit[0]
-        self.shape = first.operands[0].type.shape if REGISTRY[first.prim].reducer is not None else first.out.type.shape
+        self.shape = first.operands[0].type.shape if first in self.reductions else first.out.type.shape
         self.depth = depth = len(self.shape)
-        self.members = {n.out.id for n in unit if REGISTRY[n.prim].reducer is None}
+        self.members = {n.out.id for n in unit if n not in self.reductions}
         self.stored = [n for n in unit if n.out.id in self.members and gen._needed_outside(n, unit)]
         # 0-d results stay scalar variables (no 0-d arrays to allocate, store and read back)
         self.registers = {n.out.id for n in self.stored if depth == 0 and n.out.id not in gen.in_place}
@@ -97,16 +98,16 @@ class LoopNest:
         lines = []
         for n in self.unit:
             prim = REGISTRY[n.prim]
-            if prim.reducer is None:
-                text = prim.scalar_template(n.attrs).format(*(self.read(o) for o in n.operands),
-                                                            T=scalar_type(n.out.type.dtype.np))
+            if n not in self.reductions:
+                text = elementwise(prim, n.attrs).format(*(self.read(o) for o in n.operands),
+                                                         T=scalar_type(n.out.type.dtype.np))
                 lines.append(f"t{n.out.id} = {text}")
                 continue
             x, dtype = self.read(n.operands[0]), self.accumulator[n.out.id]
             if n.operands[0].type.dtype.np != dtype:
                 x = f"{scalar_type(dtype)}({x})"
             acc = self.accumulate_into(n)
-            lines.append(f"{acc} = {prim.reducer[1].format(x, acc=acc, T=scalar_type(dtype))}")
+            lines.append(f"{acc} = {reduction(prim)[1].format(x, acc=acc, T=scalar_type(dtype))}")
         element = f"[{index_text(self.index)}]"
         for n in self.stored:
             if n.out.id in self.registers:
@@ -140,7 +141,7 @@ class LoopNest:
     def start(self, r: Node) -> str:
         """The reduction's identity, typed as its accumulator."""
         dtype = self.accumulator[r.out.id]
-        return literal(REGISTRY[r.prim].reducer[0](dtype), dtype)
+        return literal(reduction(REGISTRY[r.prim])[0](dtype), dtype)
 
     def final(self, r: Node, value: str) -> str:
         """An accumulated value cast back to the reduction's dtype."""
@@ -199,7 +200,7 @@ class LoopNest:
         for r in self.reductions:
             if r.out.id not in self.partial:
                 continue
-            combine = REGISTRY[r.prim].reducer[1]
+            combine = reduction(REGISTRY[r.prim])[1]
             kept = [] if self.level[r.out.id] is not None else [f"j{k}" for k in range(len(r.out.type.shape))]
             for k, size in enumerate(r.out.type.shape if kept else ()):
                 gen.emit(1 + k, f"for j{k} in range({size}):")
