@@ -12,7 +12,7 @@ import pytest
 
 import tracegrad as tg
 import tracegrad.nn.functional as F
-from tracegrad import tensor_methods
+from tracegrad import surface
 from tracegrad.primitives import base, elementwise, movement
 
 
@@ -106,7 +106,7 @@ def test_direct_in_place_update_matches_the_general_path(name, update, dtype, mo
     results = []
     for direct in (True, False):
         if not direct:
-            monkeypatch.setattr(tensor_methods, "_plain_float", lambda t: False)
+            monkeypatch.setattr(surface, "plain_float", lambda t: False)
         x, other = data(3, 4, dtype=dtype), data(3, 4, dtype=dtype, seed=1)
         with tg.no_grad():
             out = update(x, other)

@@ -9,21 +9,19 @@ from .autograd import enable_grad, inference_mode, is_grad_enabled, is_inference
 from .compiler import CompileMismatch, compile, explain, make_ir
 from .creation import (arange, bernoulli, empty, empty_like, eye, full, full_like, get_rng_state, initial_seed,
                        linspace, logspace, manual_seed, multinomial, normal, ones, ones_like, rand, rand_like, randint,
-                       randint_like, randn, randn_like, randperm, seed, set_rng_state)
+                       randint_like, randn, randn_like, randperm, seed, set_rng_state, zeros, zeros_like)
 from .dtypes import (bool_ as bool, dtype, float16, float32, float64, get_default_dtype, int8, int16, int32, int64,
                      promote_types, set_default_dtype, uint8)
 from .dtypes import result_type as _result_type
-from .ops import (abs, add, addcdiv, addcmul, addmm, all, allclose, amax, amin, any, argmax, argmin, bitwise_and,
-                  bitwise_not, bitwise_or, bitwise_xor, bmm, broadcast_to, cat, ceil, chunk, clamp, clamp_max, clamp_min,
-                  clip, clone, concat, cos, cumsum, div, dot, eq, equal, erf, exp, expm1, flatten, flip, floor,
-                  floor_divide, gather, ge, gt, index_put, index_select, isclose, isfinite, isinf, isnan, le, lerp, log,
-                  log1p, log2, log10, log_softmax, logical_and, logical_not, logical_or, logsumexp, lt, masked_fill,
-                  masked_select, matmul, max, maximum, mean, min, minimum, mm, movedim, mul, mv, narrow, ne, neg,
-                  nonzero, norm, outer, permute, pow, prod, reciprocal, relu, remainder, repeat, reshape, round, rsqrt,
-                  scatter_add, sigmoid, sign, sin, softmax, split, sqrt, square, squeeze, stack, std, sub, sum, swapaxes,
-                  t, tan, tanh, transpose, tril, triu, trunc, unbind, unflatten, unsqueeze, var, where, zeros,
-                  zeros_like)
-from .ops import div as divide, div as true_divide, mul as multiply, sub as subtract
+from .ops import (add, addcdiv, addcmul, addmm, all, allclose, amax, amin, any, argmax, argmin, bitwise_not, bmm,
+                  broadcast_to, cat, chunk, clamp, clamp_max, clamp_min, clip, clone, concat, cumsum, div, dot,
+                  equal, flatten, flip, floor_divide, gather, index_put, index_select, isclose, isfinite, lerp, log2,
+                  log10, log_softmax, logical_and, logical_not, logical_or, logsumexp, masked_fill, masked_select,
+                  matmul, max, mean, min, mm, movedim, mv, narrow, neg, nonzero, norm, outer, permute, prod,
+                  reciprocal, remainder, repeat, reshape, round, rsqrt, scatter_add, softmax, split, square, squeeze,
+                  stack, std, sub, sum, swapaxes, t, tan, transpose, tril, triu, unbind, unflatten, unsqueeze, var,
+                  where)
+from .ops import div as divide, div as true_divide, sub as subtract
 from .tensor import Size, Tensor, as_tensor, from_numpy, tensor
 
 __version__ = "0.1.0"

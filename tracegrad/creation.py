@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from . import dtypes
-from .ops import _shape_arg, zeros, zeros_like
+from .ops import _shape_arg
 from .tensor import TRACE, Tensor
 
 
@@ -18,6 +18,16 @@ def _dtype_or_default(dtype) -> dtypes.dtype:
 def _finish(arr: np.ndarray, requires_grad: bool) -> Tensor:
     t = Tensor._make(arr)
     return t.requires_grad_() if requires_grad else t
+
+
+def zeros(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """A tensor of zeros (float32 unless dtype is given)."""
+    return _finish(np.zeros(_shape_arg(size), dtype=_dtype_or_default(dtype).np), requires_grad)
+
+
+def zeros_like(input: Tensor, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """Zeros with input's shape and dtype."""
+    return zeros(input._data.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
 
 
 def ones(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:

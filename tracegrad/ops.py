@@ -88,7 +88,7 @@ def _floating(x: Tensor) -> Tensor:
 def add(input, other, *, alpha=1) -> Tensor:
     """input + alpha * other, with broadcasting."""
     if not _is_one(alpha):
-        other = mul(other, alpha)
+        other = _binary(E.mul, other, alpha)
     return _binary(E.add, input, other)
 
 
@@ -98,13 +98,8 @@ def sub(input, other, *, alpha=1) -> Tensor:
         raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
                            "Use the `^` or `logical_xor()` operator instead.")
     if not _is_one(alpha):
-        other = mul(other, alpha)
+        other = _binary(E.mul, other, alpha)
     return _binary(E.sub, input, other)
-
-
-def mul(input, other) -> Tensor:
-    """Elementwise product with broadcasting."""
-    return _binary(E.mul, input, other)
 
 
 def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
@@ -157,55 +152,12 @@ def remainder(input, other) -> Tensor:
     return _integer_division(E.remainder, input, other)
 
 
-def pow(input, exponent) -> Tensor:
-    """input ** exponent, elementwise with broadcasting."""
-    return _binary(E.pow, input, exponent)
-
-
-def maximum(input, other) -> Tensor:
-    """Elementwise maximum (ties share the gradient)."""
-    return _binary(E.maximum, input, other)
-
-
-def minimum(input, other) -> Tensor:
-    """Elementwise minimum (ties share the gradient)."""
-    return _binary(E.minimum, input, other)
-
-
 def neg(input: Tensor) -> Tensor:
     """-input."""
     if input.dtype is dtypes.bool_:
         raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
                            "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
     return apply(E.neg, input)
-
-
-def _unary(prim, doc: str, floating: bool = True):
-    def op(input: Tensor) -> Tensor:
-        return apply(prim, _floating(input) if floating else input)
-    op.__name__ = prim.name
-    op.__doc__ = doc
-    return op
-
-
-exp = _unary(E.exp, "e ** input, elementwise.")
-log = _unary(E.log, "Natural logarithm, elementwise.")
-log1p = _unary(E.log1p, "log(1 + input), accurate for small input.")
-expm1 = _unary(E.expm1, "exp(input) - 1, accurate for small input.")
-sqrt = _unary(E.sqrt, "Square root, elementwise.")
-sin = _unary(E.sin, "Sine, elementwise.")
-cos = _unary(E.cos, "Cosine, elementwise.")
-tanh = _unary(E.tanh, "Hyperbolic tangent, elementwise.")
-sigmoid = _unary(E.sigmoid, "1 / (1 + exp(-input)), elementwise.")
-erf = _unary(E.erf, "The error function, elementwise.")
-relu = _unary(E.relu, "max(input, 0), elementwise.", floating=False)
-abs = _unary(E.abs, "Absolute value, elementwise.", floating=False)
-sign = _unary(E.sign, "-1, 0 or 1 by the sign of each element.", floating=False)
-floor = _unary(E.floor, "Round down, elementwise.", floating=False)
-ceil = _unary(E.ceil, "Round up, elementwise.", floating=False)
-trunc = _unary(E.trunc, "Round toward zero, elementwise.", floating=False)
-isnan = _unary(E.isnan, "True where the element is NaN.", floating=False)
-isinf = _unary(E.isinf, "True where the element is +-inf.", floating=False)
 
 
 def round(input: Tensor, *, decimals: int = 0) -> Tensor:
@@ -218,7 +170,7 @@ def round(input: Tensor, *, decimals: int = 0) -> Tensor:
 
 def rsqrt(input: Tensor) -> Tensor:
     """1 / sqrt(input)."""
-    return 1 / sqrt(input)
+    return 1 / input.sqrt()
 
 
 def reciprocal(input: Tensor) -> Tensor:
@@ -228,27 +180,27 @@ def reciprocal(input: Tensor) -> Tensor:
 
 def square(input: Tensor) -> Tensor:
     """input * input."""
-    return mul(input, input)
+    return _binary(E.mul, input, input)
 
 
 def tan(input: Tensor) -> Tensor:
     """Tangent, elementwise."""
-    return sin(input) / cos(input)
+    return input.sin() / input.cos()
 
 
 def log2(input: Tensor) -> Tensor:
     """Base-2 logarithm."""
-    return log(input) * (1 / np.log(2))
+    return input.log() * (1 / np.log(2))
 
 
 def log10(input: Tensor) -> Tensor:
     """Base-10 logarithm."""
-    return log(input) * (1 / np.log(10))
+    return input.log() * (1 / np.log(10))
 
 
 def isfinite(input: Tensor) -> Tensor:
     """True where the element is neither inf nor NaN."""
-    return logical_not(isnan(input) | isinf(input))
+    return logical_not(input.isnan() | input.isinf())
 
 
 def clamp(input: Tensor, min=None, max=None) -> Tensor:
@@ -300,36 +252,6 @@ def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tens
 
 # ---- comparison and logic -----------------------------------------------------------------------
 
-def eq(input, other) -> Tensor:
-    """input == other, elementwise."""
-    return _binary(E.eq, input, other)
-
-
-def ne(input, other) -> Tensor:
-    """input != other, elementwise."""
-    return _binary(E.ne, input, other)
-
-
-def lt(input, other) -> Tensor:
-    """input < other, elementwise."""
-    return _binary(E.lt, input, other)
-
-
-def le(input, other) -> Tensor:
-    """input <= other, elementwise."""
-    return _binary(E.le, input, other)
-
-
-def gt(input, other) -> Tensor:
-    """input > other, elementwise."""
-    return _binary(E.gt, input, other)
-
-
-def ge(input, other) -> Tensor:
-    """input >= other, elementwise."""
-    return _binary(E.ge, input, other)
-
-
 # equal, allclose and isclose compare the arrays in NumPy when no step is traced; while one is, they are
 # tensor ops, so the comparison is part of the graph (and a Python bool of it a guard on its outcome).
 
@@ -339,7 +261,7 @@ def equal(input: Tensor, other: Tensor) -> bool:
         return False
     if TRACE.tracer is None:
         return bool(np.array_equal(input._data, other._data))
-    return bool(eq(input, other).all())
+    return bool((input == other).all())
 
 
 def allclose(input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
@@ -357,7 +279,7 @@ def isclose(input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-
     d = dtypes.from_numpy(np.result_type(input._data.dtype, np.result_type(other._data.dtype, 1.0)))
     x, y = _cast(input, d), _cast(other, d)
     close = ((x - y).abs() <= atol + rtol * y.abs()) & isfinite(y) | (x == y)
-    return close | isnan(x) & isnan(y) if equal_nan else close
+    return close | x.isnan() & y.isnan() if equal_nan else close
 
 
 def _logical(prim, a, b) -> Tensor:
@@ -367,21 +289,6 @@ def _logical(prim, a, b) -> Tensor:
     return apply(prim, a, b)
 
 
-def bitwise_and(input, other) -> Tensor:
-    """input & other (bool or integer)."""
-    return _logical(E.bitwise_and, input, other)
-
-
-def bitwise_or(input, other) -> Tensor:
-    """input | other (bool or integer)."""
-    return _logical(E.bitwise_or, input, other)
-
-
-def bitwise_xor(input, other) -> Tensor:
-    """input ^ other (bool or integer)."""
-    return _logical(E.bitwise_xor, input, other)
-
-
 def logical_not(input: Tensor) -> Tensor:
     """True where the element is zero/False."""
     return apply(E.logical_not, input)
@@ -389,12 +296,12 @@ def logical_not(input: Tensor) -> Tensor:
 
 def logical_and(input: Tensor, other: Tensor) -> Tensor:
     """Elementwise AND of truth values."""
-    return bitwise_and(input.bool(), other.bool())
+    return input.bool() & other.bool()
 
 
 def logical_or(input: Tensor, other: Tensor) -> Tensor:
     """Elementwise OR of truth values."""
-    return bitwise_or(input.bool(), other.bool())
+    return input.bool() | other.bool()
 
 
 def bitwise_not(input: Tensor) -> Tensor:
@@ -523,7 +430,7 @@ def _extremum(input: Tensor, dim, keepdim: bool, other, pick, pairwise, result_t
     if isinstance(dim, Tensor):
         other, dim = dim, None
     if other is not None:
-        return pairwise(input, other)
+        return _binary(pairwise, input, other)
     if dim is None:
         return (amax if pick is argmax else amin)(input)
     indices = pick(input, dim, keepdim=True)
@@ -536,12 +443,12 @@ def _extremum(input: Tensor, dim, keepdim: bool, other, pick, pairwise, result_t
 
 def max(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
     """max(): the largest element; max(dim): (values, indices); max(other): elementwise maximum."""
-    return _extremum(input, dim, keepdim, other, argmax, maximum, return_types)
+    return _extremum(input, dim, keepdim, other, argmax, E.maximum, return_types)
 
 
 def min(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
     """min(): the smallest element; min(dim): (values, indices); min(other): elementwise minimum."""
-    return _extremum(input, dim, keepdim, other, argmin, minimum, _MinResult)
+    return _extremum(input, dim, keepdim, other, argmin, E.minimum, _MinResult)
 
 
 def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
@@ -591,7 +498,7 @@ def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
 
 def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> Tensor:
     """Standard deviation: sqrt(var)."""
-    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
 
 
 def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
@@ -602,7 +509,7 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
         squares = sum(input * input, dim, keepdim)
         # sqrt'(0) is infinite; routing zeros around it gives the zero gradient PyTorch defines there.
         is_zero = squares == 0
-        return where(is_zero, 0.0, sqrt(where(is_zero, 1.0, squares)))
+        return where(is_zero, 0.0, where(is_zero, 1.0, squares).sqrt())
     magnitude = abs(input)
     if p == float("inf"):
         return amax(magnitude, dim if dim is not None else (), keepdim)
@@ -631,8 +538,8 @@ def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     input = _floating(input)
     axes = _axes(dim, input.ndim)
     shift = _max_shift(input, axes)
-    shift = where(isinf(shift), 0.0, shift)
-    out = log(sum(exp(input - shift), axes, keepdim=True)) + shift
+    shift = where(shift.isinf(), 0.0, shift)
+    out = sum((input - shift).exp(), axes, keepdim=True).log() + shift
     return out if keepdim else out.squeeze(axes)
 
 
@@ -640,7 +547,7 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """exp(input) normalized to sum to 1 over dim."""
     if dtype is not None:
         input = _cast(input, dtypes.to_dtype(dtype))
-    shifted = exp(input - _max_shift(input, dim))
+    shifted = (input - _max_shift(input, dim)).exp()
     return shifted / sum(shifted, dim, keepdim=True)
 
 
@@ -649,7 +556,7 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     if dtype is not None:
         input = _cast(input, dtypes.to_dtype(dtype))
     shifted = input - _max_shift(input, dim)
-    return shifted - log(sum(exp(shifted), dim, keepdim=True))
+    return shifted - sum(shifted.exp(), dim, keepdim=True).log()
 
 
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
@@ -890,8 +797,7 @@ def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
 def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     """The slice [start, start + length) of dim (a view)."""
     dim = _wrap_dim(dim, input.ndim)
-    key = (("s", None, None, None),) * dim + (("s", start, start + length, None),)
-    return apply(I.index, input, key=key)
+    return apply(I.index, input, key=I.narrow_key(dim, start, start + length))
 
 
 def split(tensor: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
@@ -1162,14 +1068,3 @@ bool_ = _to_dtype(dtypes.bool_, "Cast to bool.")
 
 
 # ---- creation helpers the VJPs need -------------------------------------------------------------
-
-def zeros(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """A tensor of zeros (float32 unless dtype is given)."""
-    d = dtypes.to_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
-    t = Tensor._make(np.zeros(_shape_arg(size), dtype=d.np))
-    return t.requires_grad_() if requires_grad else t
-
-
-def zeros_like(input: Tensor, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Zeros with input's shape and dtype."""
-    return zeros(input._data.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)

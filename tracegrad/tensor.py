@@ -416,7 +416,10 @@ class Tensor:
                 for a in arrays:
                     if a.shape != self._data.shape:
                         _check_inplace_shape(self, np.broadcast_shapes(self._data.shape, *[a.shape for a in arrays]))
-                prim.ufunc(self._data, *arrays, out=self._data, casting="unsafe")
+                try:
+                    prim.ufunc(self._data, *arrays, out=self._data, casting="unsafe")
+                except ValueError as e:  # the error the out-of-place op raises (apply)
+                    raise RuntimeError(f"{prim.name}: {e}") from None
             else:
                 _store(self, prim.impl(self._data, *arrays, **attrs))
         else:

@@ -4,24 +4,22 @@ from __future__ import annotations
 import numpy as np
 
 from . import creation, dtypes, ops
-from .autograd.grad_mode import STATE, is_grad_enabled
+from .autograd.grad_mode import is_grad_enabled
 from .primitives import elementwise as E
-from .primitives import indexing as I
 from .primitives import movement as M
+from .surface import direct_in_place, inplace_operand, plain_float, refuse
 from .tensor import TRACE, Tensor, _legacy_kind, apply
 
 # ---- methods that are the functions of ops.py ----------------------------------------------------
 
 _SAME_NAME = """
-add sub mul div floor_divide remainder pow maximum minimum neg exp log log1p expm1 sqrt rsqrt sin cos tan
-tanh sigmoid erf relu abs sign floor ceil trunc round reciprocal square log2 log10 isnan isinf isfinite
-clamp clip clamp_min clamp_max lerp addcmul addcdiv eq ne lt le gt ge equal allclose isclose
-bitwise_and bitwise_or bitwise_xor bitwise_not logical_not logical_and logical_or masked_fill nonzero
-sum mean amax amin max min argmax argmin prod any all var std norm logsumexp softmax log_softmax cumsum
-matmul mm bmm dot mv outer addmm reshape view view_as reshape_as permute transpose swapaxes t movedim
-unsqueeze squeeze expand expand_as broadcast_to flatten unflatten narrow split chunk unbind flip repeat
-clone contiguous tril triu index_select gather scatter_add masked_select index_put to type_as double
-half long
+add sub div floor_divide remainder neg rsqrt tan round reciprocal square log2 log10 isfinite clamp clip
+clamp_min clamp_max lerp addcmul addcdiv equal allclose isclose bitwise_not logical_not logical_and
+logical_or masked_fill nonzero sum mean amax amin max min argmax argmin prod any all var std norm
+logsumexp softmax log_softmax cumsum matmul mm bmm dot mv outer addmm reshape view view_as reshape_as
+permute transpose swapaxes t movedim unsqueeze squeeze expand expand_as broadcast_to flatten unflatten
+narrow split chunk unbind flip repeat clone contiguous tril triu index_select gather scatter_add
+masked_select index_put to type_as double half long
 """.split()
 
 for _name in _SAME_NAME:
@@ -29,8 +27,7 @@ for _name in _SAME_NAME:
 Tensor.float = ops.float_
 Tensor.int = ops.int_
 Tensor.bool = ops.bool_
-Tensor.multiply, Tensor.divide, Tensor.subtract, Tensor.true_divide = ops.mul, ops.div, ops.sub, ops.div
-Tensor.greater, Tensor.less, Tensor.absolute = ops.gt, ops.lt, ops.abs
+Tensor.divide, Tensor.subtract, Tensor.true_divide = ops.div, ops.sub, ops.div
 Tensor.__getitem__ = ops.getitem
 
 
@@ -100,95 +97,22 @@ Tensor.__invert__ = ops.bitwise_not
 # ---- in-place variants ----------------------------------------------------------------------------
 
 
-def _inplace_operand(self: Tensor, other, op: str) -> Tensor:
-    """other as a tensor of self's dtype; an in-place op can't change self's dtype to a wider category."""
-    if isinstance(other, Tensor) and other._data.dtype == self._data.dtype:
-        return other
-    d = dtypes.result_type(self, other)
-    if d.category > self.dtype.category:
-        raise RuntimeError(f"result type {_legacy_kind(d)} can't be cast to the desired output type "
-                           f"{_legacy_kind(self.dtype)}")
-    return ops._cast(other, self.dtype)
-
-
-def _plain_float(self: Tensor) -> bool:
-    """A float tensor written in place with nothing recorded or traced: NumPy can do it directly.
-
-    With grad mode on, a tensor that requires grad, or a view of one, takes the general path, which
-    records the write or raises.
-    """
-    recorded = self._requires_grad or (self._base is not None and self._base._requires_grad)
-    return (TRACE.tracer is None and self._data.dtype.kind == "f" and not self._inference
-            and not (STATE.grad_enabled and recorded) and self._data.flags.writeable)
-
-
-def _plain_operand(self: Tensor, other) -> bool:
-    """other is a tensor of self's dtype that nothing records and that broadcasts to self's shape."""
-    if not isinstance(other, Tensor) or other._data.dtype != self._data.dtype or (STATE.grad_enabled
-                                                                                  and other._requires_grad):
-        return False
-    shape = self._data.shape
-    return other._data.shape == shape or np.broadcast_shapes(shape, other._data.shape) == shape
-
-
-def _direct_in_place(self: Tensor, ufunc, other, alpha=1) -> bool:
-    """The optimizer hot path: self op= alpha * other straight in NumPy, for a float tensor that nothing
-    records and a Python number (with alpha 1) or a plain tensor (with alpha a number). Done?
-
-    alpha == 1 skips the multiplication, as the general path does (x * 1 == x exactly).
-    """
-    if (type(alpha) is not float and type(alpha) is not int) or not _plain_float(self):
-        return False
-    data = self._data
-    if type(other) is float or type(other) is int:
-        if alpha != 1:
-            return False
-        ufunc(data, other, out=data, casting="unsafe")
-    elif _plain_operand(self, other):
-        ufunc(data, other._data if alpha == 1 else other._data * alpha, out=data)
-    else:
-        return False
-    self._vc[0] += 1
-    return True
-
-
-def _binary_inplace(prim):
-    def method(self: Tensor, other) -> Tensor:
-        if _direct_in_place(self, prim.ufunc, other):
-            return self
-        return self._inplace(prim, _inplace_operand(self, other, prim.name))
-    method.__doc__ = f"In-place {prim.name} (returns self)."
-    return method
-
-
-def _unary_inplace(prim):
-    def method(self: Tensor) -> Tensor:
-        if self.dtype.category != dtypes.FLOAT and prim.kind == "elementwise" and prim.name not in ("neg", "abs", "relu"):
-            raise RuntimeError(f"result type Float can't be cast to the desired output type {_legacy_kind(self.dtype)}")
-        return self._inplace(prim)
-    method.__doc__ = f"In-place {prim.name} (returns self)."
-    return method
-
-
-_mul_inplace = _binary_inplace(E.mul)
-
-
 def _scaled(other, alpha):
     return other if ops._is_one(alpha) else ops.mul(other, alpha)
 
 
 def add_(self: Tensor, other, *, alpha=1) -> Tensor:
     """self += alpha * other."""
-    if _direct_in_place(self, np.add, other, alpha):
+    if direct_in_place(self, np.add, other, alpha):
         return self
-    return self._inplace(E.add, _inplace_operand(self, _scaled(other, alpha), "add_"))
+    return self._inplace(E.add, inplace_operand(self, _scaled(other, alpha)))
 
 
 def sub_(self: Tensor, other, *, alpha=1) -> Tensor:
     """self -= alpha * other."""
-    if _direct_in_place(self, np.subtract, other, alpha):
+    if direct_in_place(self, np.subtract, other, alpha):
         return self
-    return self._inplace(E.sub, _inplace_operand(self, _scaled(other, alpha), "sub_"))
+    return self._inplace(E.sub, inplace_operand(self, _scaled(other, alpha)))
 
 
 def div_(self: Tensor, other, *, rounding_mode=None) -> Tensor:
@@ -197,9 +121,9 @@ def div_(self: Tensor, other, *, rounding_mode=None) -> Tensor:
         return self.copy_(ops.div(self, other, rounding_mode=rounding_mode))
     if self.dtype.category != dtypes.FLOAT:
         raise RuntimeError(f"result type Float can't be cast to the desired output type {_legacy_kind(self.dtype)}")
-    if _direct_in_place(self, np.true_divide, other):
+    if direct_in_place(self, np.true_divide, other):
         return self
-    return self._inplace(E.div, _inplace_operand(self, other, "div_"))
+    return self._inplace(E.div, inplace_operand(self, other))
 
 
 def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
@@ -239,7 +163,7 @@ def _composite_inplace(fn):
 
 def _numpy_in_place(self: Tensor, tensors: tuple, scale) -> bool:
     """Can the optimizer-style update of self from tensors (with a number scale) run in NumPy directly?"""
-    if not ((type(scale) is float or type(scale) is int) and _plain_float(self)):
+    if not ((type(scale) is float or type(scale) is int) and plain_float(self)):
         return False
     for t in tensors:
         if not isinstance(t, Tensor) or t._data.dtype != self._data.dtype or t._data.shape != self._data.shape \
@@ -316,36 +240,40 @@ def scatter_add_(self: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     return copy_(self, ops.scatter_add(self, dim, index, src))
 
 
-for _name, _prim in [("mul_", E.mul), ("pow_", E.pow)]:
-    setattr(Tensor, _name, _binary_inplace(_prim))
-_remainder_inplace = _binary_inplace(E.remainder)
-
-
 def remainder_(self: Tensor, other) -> Tensor:
     """self %= other (an integer tensor divided by zero raises, like remainder)."""
+    if direct_in_place(self, np.remainder, other):
+        return self
+    operand = inplace_operand(self, other)
     if self.dtype.category != dtypes.FLOAT:
-        ops._check_integer_divisor(_inplace_operand(self, other, "remainder_"))
-    return _remainder_inplace(self, other)
+        ops._check_integer_divisor(operand)
+    return self._inplace(E.remainder, operand)
 
 
-Tensor.remainder_ = remainder_
-for _name, _prim in [("neg_", E.neg), ("exp_", E.exp), ("log_", E.log), ("sqrt_", E.sqrt), ("abs_", E.abs),
-                     ("relu_", E.relu), ("sigmoid_", E.sigmoid), ("tanh_", E.tanh), ("sin_", E.sin),
-                     ("cos_", E.cos), ("floor_", E.floor), ("ceil_", E.ceil), ("round_", E.round),
-                     ("trunc_", E.trunc), ("sign_", E.sign), ("erf_", E.erf), ("log1p_", E.log1p)]:
-    setattr(Tensor, _name, _unary_inplace(_prim))
+def neg_(self: Tensor) -> Tensor:
+    """In-place neg (returns self)."""
+    return ops.neg(self) if self.dtype is dtypes.bool_ else self._inplace(E.neg)  # neg raises for bool
+
+
+def round_(self: Tensor) -> Tensor:
+    """In-place round (returns self)."""
+    if self.dtype.category != dtypes.FLOAT:
+        refuse(dtypes.get_default_dtype(), self)
+    return self._inplace(E.round)
+
+
+Tensor.remainder_, Tensor.neg_, Tensor.round_ = remainder_, neg_, round_
 Tensor.lerp_ = _fused(ops.lerp, _lerp_update)
 Tensor.addcmul_ = _fused(ops.addcmul, _addcmul_update)
 Tensor.addcdiv_ = _fused(ops.addcdiv, _addcdiv_update)
-for _name in ["clamp", "clamp_min", "clamp_max", "masked_fill", "maximum",
-              "minimum", "floor_divide", "rsqrt", "reciprocal", "square"]:
+for _name in ["clamp", "clamp_min", "clamp_max", "masked_fill", "floor_divide", "rsqrt", "reciprocal", "square"]:
     setattr(Tensor, _name + "_", _composite_inplace(getattr(ops, _name)))
 Tensor.clip_ = Tensor.clamp_
 Tensor.add_, Tensor.sub_, Tensor.div_ = add_, sub_, div_
 Tensor.copy_, Tensor.fill_, Tensor.zero_ = copy_, fill_, zero_
 Tensor.uniform_, Tensor.normal_, Tensor.bernoulli_ = uniform_, normal_, bernoulli_
 Tensor.index_put_, Tensor.scatter_add_ = index_put_, scatter_add_
-Tensor.multiply_, Tensor.divide_, Tensor.subtract_ = Tensor.mul_, div_, sub_
+Tensor.divide_, Tensor.subtract_ = div_, sub_
 Tensor.__iadd__, Tensor.__isub__, Tensor.__imul__, Tensor.__itruediv__ = add_, sub_, Tensor.mul_, div_
 Tensor.__ipow__ = Tensor.pow_
 
@@ -361,7 +289,7 @@ def _iand(self: Tensor, other) -> Tensor:
 Tensor.__ior__, Tensor.__iand__ = _ior, _iand
 def new_zeros(self: Tensor, *size, dtype=None, requires_grad: bool = False) -> Tensor:
     """Zeros of the given size, with self's dtype unless given."""
-    return ops.zeros(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+    return creation.zeros(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
 
 
 def new_ones(self: Tensor, *size, dtype=None, requires_grad: bool = False) -> Tensor:

@@ -88,7 +88,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, c
     for t, g in zip(inputs, grads):
         if g is None:
             if materialize_grads:
-                from ..ops import zeros_like
+                from ..creation import zeros_like
                 g = zeros_like(t)
             elif not allow_unused:
                 raise RuntimeError("One of the differentiated Tensors appears to not have been used in the graph. "

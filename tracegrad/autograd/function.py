@@ -58,7 +58,7 @@ class FunctionNode(Node):
 
     def backward(self, grads: list) -> tuple:
         if self.ctx.materialize_grads and any(g is None for g in grads):
-            from ..ops import zeros
+            from ..creation import zeros
             grads = [zeros(shape, dtype=dt) if g is None else g for g, (shape, dt) in zip(grads, self.outputs_meta)]
         result = self.fn.backward(self.ctx, *grads)
         result = result if isinstance(result, tuple) else (result,)

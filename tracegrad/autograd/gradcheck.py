@@ -88,7 +88,6 @@ def gradgradcheck(func: Callable, inputs, grad_outputs: Sequence | None = None, 
     if grad_outputs is None:
         grad_outputs = [randn_like(o).requires_grad_() for o in outputs]
     grad_outputs = list(_as_tuple(grad_outputs))
-    wrt = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
     n_in = len(inputs)
 
     def first_derivative(*args):

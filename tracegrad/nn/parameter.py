@@ -8,7 +8,7 @@ class Parameter(Tensor):
     """A tensor that is a module parameter (requires_grad=True by default); shares data with its source."""
 
     def __new__(cls, data: Tensor | None = None, requires_grad: bool = True):
-        from ..ops import zeros
+        from ..creation import zeros
         if data is None:
             data = zeros(0)
         if not isinstance(data, Tensor):

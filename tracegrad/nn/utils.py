@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .. import ops
+from .. import creation, ops
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor
 
@@ -22,7 +22,7 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
     """
     grads = _grads(parameters)
     if not grads:
-        return ops.zeros(())
+        return creation.zeros(())
     with no_grad():
         total = ops.stack([g.norm(norm_type) for g in grads]).norm(norm_type)
         if error_if_nonfinite and not bool(total.isfinite()):

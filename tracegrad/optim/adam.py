@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..ops import zeros, zeros_like
+from ..creation import zeros, zeros_like
 from ..tensor import Tensor
 from .optimizer import Optimizer, step_value
 

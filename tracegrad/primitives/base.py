@@ -4,11 +4,15 @@ A primitive has
   * ``impl(*arrays, **attrs) -> ndarray``: the NumPy implementation,
   * ``shape_rule(in_shapes, **attrs) -> shape`` and ``dtype_rule(in_dtypes, **attrs) -> dtype``:
     abstract evaluation, used to check graphs without running them,
+  * ``surface``: for the regular elementwise family, how the op appears to users (``Surface``): the
+    function ``tracegrad.<name>`` (also ``Tensor.<name>``) and the in-place method ``Tensor.<name>_``
+    are generated from it (``tracegrad/surface.py``), with one promotion rule for all three,
   * ``lowerings``: ``{backend: template}`` for a primitive declared outside the library whose
     backend spelling can't be derived (a backend spells the library's own primitives in its
     folder, and a NumPy ufunc as itself: ``backends/numba_cpu/scalars.py``),
-  * ``vjp(node, g) -> tuple``: the vector-Jacobian product, written with tracegrad ops so it
-    works on tensors (eager backward, ``create_graph=True``) and on traced values alike.
+  * ``vjp(node, g) -> tuple``: the vector-Jacobian product, written with the primitive-level
+    functions of ``lax.py`` so it works on tensors (eager backward, ``create_graph=True``) and on
+    traced values alike.
     ``node.saved(i)`` gives input ``i`` and ``node.saved_output()`` the result, when the
     primitive declared it saves them; ``node.needs_input_grad[i]`` says which cotangents are
     wanted (return None for the others). Where ``records_nothing()``, the hottest rules run the
@@ -17,14 +21,34 @@ Everything else (softmax, losses, layers, optimizers) is composed from these.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from ..autograd.grad_mode import STATE
-from ..tensor import TRACE, Tensor
+from ..tensor import TRACE
 
 REGISTRY: dict[str, "Primitive"] = {}
+# Called with every primitive declared from now on (the surface generator installs its functions and methods)
+ON_DECLARE: list[Callable[["Primitive"], None]] = []
+
+
+@dataclass(frozen=True)
+class Surface:
+    """How a regular elementwise primitive appears to users.
+
+    ``promote`` is the one promotion rule its function, method and in-place method share: "float"
+    (integer and bool inputs compute in the default float dtype), "same" (inputs as they are),
+    "common" (two operands promoted to their common dtype, PyTorch's rule) or "integral" (the same,
+    refusing floating-point operands). ``inplace``: whether ``Tensor.<name>_`` exists. ``aliases``:
+    other names of the function and methods (``multiply`` for ``mul``).
+    """
+
+    doc: str
+    promote: str = "same"
+    inplace: bool = True
+    aliases: tuple = ()
 
 
 def records_nothing() -> bool:
@@ -41,11 +65,12 @@ class Primitive:
     """One entry of the primitive table."""
 
     __slots__ = ("name", "kind", "impl", "vjp", "saves", "saves_output", "shape_rule",
-                 "dtype_rule", "ufunc", "node_name", "lowerings", "reads_values")
+                 "dtype_rule", "ufunc", "node_name", "surface", "lowerings", "reads_values")
 
     def __init__(self, name: str, kind: str, impl: Callable, *, shape_rule: Callable,
                  dtype_rule: Callable, saves: tuple[int, ...] | slice = (), saves_output: bool = False,
-                 ufunc: np.ufunc | None = None, lowerings: dict | None = None, reads_values: bool = True) -> None:
+                 ufunc: np.ufunc | None = None, surface: Surface | None = None, lowerings: dict | None = None,
+                 reads_values: bool = True) -> None:
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is declared twice")
         self.name = name
@@ -57,10 +82,13 @@ class Primitive:
         self.shape_rule = shape_rule
         self.dtype_rule = dtype_rule
         self.ufunc = ufunc  # lets in-place ops write straight into the destination
+        self.surface = surface
         self.lowerings = dict(lowerings or {})
         self.reads_values = reads_values  # False: the result depends on the operands' shapes alone
         self.node_name = "".join(p.capitalize() for p in name.split("_")) + "Backward0"
         REGISTRY[name] = self
+        for hook in ON_DECLARE:
+            hook(self)
 
     @property
     def saves_first_input(self) -> bool:
@@ -155,19 +183,3 @@ def reduced_shape(in_shapes, axes, keepdim, **attrs):
     if keepdim:
         return tuple(1 if i in axes else s for i, s in enumerate(shape))
     return tuple(s for i, s in enumerate(shape) if i not in axes)
-
-
-def sum_to_shape(g, shape: tuple[int, ...]):
-    """Reduce a broadcast cotangent back to an input's shape (the VJP of broadcasting)."""
-    g_shape = g._data.shape
-    if g_shape == shape:
-        return g
-    lead = len(g_shape) - len(shape)
-    ones = tuple(lead + i for i, s in enumerate(shape) if s == 1 and g_shape[lead + i] != 1)
-    if records_nothing() and (lead or ones):  # the sum (and reshape) below, on the array
-        total = REGISTRY["sum"].impl(g._data, axes=tuple(range(lead)) + ones, keepdim=bool(ones))
-        return Tensor._make(total if total.shape == shape else REGISTRY["reshape"].impl(total, shape=shape))
-    if not ones:  # only leading axes were added: one sum gives the shape directly
-        return g.sum(tuple(range(lead)))
-    g = g.sum(tuple(range(lead)) + ones, keepdim=True)
-    return g.reshape(shape) if g._data.shape != shape else g

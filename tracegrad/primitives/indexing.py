@@ -10,8 +10,8 @@ import functools
 
 import numpy as np
 
-from .. import ops
-from .base import Primitive, same_dtype, sum_to_shape
+from . import lax
+from .base import Primitive, same_dtype
 
 
 def build_key(key: tuple, arrays) -> tuple:
@@ -30,6 +30,11 @@ def build_key(key: tuple, arrays) -> tuple:
         else:
             out.append(Ellipsis)
     return tuple(out)
+
+
+def narrow_key(dim: int, start: int, stop: int) -> tuple:
+    """The key of x[:, ..., start:stop] with the slice along ``dim`` (a view)."""
+    return (("s", None, None, None),) * dim + (("s", start, stop, None),)
 
 
 # ---- index bounds ---------------------------------------------------------------------------------
@@ -134,7 +139,7 @@ index_put = Primitive("index_put", "index", _index_put_impl,
 def _index_vjp(node, g):
     key = node.attrs["key"]
     idx = node.saved_tensors()
-    zeros = ops.zeros(node.in_shapes[0], dtype=g.dtype)
+    zeros = lax.zeros(node.in_shapes[0], g.dtype)
     return (index_put_apply(zeros, g, idx, key, accumulate=True),) + (None,) * len(idx)
 
 
@@ -145,21 +150,19 @@ def _index_put_vjp(node, g):
     need_x, need_v = node.needs_input_grad[:2]
     gx = None
     if need_x:  # an accumulating put adds to x (its gradient passes through); a plain put overwrites it
-        gx = g if node.attrs["accumulate"] else index_put_apply(g, ops.zeros((), dtype=g.dtype), idx, key, accumulate=False)
-    gv = sum_to_shape(index_apply(g, idx, key), node.in_shapes[1]) if need_v else None
+        gx = g if node.attrs["accumulate"] else index_put_apply(g, lax.zeros((), g.dtype), idx, key, accumulate=False)
+    gv = lax.sum_to_shape(index_apply(g, idx, key), node.in_shapes[1]) if need_v else None
     return (gx, gv) + (None,) * len(idx)
 
 
 def index_apply(x, idx: tuple, key: tuple):
     """x[key] where the key's tensor positions refer to ``idx``."""
-    from ..tensor import apply
-    return apply(index, x, *idx, key=key)
+    return lax.index(x, *idx, key=key)
 
 
 def index_put_apply(x, values, idx: tuple, key: tuple, accumulate: bool):
     """A copy of x with x[key] set to (or, with accumulate, increased by) values."""
-    from ..tensor import apply
-    return apply(index_put, x, values, *idx, key=key, accumulate=accumulate)
+    return lax.index_put(x, values, *idx, key=key, accumulate=accumulate)
 
 
 # ---- gather / scatter_add along one dimension ---------------------------------------------------
@@ -209,11 +212,11 @@ scatter_add = Primitive("scatter_add", "index", _scatter_add_impl,
 @gather.defvjp
 def _gather_vjp(node, g):
     idx, dim = node.saved(1), node.attrs["dim"]
-    return ops.zeros(node.in_shapes[0], dtype=g.dtype).scatter_add(dim, idx, g), None
+    return lax.scatter_add(lax.zeros(node.in_shapes[0], g.dtype), idx, g, dim=dim), None
 
 
 @scatter_add.defvjp
 def _scatter_add_vjp(node, g):
     idx, dim = node.saved(1), node.attrs["dim"]
     need_x, _, need_src = node.needs_input_grad
-    return (g if need_x else None), None, (g.gather(dim, idx) if need_src else None)
+    return (g if need_x else None), None, (lax.gather(g, idx, dim=dim) if need_src else None)

@@ -5,8 +5,10 @@ import math
 
 import numpy as np
 
-from ..tensor import Tensor, apply
-from .base import Primitive, broadcast_shapes, records_nothing, same_dtype, sum_to_shape
+from ..tensor import Tensor
+from . import lax
+from .base import Primitive, broadcast_shapes, records_nothing, same_dtype
+from .indexing import narrow_key
 
 
 def _reshape_shape(in_shapes, shape):
@@ -41,9 +43,7 @@ expand = Primitive("expand", "movement", lambda x, shape: np.broadcast_to(x, sha
 
 reshape.node_name = "ViewBackward0"  # reshapes are views, as in PyTorch's graphs
 
-# The movement VJPs apply primitives directly: they run on every backward, and the public ops'
-# argument normalization is not needed for shapes and permutations that are already normalized.
-reshape.defvjp(lambda node, g: (apply(reshape, g, shape=node.in_shapes[0]),))
+reshape.defvjp(lambda node, g: (lax.reshape(g, shape=node.in_shapes[0]),))
 
 
 def _inverse_permutation(dims: tuple) -> tuple:
@@ -53,11 +53,11 @@ def _inverse_permutation(dims: tuple) -> tuple:
 def swap_last_two(x):
     """x with its last two dims swapped (a view)."""
     n = x._data.ndim
-    return apply(permute, x, dims=tuple(range(n - 2)) + (n - 1, n - 2))
+    return lax.permute(x, dims=tuple(range(n - 2)) + (n - 1, n - 2))
 
 
-permute.defvjp(lambda node, g: (apply(permute, g, dims=_inverse_permutation(node.attrs["dims"])),))
-expand.defvjp(lambda node, g: (sum_to_shape(g, node.in_shapes[0]),))
+permute.defvjp(lambda node, g: (lax.permute(g, dims=_inverse_permutation(node.attrs["dims"])),))
+expand.defvjp(lambda node, g: (lax.sum_to_shape(g, node.in_shapes[0]),))
 
 
 def _cat_shape(in_shapes, dim):
@@ -83,7 +83,7 @@ def _cat_vjp(node, g):
     out, start = [], 0
     for shape, need in zip(node.in_shapes, node.needs_input_grad):
         stop = start + shape[dim]
-        out.append(g.narrow(dim, start, stop - start) if need else None)
+        out.append(lax.index(g, key=narrow_key(dim, start, stop)) if need else None)
         start = stop
     return tuple(out)
 
@@ -107,15 +107,15 @@ def _matmul_vjp(node, g):
         ga = Tensor._make(matmul.impl(g._data, permute.impl(b._data, dims=(1, 0)))) if need_a else None
         gb = Tensor._make(matmul.impl(permute.impl(a._data, dims=(1, 0)), g._data)) if need_b else None
         return ga, gb  # two matrices: sum_to_shape has nothing to sum
-    ga = sum_to_shape(apply(matmul, g, swap_last_two(b)), node.in_shapes[0]) if need_a else None
+    ga = lax.sum_to_shape(lax.matmul(g, swap_last_two(b)), node.in_shapes[0]) if need_a else None
     if need_b and len(node.in_shapes[1]) == 2:  # one matrix b: the batch of a and g folds into their rows
-        gb = apply(matmul, swap_last_two(_rows(a)), _rows(g))  # one product, not one per matrix then a sum
+        gb = lax.matmul(swap_last_two(_rows(a)), _rows(g))  # one product, not one per matrix then a sum
     else:
-        gb = sum_to_shape(apply(matmul, swap_last_two(a), g), node.in_shapes[1]) if need_b else None
+        gb = lax.sum_to_shape(lax.matmul(swap_last_two(a), g), node.in_shapes[1]) if need_b else None
     return ga, gb
 
 
 def _rows(x):
     """x as one matrix: its leading dims folded into the rows ([B, T, F] -> [B*T, F])."""
     shape = x._data.shape
-    return x if len(shape) == 2 else apply(reshape, x, shape=(math.prod(shape[:-1]), shape[-1]))
+    return x if len(shape) == 2 else lax.reshape(x, shape=(math.prod(shape[:-1]), shape[-1]))

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import dtypes, ops
-from ..tensor import apply
+from .. import dtypes
+from . import lax
 from .base import Primitive, quiet, reduced_shape, same_dtype
-from .movement import expand, reshape
 
 
 def _sum_dtype(in_dtypes, **attrs):
@@ -68,8 +67,8 @@ def _expand_back(node, g):
     """Broadcast a reduction's cotangent back over the reduced axes."""
     kept = keepdim_shape(node)
     if g._data.shape != kept:
-        g = apply(reshape, g, shape=kept)
-    return apply(expand, g, shape=node.in_shapes[0]) if kept != node.in_shapes[0] else g
+        g = lax.reshape(g, shape=kept)
+    return lax.expand(g, shape=node.in_shapes[0]) if kept != node.in_shapes[0] else g
 
 
 @reduce_sum.defvjp
@@ -79,10 +78,10 @@ def _sum_vjp(node, g):
 
 def _extremum_vjp(node, g):
     """All positions equal to the extremum share its cotangent evenly."""
-    x = node.saved(0)
-    hit = (x == node.saved_output().reshape(keepdim_shape(node))).to(g.dtype)
-    count = hit.sum(node.attrs["axes"], keepdim=True)
-    return (_expand_back(node, g) * hit / count,)
+    x, axes = node.saved(0), node.attrs["axes"]
+    hit = lax.to(lax.eq(x, lax.reshape(node.saved_output(), shape=keepdim_shape(node))), g.dtype)
+    count = lax.sum(hit, axes=axes, keepdim=True)
+    return (lax.div(lax.mul(_expand_back(node, g), hit), count),)
 
 
 reduce_max.defvjp(_extremum_vjp)
@@ -92,12 +91,12 @@ reduce_min.defvjp(_extremum_vjp)
 @reduce_prod.defvjp
 def _prod_vjp(node, g):
     """d prod / d x_i is the product of the other elements, computed without dividing by zero."""
-    x = node.saved(0)
-    axes = node.attrs["axes"]
-    is_zero = x == 0
-    nonzero = ops.where(is_zero, 1.0, x)
-    prod_nonzero = nonzero.prod(axes, keepdim=True)
-    zeros = is_zero.sum(axes, keepdim=True)
-    others = ops.where(is_zero, ops.where(zeros == 1, prod_nonzero, 0.0),
-                       ops.where(zeros == 0, prod_nonzero / nonzero, 0.0))
-    return (_expand_back(node, g) * others,)
+    x, axes = node.saved(0), node.attrs["axes"]
+    zero = lax.scalar(0, x)
+    is_zero = lax.eq(x, 0)
+    nonzero = lax.where(is_zero, lax.scalar(1, x), x)
+    prod_nonzero = lax.prod(nonzero, axes=axes, keepdim=True)
+    zeros = lax.sum(is_zero, axes=axes, keepdim=True)
+    others = lax.where(is_zero, lax.where(lax.eq(zeros, 1), prod_nonzero, zero),
+                       lax.where(lax.eq(zeros, 0), lax.div(prod_nonzero, nonzero), zero))
+    return (lax.mul(_expand_back(node, g), others),)
