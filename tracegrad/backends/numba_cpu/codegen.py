@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import Unsupported
+from .. import KernelReport, Unsupported
 from ...ir.graph import Graph, Node, Value
 from .loops import LoopNest, LoopPlan
 from .lowerings import LOWERINGS
@@ -219,3 +219,9 @@ def generate(graph: Graph, parallel: bool = False) -> str:
 
     Raises Unsupported when some node has no lowering."""
     return Emitter(plan(graph, parallel)).kernel()
+
+
+def report(graph: Graph, parallel: bool = False) -> KernelReport:
+    """``generate``'s source with the emitter's counts: its loop nests, in one function."""
+    emitter = Emitter(plan(graph, parallel))
+    return KernelReport(emitter.kernel(), emitter.loop_nests, kernels=1)
