@@ -14,7 +14,8 @@ from .. import Unsupported
 from ...ir.graph import Node, Value
 from ...primitives.base import broadcast_shapes
 from ...primitives.indexing import lowest_index
-from .source import broadcast_index, index_text, key_text
+from ...primitives.index_key import IndexKey, Slice
+from .source import broadcast_index, index_text
 
 if TYPE_CHECKING:
     from .codegen import Emitter
@@ -100,22 +101,22 @@ def _reshape(plan: Plan, code: "Emitter", n: Node) -> str:
 
 def _index_read(plan: Plan, code: "Emitter", n: Node) -> str:
     key = n.attrs["key"]
-    if any(item[0] in "tm" for item in key):
+    if key.has_tensors:
         return _index_tensors(code, n)
     x = n.operands[0]
-    code.emit(1, f"{code.name(n.out)} = {code.array(x)}[{key_text(key)}]")
+    code.emit(1, f"{code.name(n.out)} = {code.array(x)}[{key.subscript()}]")
     return "A"
 
 
 def _index_put(plan: Plan, code: "Emitter", n: Node) -> str:
     key = n.attrs["key"]
-    if any(item[0] in "tm" for item in key):
+    if key.has_tensors:
         return _index_put_tensors(code, n)
     x, values = n.operands[:2]
     out = code.name(n.out)
     code.emit(1, f"{out} = {code.fresh(x)}")
     rhs = code.name(values) if values.type.shape else code.item(values)
-    code.emit(1, f"{out}[{key_text(key)}] {'+=' if n.attrs['accumulate'] else '='} {rhs}")
+    code.emit(1, f"{out}[{key.subscript()}] {'+=' if n.attrs['accumulate'] else '='} {rhs}")
     return "C"
 
 
@@ -127,7 +128,7 @@ def _cat(plan: Plan, code: "Emitter", n: Node) -> str:
 
 def checks_indices(n: Node) -> bool:
     """Whether n's lowering checks index values, and so may raise (gather, scatter_add, index tensors)."""
-    return n.prim in ("gather", "scatter_add") or any(item[0] == "t" for item in n.attrs.get("key", ()))
+    return n.prim in ("gather", "scatter_add") or "key" in n.attrs and bool(n.attrs["key"].tensor_positions)
 
 
 def _loops_over(code: "Emitter", shape: tuple) -> tuple[int, list]:
@@ -213,14 +214,14 @@ def _arg_extremum(plan: Plan, code: "Emitter", n: Node) -> str:
     return "C"
 
 
-def _tensor_key(key: tuple) -> tuple[int, int]:
+def _tensor_key(key: IndexKey) -> tuple[int, int]:
     """(first, last) positions of a key's index tensors when they are adjacent and every other item is a
     full slice (x[idx], x[:, rows, cols]); Unsupported otherwise."""
-    tensors = [k for k, item in enumerate(key) if item[0] == "t"]
-    if any(item[0] == "m" for item in key):
+    tensors = key.tensor_positions
+    if key.has_mask:
         raise Unsupported("indexing with a boolean mask")
-    if tensors != list(range(tensors[0], tensors[-1] + 1)) or any(
-            item[0] != "t" and item != ("s", None, None, None) for item in key):
+    if tensors != tuple(range(tensors[0], tensors[-1] + 1)) or any(
+            k not in tensors and item != Slice() for k, item in enumerate(key.items)):
         raise Unsupported("indexing that mixes index tensors with integers, None, Ellipsis or partial slices")
     return tensors[0], tensors[-1]
 

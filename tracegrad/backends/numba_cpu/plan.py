@@ -88,7 +88,7 @@ def _view_roots(graph: Graph) -> dict:
     roots = {v.id: v.id for v in graph.inputs}
     for n in graph.nodes:
         if n.prim in ("permute", "reshape", "index") and n.operands[0].id in roots and \
-                not any(item[0] in "tm" for item in n.attrs.get("key", ())):
+                not (n.prim == "index" and n.attrs["key"].has_tensors):
             roots[n.out.id] = roots[n.operands[0].id]
     return roots
 
