@@ -50,8 +50,8 @@ class ExplainReport:
 def explain(fn, *args, **kwargs) -> ExplainReport:
     """Trace fn(*args, **kwargs) once (the step really runs, eagerly) and report what the compiler sees.
 
-    With the numba backends as the default (``TRACEGRAD_BACKEND``), the report includes the generated
-    kernel source (generated only: Numba does not compile it here)."""
+    With a code-generating backend as the default (``TRACEGRAD_BACKEND``: numba, numba-parallel), the report
+    includes its ``kernel_report``: the kernel source, generated only (nothing is compiled here)."""
     target = getattr(fn, "fn", fn)  # a CompiledFunction explains the function it wraps
     leaves: list = []
     flatten((args, kwargs), leaves)
@@ -80,6 +80,7 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
             kernel = backends.get(backend).kernel_report(trace.graph)
         except backends.Unsupported as reason:
             report.fallbacks.append(f"{backend} can't compile {trace.graph.name}: {reason} (the interpreter runs it)")
-        else:
-            report.kernels += [(trace.graph.name, kernel)] if kernel is not None else []
+            kernel = None
+        if kernel is not None:
+            report.kernels.append((trace.graph.name, kernel))
     return report

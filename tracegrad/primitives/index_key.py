@@ -107,6 +107,7 @@ _ITEM = re.compile(r"(-?\d*):(-?\d*):(-?\d*)|(-?\d+)|(None)|(\.\.\.)|t(\d+)|m(\d
 
 
 def _parse_item(text: str):
+    """One item from its text form."""
     m = _ITEM.fullmatch(text)
     if m is None:
         raise ValueError(f"bad index key item {text!r}; expected start:stop:step, an integer, None, ..., tK or mK")
@@ -148,7 +149,7 @@ class IndexKey:
     @property
     def has_tensors(self) -> bool:
         """Whether some item is an index tensor or a mask (the result is then a copy, not a view)."""
-        return any(type(item) in (IndexTensor, Mask) for item in self.items)
+        return any(isinstance(item, _Tensor) for item in self.items)
 
     @property
     def tensor_positions(self) -> tuple:
@@ -165,14 +166,17 @@ class IndexKey:
         return tuple([item.numpy(arrays) for item in self.items])
 
     def numpy_view_index(self) -> tuple:
-        """The NumPy index of a key without index tensors, ending in an Ellipsis when it has none: NumPy then
-        returns a 0-d view where it would return a scalar copy (``x[0]`` of a vector)."""
-        index = self.numpy_index(())
-        return index if Rest in map(type, self.items) else index + (Ellipsis,)
+        """The NumPy index of a key without index tensors, ending in an Ellipsis (``_viewed``)."""
+        return tuple([item.numpy(()) for item in self._viewed()])
 
     def subscript(self) -> str:
-        """A key without index tensors as Python subscript text, ending in ``...`` as ``numpy_view_index``."""
-        return ", ".join(map(str, self.items if Rest in map(type, self.items) else self.items + (Rest(),)))
+        """A key without index tensors as Python subscript text, ending in ``...`` (``_viewed``)."""
+        return ", ".join(map(str, self._viewed()))
+
+    def _viewed(self) -> tuple:
+        """The items with a trailing Ellipsis when they have none: NumPy then returns a 0-d view where it would
+        return a scalar copy (``x[0]`` of a vector)."""
+        return self.items if Rest in map(type, self.items) else self.items + (REST,)
 
     def dims(self, arrays, ndim: int) -> list:
         """Per item, how many dims of an array of ``ndim`` dims it indexes (a mask as many as it has, the
@@ -184,8 +188,13 @@ class IndexKey:
 
     def integer_indices(self, arrays) -> list:
         """Per item, the integer positions it picks (an Integer's value, an index tensor's array), else None."""
-        return [np.asarray(item.value) if type(item) is Integer else arrays[item.position]
-                if type(item) is IndexTensor else None for item in self.items]
+        indices = []
+        for item in self.items:
+            if type(item) is Integer:
+                indices.append(np.asarray(item.value))
+            else:
+                indices.append(arrays[item.position] if type(item) is IndexTensor else None)
+        return indices
 
 
 FULL = Slice()  # ``:``

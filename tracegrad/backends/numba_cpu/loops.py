@@ -57,7 +57,7 @@ class LoopPlan:
         depth = len(shape)
         members = frozenset(n.out.id for n in unit if n not in reductions)
         stored = tuple(n for n in unit if n.out.id in members and
-                       (n.out.id in kept or any(r not in unit for r in readers.get(n.out.id, []))))
+                       (n.out.id in kept or any(r not in unit for r in readers.get(n.out.id, ()))))
         # 0-d results stay scalar variables (no 0-d arrays to allocate, store and read back)
         registers = {n.out.id for n in stored if depth == 0 and n.out.id not in in_place}
         registers |= {r.out.id for r in reductions if not r.out.type.shape}

@@ -32,7 +32,7 @@ class Plan:
     loops: tuple                             # per unit: its LoopPlan, None for a unit that is one other node
     position: Mapping[int, int]              # value id -> the unit computing it
     producer: Mapping[int, Node]             # value id -> the node computing it
-    readers: Mapping[int, list]              # value id -> nodes reading its values (a count reads only a shape)
+    readers: Mapping[int, tuple]             # value id -> nodes reading its values (a count reads only a shape)
     kept: frozenset                          # ids of outputs, guarded values and write-back sources
     view_root: Mapping[int, int]             # value id -> the graph input it is a view of
     in_place: Mapping[int, Value]            # src id -> the input buffer its loop stores it into
@@ -55,7 +55,7 @@ def plan(graph: Graph, parallel: bool) -> Plan:
     producer = {n.out.id: n for n in graph.nodes}
     # a count reads only its operand's shape: that operand need not be stored for it
     readers = {vid: readers for vid, nodes in graph.readers().items()
-               if (readers := [n for n in nodes if REGISTRY[n.prim].reads_values])}
+               if (readers := tuple(n for n in nodes if REGISTRY[n.prim].reads_values))}
     kept = frozenset(graph.results())
     view_root = _view_roots(graph)
     in_place = _in_place_writebacks(graph, units, position, producer, readers, view_root)
@@ -136,7 +136,7 @@ def _old_value_read_after(dst: Value, where: int, unit: tuple, position: dict, r
     for vid, root in view_root.items():
         if root != dst.id:
             continue
-        for reader in readers.get(vid, []):
+        for reader in readers.get(vid, ()):
             at = position[reader.out.id]
             if at > where:
                 return True
@@ -158,7 +158,7 @@ def _transposed_products(graph: Graph, position: dict, producer: dict, readers: 
         x = n.operands[0]
         made_by = producer.get(x.id)
         if made_by is not None and made_by.prim == "matmul" and len(x.type.shape) == 2 and \
-                readers.get(x.id) == [n] and x.id not in kept and position[n.out.id] == position[x.id] + 1:
+                readers.get(x.id) == (n,) and x.id not in kept and position[n.out.id] == position[x.id] + 1:
             products[x.id] = made_by
     return products
 
@@ -197,6 +197,6 @@ def _unit_reshapes(graph: Graph, readers: dict, kept: frozenset) -> dict:
             continue
         if all(in_loop(REGISTRY[r.prim]) or
                all(k in element_reads.get(r.prim, ()) for k, o in enumerate(r.operands) if o.id == out.id)
-               for r in readers.get(out.id, [])):
+               for r in readers.get(out.id, ())):
             aliases[out.id] = x
     return aliases
