@@ -163,6 +163,27 @@ def test_make_ir_text_round_trips_and_verifies():
     assert again.text() == text and again.hash() == graph.hash()
 
 
+def test_index_keys_print_as_subscripts_and_parse_back_equal():
+    from tracegrad.primitives.index_key import IndexKey, IndexTensor, Integer, Mask, NewAxis, Rest, Slice
+
+    def f(x, i):
+        x2 = x.clone()
+        x2[0] = 5.0
+        return x[1:, i] * 2, x[None, ..., -1] + x.flip(0)[:, 1:3:2].sum() + x.narrow(1, 1, 2).sum(), x2
+
+    graph = tg.make_ir(f)(tg.ones(3, 4), tg.tensor([0, 2]))
+    text = graph.text()
+    assert "{key=[1::,t0]}" in text and "{key=[None,...,-1]}" in text and "{key=[::-1,::]}" in text
+    again = parse(text)
+    assert again.text() == text and again.hash() == graph.hash()
+    keys = [n.attrs["key"] for n in graph.nodes if "key" in n.attrs]
+    assert [n.attrs["key"] for n in again.nodes if "key" in n.attrs] == keys
+    key = IndexKey((Slice(1, None, 2), Integer(-1), NewAxis(), Rest(), IndexTensor(0), Mask(1)))
+    assert IndexKey.parse(str(key)) == key and hash(IndexKey.parse(str(key))) == hash(key)
+    assert str(key) == "[1::2,-1,None,...,t0,m1]" and key.has_mask and key.tensor_positions == (4,)
+    assert IndexKey((Integer(0),)) != IndexKey((IndexTensor(0),))  # equal fields, other kinds
+
+
 def test_golden_ir_of_a_small_graph():
     def f(x, w):
         return (x * w).sum(1)

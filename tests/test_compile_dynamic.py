@@ -142,7 +142,7 @@ def test_a_family_whose_first_graph_is_collected_while_the_next_is_compiled(monk
         optimize(g)
         return g
     held = [graph(9)]
-    backends.prepare("numba", held[0])
+    backends.get("numba").compile(held[0])
     real = numba_cpu._generate
 
     def generate_then_collect(g, parallel):
@@ -151,5 +151,5 @@ def test_a_family_whose_first_graph_is_collected_while_the_next_is_compiled(monk
         gc.collect()
         return source
     monkeypatch.setattr(numba_cpu, "_generate", generate_then_collect)
-    kernel = backends.prepare("numba", graph(11))
+    kernel = backends.get("numba").compile(graph(11))
     np.testing.assert_allclose(kernel([np.full((11, 7), 0.1, np.float32)])[0], np.tanh(np.float32(0.3)) * 7, rtol=1e-5)

@@ -61,8 +61,7 @@ def _stage_graph(variant, stage: str):
 def _render(variant, stage: str, fmt: str) -> str:
     from .ir.printer import to_dot, to_json
     if stage == "kernel":
-        source = getattr(variant, "kernel_source", None)
-        return source or "# no kernel: the interpreter backend executes the optimized graph directly"
+        return variant.kernel_source or "# no kernel: the interpreter backend executes the optimized graph directly"
     if stage == "replay":
         return variant.replay.source + "\n\n" + getattr(variant.replay, "fast_source", "# no fast path\n")
     graph, nodes, header = _stage_graph(variant, stage)

@@ -19,6 +19,8 @@ from .primitives import elementwise as E
 from .primitives import indexing as I
 from .primitives import movement as M
 from .primitives import reduce as R
+from .primitives.index_key import (FULL, NEW_AXIS, REST, IndexKey, Slice, index_key, index_tensor_item, integer_item,
+                                   mask_item, slice_item)
 from .tensor import TRACE, Tensor, _data_dependent_shape, _wrap_dim, apply
 
 # ---- operands and type promotion ----------------------------------------------------------------
@@ -864,7 +866,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 def flip(input: Tensor, *dims) -> Tensor:
     """Reverse the order of elements along dims (flip(0, 1) or flip((0, 1)))."""
     axes = set(_axes(dims[0] if len(dims) == 1 else dims, input.ndim))
-    key = tuple(("s", None, None, -1) if i in axes else ("s", None, None, None) for i in range(input.ndim))
+    key = IndexKey(tuple(Slice(step=-1) if i in axes else FULL for i in range(input.ndim)))
     return apply(I.index, input, key=key)
 
 
@@ -917,34 +919,34 @@ def _index_tensor(item) -> Tensor:
     raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
 
 
-def parse_key(key) -> tuple[tuple, tuple]:
+def parse_key(key) -> tuple[IndexKey, tuple]:
     """Split an index expression into a static key template and its index tensors."""
     if not isinstance(key, tuple):
         key = (key,)
     template, tensors = [], []
     for item in key:
         if item is None:
-            template.append(("n",))
+            template.append(NEW_AXIS)
         elif item is Ellipsis:
-            template.append(("e",))
+            template.append(REST)
         elif isinstance(item, (bool, np.bool_)):
             tensors.append(Tensor._make(np.array(bool(item))))
-            template.append(("m", len(tensors) - 1))
+            template.append(mask_item(len(tensors) - 1))
         elif isinstance(item, (int, np.integer)):
-            template.append(("i", int(item)))
+            template.append(integer_item(int(item)))
         elif isinstance(item, slice):
             bounds = [None if v is None else operator.index(v) for v in (item.start, item.stop, item.step)]
             if bounds[2] is not None and bounds[2] <= 0:
                 raise ValueError("step must be greater than zero")
-            template.append(("s", *bounds))
+            template.append(slice_item(*bounds) if bounds != [None, None, None] else FULL)
         elif isinstance(item, (Tensor, list, np.ndarray, range)):
             tensors.append(_index_tensor(list(item) if isinstance(item, range) else item))
-            # "m": a boolean mask, whose result size depends on its values; "t": integer indices
-            template.append(("m" if tensors[-1]._data.dtype == np.bool_ else "t", len(tensors) - 1))
+            # a boolean mask, whose result size depends on its values, or integer indices
+            template.append((mask_item if tensors[-1]._data.dtype == np.bool_ else index_tensor_item)(len(tensors) - 1))
         else:
             raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or byte Variables "
                              f"are valid indices (got {type(item).__name__})")
-    return tuple(template), tuple(tensors)
+    return index_key(tuple(template)), tuple(tensors)
 
 
 def getitem(input: Tensor, key) -> Tensor:

@@ -132,13 +132,13 @@ class Variant:
         verify(trace.graph)
         self.backend, self.fallback = backend, None
         try:
-            self.execute = backends.prepare(backend, trace.graph)
+            self.execute = backends.get(backend).compile(trace.graph)
         except backends.Unsupported as reason:
             # the graph still runs compiled, by the reference interpreter
             self.backend, self.fallback = "interpreter", f"{backend} can't compile {trace.graph.name}: {reason}"
-            self.execute = backends.prepare("interpreter", trace.graph)
-        self.kernel_source = getattr(self.execute, "source", None)
-        self.replay = Replay(trace, self.execute, getattr(self.execute, "fresh_outputs", False))
+            self.execute = backends.get("interpreter").compile(trace.graph)
+        self.kernel_source = self.execute.source
+        self.replay = Replay(trace, self.execute, self.execute.fresh_outputs)
         # run(leaves): replay on new arguments; GuardFailure (nothing modified) when an assumption fails
         self.run = self.replay.run
 

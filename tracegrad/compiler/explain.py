@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
+from .. import backends
 from ..backends.numba_cpu.schedule import fusion_groups
 from ..ir.passes import optimize
 from .arguments import flatten
@@ -19,7 +20,7 @@ class ExplainReport:
     passes: dict = field(default_factory=dict)      # pass name -> nodes removed
     pruned: int = 0                                 # forward nodes the autodiff pass skipped
     fallbacks: list = field(default_factory=list)   # reasons, with the user's source line
-    kernels: list = field(default_factory=list)     # (graph name, generated source) with a code-generating backend
+    kernels: list = field(default_factory=list)     # (graph name, backends.KernelReport) with a code-generating backend
     fusion: list = field(default_factory=list)      # per graph: groups of nodes that can run as one loop
     guarded: list = field(default_factory=list)     # Python values a replay checks ('cfg.scale is 0.5 (train.py:12)')
 
@@ -37,8 +38,8 @@ class ExplainReport:
                 lines.append(f"fusion group: {' -> '.join(n.prim for n in g)} (%{g[0].out.id}..%{g[-1].out.id})")
         if not self.kernels:
             lines.append("kernels: none (the interpreter backend generates no code)")
-        for name, source in self.kernels:
-            lines.append(f"kernel {name}: {source.count(chr(10))} lines, {source.count('    for i0 in')} loop nests "
+        for name, kernel in self.kernels:
+            lines.append(f"kernel {name}: {kernel.source.count(chr(10))} lines, {kernel.loop_nests} loop nests "
                          f"(tracegrad dump --stage kernel shows it)")
         shown = "; ".join(self.guarded[:8]) + (f" and {len(self.guarded) - 8} more" if len(self.guarded) > 8 else "")
         lines.append(f"guarded Python values: {len(self.guarded)}" + (f" ({shown})" if self.guarded else ""))
@@ -49,8 +50,8 @@ class ExplainReport:
 def explain(fn, *args, **kwargs) -> ExplainReport:
     """Trace fn(*args, **kwargs) once (the step really runs, eagerly) and report what the compiler sees.
 
-    With the numba backends as the default (``TRACEGRAD_BACKEND``), the report includes the generated
-    kernel source (generated only: Numba does not compile it here)."""
+    With a code-generating backend as the default (``TRACEGRAD_BACKEND``: numba, numba-parallel), the report
+    includes its ``kernel_report``: the kernel source, generated only (nothing is compiled here)."""
     target = getattr(fn, "fn", fn)  # a CompiledFunction explains the function it wraps
     leaves: list = []
     flatten((args, kwargs), leaves)
@@ -74,11 +75,12 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
     report.fusion.append(fusion_groups(trace.graph))
     report.ops.update(n.prim for n in trace.graph.nodes)
     backend = default_backend()
-    if backend in ("numba", "numba-parallel"):
-        from ..backends import Unsupported
-        from ..backends.numba_cpu.codegen import generate
+    if backend in backends.BACKENDS:
         try:
-            report.kernels.append((trace.graph.name, generate(trace.graph, parallel=backend == "numba-parallel")))
-        except Unsupported as reason:
+            kernel = backends.get(backend).kernel_report(trace.graph)
+        except backends.Unsupported as reason:
             report.fallbacks.append(f"{backend} can't compile {trace.graph.name}: {reason} (the interpreter runs it)")
+            kernel = None
+        if kernel is not None:
+            report.kernels.append((trace.graph.name, kernel))
     return report

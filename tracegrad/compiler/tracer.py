@@ -205,7 +205,7 @@ class Tracer:
 
     def record(self, prim, inputs, attrs: dict, out: Tensor) -> None:
         """One primitive application: a node whose result the output tensor now holds."""
-        if prim.name == "index" and any(item[0] == "m" for item in attrs["key"]):
+        if prim.name == "index" and attrs["key"].has_mask:
             self.data_dependent_shape("boolean-mask indexing")
             return
         operands = [self.value(t) for t in inputs]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import dtypes
+from ..primitives.index_key import IndexKey
 
 ROLES = ("data", "parameter", "state", "grad", "hyper", "number", "constant")
 
@@ -161,15 +162,19 @@ def _input_text(v: Value) -> str:
 
 
 def _attr_text(value) -> str:
-    """Attributes print as Python literals; dtypes by their short name."""
+    """Attributes print as Python literals; dtypes by their short name, index keys as subscripts in brackets."""
     if isinstance(value, dtypes.dtype):
         return _SHORT[value.name]
+    if isinstance(value, IndexKey):
+        return str(value)
     return repr(value).replace(" ", "")
 
 
 def _attr_parse(text: str):
     if text in _LONG:
         return dtypes._NAMES[_LONG[text]]
+    if text.startswith("["):  # no attribute is a list: brackets are an index key's
+        return IndexKey.parse(text)
     return ast.literal_eval(text)
 
 

@@ -54,7 +54,7 @@ def _identity_operand(n: Node) -> Value | None:
         return ops[0]
     if n.prim == "permute" and tuple(n.attrs["dims"]) == tuple(range(len(n.attrs["dims"]))):
         return ops[0]
-    if n.prim == "index_put" and n.attrs["key"] == (("e",),) and not n.attrs["accumulate"] and same_type(ops[1]):
+    if n.prim == "index_put" and n.attrs["key"].selects_all and not n.attrs["accumulate"] and same_type(ops[1]):
         return ops[1]  # x[...] = v overwrites everything: the result is v (copy_, in-place composites)
     if n.prim == "pow" and _is_constant(ops[1], 1) and same_type(ops[0]):
         return ops[0]

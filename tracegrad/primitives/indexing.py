@@ -1,8 +1,7 @@
 """Indexing primitives: x[key] reads and writes, gather and scatter-add.
 
-A key is a static template (hashable, part of the attributes) whose tensor positions refer to
-extra tensor inputs: ("s", start, stop, step) a slice, ("i", n) an integer, ("n",) None,
-("e",) Ellipsis, ("t", k) the k-th index tensor of integers, ("m", k) the k-th boolean mask.
+A key is a static template (``index_key.IndexKey``, hashable, part of the attributes) whose index
+tensor items refer to extra tensor inputs.
 """
 from __future__ import annotations
 
@@ -12,29 +11,12 @@ import numpy as np
 
 from . import lax
 from .base import Primitive, same_dtype
+from .index_key import FULL, IndexKey, index_key, slice_item
 
 
-def build_key(key: tuple, arrays) -> tuple:
-    """The NumPy index for a key template and its index arrays."""
-    out = []
-    for item in key:
-        tag = item[0]
-        if tag == "s":
-            out.append(slice(item[1], item[2], item[3]))
-        elif tag == "i":
-            out.append(item[1])
-        elif tag == "t" or tag == "m":
-            out.append(arrays[item[1]])
-        elif tag == "n":
-            out.append(None)
-        else:
-            out.append(Ellipsis)
-    return tuple(out)
-
-
-def narrow_key(dim: int, start: int, stop: int) -> tuple:
+def narrow_key(dim: int, start: int, stop: int) -> IndexKey:
     """The key of x[:, ..., start:stop] with the slice along ``dim`` (a view)."""
-    return (("s", None, None, None),) * dim + (("s", start, stop, None),)
+    return index_key((FULL,) * dim + (slice_item(start, stop, None),))
 
 
 # ---- index bounds ---------------------------------------------------------------------------------
@@ -65,35 +47,29 @@ def _bounds_error(prim: str, idx: np.ndarray, dim: int, size: int) -> Exception 
     return out_of_bounds(prim, int(idx[(idx < lowest) | (idx >= size)][0]), dim, size)
 
 
-def _key_bounds_error(prim: str, key: tuple, index_arrays: tuple, shape: tuple) -> Exception | None:
+def _key_bounds_error(prim: str, key: IndexKey, index_arrays: tuple, shape: tuple) -> Exception | None:
     """The error for the first integer or integer index tensor of ``key`` out of its dimension's range."""
-    widths = [index_arrays[item[1]].ndim if item[0] == "m" else 0 if item[0] in "ne" else 1 for item in key]
-    rest = len(shape) - sum(widths)  # the dims an Ellipsis stands for
     dim = 0
-    for item, width in zip(key, widths):
-        if item[0] in "it" and dim < len(shape):
-            index = np.asarray(item[1]) if item[0] == "i" else index_arrays[item[1]]
+    for index, width in zip(key.integer_indices(index_arrays), key.dims(index_arrays, len(shape))):
+        if index is not None and dim < len(shape):
             error = _bounds_error(prim, index, dim, shape[dim])
             if error is not None:
                 return error
-        dim += rest if item[0] == "e" else width
+        dim += width
     return None
 
 
 def _index_impl(x, *index_arrays, key):
-    if not index_arrays and ("e",) not in key:
-        # A trailing Ellipsis makes NumPy return a 0-d view instead of a scalar copy (x[0] of a vector).
-        key = key + (("e",),)
     try:
-        return x[build_key(key, index_arrays)]
+        return x[key.numpy_index(index_arrays) if index_arrays else key.numpy_view_index()]
     except IndexError as error:  # NumPy's words for a bad index say "axis"; PyTorch's are kept
         raise _key_bounds_error("index", key, index_arrays, x.shape) or error from None
 
 
 def _index_shape(in_shapes, key):
-    if any(item[0] == "m" for item in key):
+    if key.has_mask:
         raise NotImplementedError("the result shape of boolean-mask indexing depends on the mask's values")
-    return np.empty(in_shapes[0], dtype=np.bool_)[build_key(key, [np.zeros(s, np.int64) for s in in_shapes[1:]])].shape
+    return np.empty(in_shapes[0], dtype=np.bool_)[key.numpy_index([np.zeros(s, np.int64) for s in in_shapes[1:]])].shape
 
 
 # Both keep their index tensors (inputs after the data) for the backward.
@@ -107,18 +83,18 @@ def _index_put_impl(x, values, *index_arrays, key, accumulate):
     return out
 
 
-def put(out: np.ndarray, values, index_arrays: tuple, key: tuple, accumulate: bool) -> None:
+def put(out: np.ndarray, values, index_arrays: tuple, key: IndexKey, accumulate: bool) -> None:
     """out[key] = values (or += values, every repeated integer index counted) in place."""
     try:
         if not accumulate:
-            out[build_key(key, index_arrays)] = values
+            out[key.numpy_index(index_arrays)] = values
         elif any(a.dtype.kind in "iu" for a in index_arrays):
             # Integer indices may repeat: add.at accumulates every occurrence (boolean masks can't repeat,
             # so they are turned into integer positions for it).
             arrays = [np.nonzero(a) if a.dtype == np.bool_ else a for a in index_arrays]
-            np.add.at(out, _flatten_masks(build_key(key, arrays)), values)
+            np.add.at(out, _flatten_masks(key.numpy_index(arrays)), values)
         else:
-            out[build_key(key, index_arrays)] += values
+            out[key.numpy_index(index_arrays)] += values
     except IndexError as error:
         raise _key_bounds_error("index_put", key, index_arrays, out.shape) or error from None
 
@@ -155,12 +131,12 @@ def _index_put_vjp(node, g):
     return (gx, gv) + (None,) * len(idx)
 
 
-def index_apply(x, idx: tuple, key: tuple):
+def index_apply(x, idx: tuple, key: IndexKey):
     """x[key] where the key's tensor positions refer to ``idx``."""
     return lax.index(x, *idx, key=key)
 
 
-def index_put_apply(x, values, idx: tuple, key: tuple, accumulate: bool):
+def index_put_apply(x, values, idx: tuple, key: IndexKey, accumulate: bool):
     """A copy of x with x[key] set to (or, with accumulate, increased by) values."""
     return lax.index_put(x, values, *idx, key=key, accumulate=accumulate)
 

@@ -14,10 +14,11 @@ import weakref
 
 import numpy as np
 
+from .. import KernelReport, Unsupported
 from ...ir import Graph, GuardFailure
 from ...primitives.indexing import out_of_bounds
 from . import cache, generic
-from .codegen import JIT_OPTIONS, Unsupported, generate
+from .codegen import JIT_OPTIONS, generate, report
 from .runtime import GuardFailed, IndexOutOfBounds
 from .scalars import spelled_elsewhere
 from .source import numba_threads
@@ -265,4 +266,21 @@ def _generate(graph: Graph, parallel: bool) -> str:
     return source
 
 
-__all__ = ["Kernel", "Unsupported", "compile_graph"]
+class NumbaCPU:
+    """The ``numba`` and ``numba-parallel`` backends (``parallel``: large loops run as prange)."""
+
+    def __init__(self, name: str, parallel: bool) -> None:
+        self.name, self.parallel = name, parallel
+
+    def compile(self, graph: Graph) -> Kernel:
+        """The kernel of ``graph``, compiled at its first call (Unsupported when an op has no lowering)."""
+        return compile_graph(graph, self.parallel)
+
+    def kernel_report(self, graph: Graph) -> KernelReport:
+        """The kernel source ``compile`` would load, generated only (Numba compiles nothing)."""
+        return report(graph, self.parallel)
+
+
+PROVIDES = {"numba": NumbaCPU("numba", parallel=False), "numba-parallel": NumbaCPU("numba-parallel", parallel=True)}
+
+__all__ = ["Kernel", "NumbaCPU", "PROVIDES", "Unsupported", "compile_graph"]

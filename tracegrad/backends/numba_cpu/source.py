@@ -35,21 +35,6 @@ def broadcast_index(shape: tuple, loop_shape: tuple, end: int | None = None) -> 
     return ["0" if s == 1 else f"i{offset + j}" for j, s in enumerate(shape)]
 
 
-def key_text(key: tuple) -> str:
-    """A basic-indexing key template as Python subscript text."""
-    parts = []
-    for item in key:
-        if item[0] == "s":
-            parts.append(":".join("" if x is None else str(x) for x in item[1:]))
-        elif item[0] == "i":
-            parts.append(str(item[1]))
-        elif item[0] == "n":
-            parts.append("None")
-        else:
-            parts.append("...")
-    return ", ".join(parts) + ("" if ("e",) in key else ", ...")  # a trailing ... keeps results arrays
-
-
 def numba_threads() -> int:
     """Numba's thread count (NUMBA_NUM_THREADS): parallel kernels cut their outer loop into this many chunks."""
     import numba
