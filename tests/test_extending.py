@@ -154,3 +154,73 @@ def test_every_generated_in_place_method_agrees_with_its_function(name, dtype):
     else:
         assert in_place_error is None and got is x and x.dtype is dtype, f"{name}_ on {dtype.name}: {in_place_error}"
         np.testing.assert_array_equal(x.numpy(), expected.to(dtype).numpy())
+
+
+def test_a_primitive_is_spelled_for_the_numba_backend_in_one_place_and_its_kernels_are_keyed_by_that():
+    from tracegrad.backends.numba_cpu import cache, scalars
+    both = [name for name, prim in REGISTRY.items() if "numba" in prim.lowerings and
+            (name in scalars.ELEMENTWISE or name in scalars.REDUCTIONS)]
+    assert not both, f"spelled both in the declaration and in backends/numba_cpu/scalars.py: {both}"
+    # the kernel cache hashes how the backend spells ops (its folder), not the primitive table's files
+    folder = PACKAGE / "backends" / "numba_cpu"
+    assert cache.hashed_files() and all(f.parent == folder for f in cache.hashed_files())
+
+
+def test_a_declared_spelling_is_part_of_the_kernel_key(sinh):
+    from tracegrad.backends.numba_cpu.scalars import spelled_elsewhere
+    graph = tg.make_ir(lambda x: getattr(tg, NAME)(x) * 2)(tg.ones(3))
+    derived = spelled_elsewhere(graph)
+    assert "np.sinh({0})" in derived  # spelled as its ufunc
+    sinh.lowerings["numba"] = "({T}(0.5) * (fm.exp({0}) - fm.exp(-{0})))"
+    assert spelled_elsewhere(graph) != derived and "fm.exp" in spelled_elsewhere(graph)
+
+
+# ---- a backend is a folder with a small interface ---------------------------------------------------------
+
+def test_a_backend_added_by_the_recipe_compiles_steps(monkeypatch):
+    """docs/ARCHITECTURE.md's recipe, walked: a folder module providing a backend, listed in _FOLDERS."""
+    import sys
+    import types
+
+    from tracegrad import backends
+    from tracegrad.backends.interpreter import Interpreted
+    from tracegrad.ir import run
+
+    compiled_graphs = []
+
+    class Counting:
+        """The interpreter, counting the graphs it compiles."""
+
+        name = "counting"
+
+        def compile(self, graph):
+            compiled_graphs.append(graph.name)
+            return Interpreted(run, graph)
+
+        def kernel_report(self, graph):
+            return None
+
+    folder = types.ModuleType("tracegrad.backends.counting")
+    folder.PROVIDES = {"counting": Counting()}
+    monkeypatch.setitem(sys.modules, folder.__name__, folder)
+    monkeypatch.setitem(backends._FOLDERS, "counting", "counting")
+
+    w = tg.ones(3, requires_grad=True)
+
+    def step(x):
+        loss = (x * w).sum()
+        loss.backward()
+        with tg.no_grad():
+            w.sub_(0.1 * w.grad)
+            w.grad = None
+        return loss
+
+    compiled = tg.compile(step, backend="counting")
+    losses = [float(compiled(tg.ones(3) * i)) for i in range(5)]
+    assert compiled_graphs == ["step"] and compiled.cache_info().hits == 3
+    expected, v = [], np.ones(3, dtype=np.float32)
+    for i in range(5):  # the same step in NumPy
+        expected.append(float((np.ones(3, np.float32) * i * v).sum()))
+        v = v - np.float32(0.1) * (np.ones(3, np.float32) * i)
+    np.testing.assert_allclose(losses, expected, rtol=1e-6)
+    np.testing.assert_allclose(w.detach().numpy(), v, rtol=1e-6)

@@ -7,8 +7,7 @@ import math
 import numpy as np
 
 from . import dtypes
-from .ops import _shape_arg
-from .tensor import TRACE, Tensor
+from .tensor import TRACE, Tensor, _shape_arg
 
 
 def _dtype_or_default(dtype) -> dtypes.dtype:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import threading
 from typing import Callable, Sequence
 
@@ -509,6 +510,32 @@ def _wrap_dim(dim: int, ndim: int) -> int:
     if not -n <= dim < n:
         raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
     return dim % n
+
+
+def _shape_arg(shape) -> tuple:
+    """A shape given as sizes or as one sequence of them, as a tuple of ints (TypeError otherwise)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    if all(type(s) is int for s in shape):
+        return shape
+    for s in shape:
+        if not isinstance(s, (int, np.integer)):
+            raise TypeError(f"shape entries must be ints, got {type(s).__name__}")
+    return tuple(int(s) for s in shape)
+
+
+def _infer_shape(shape: tuple, numel: int) -> tuple:
+    """shape with its -1 (at most one) inferred from numel; RuntimeError when numel doesn't fit it."""
+    if shape.count(-1) > 1:
+        raise RuntimeError("only one dimension can be inferred")
+    if -1 in shape:
+        known = math.prod([s for s in shape if s != -1])
+        if known == 0 or numel % known:
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+        shape = tuple(numel // known if s == -1 else s for s in shape)
+    if math.prod(shape) != numel:
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+    return shape
 
 
 def _float_formatter(arr: np.ndarray):

@@ -25,7 +25,11 @@ from ..ir import Graph
 
 # backend name -> the folder providing it
 _FOLDERS = {"interpreter": "interpreter", "numba": "numba_cpu", "numba-parallel": "numba_cpu"}
-BACKENDS = tuple(_FOLDERS)
+
+
+def names() -> tuple:
+    """The names of the backends listed in ``_FOLDERS`` now."""
+    return tuple(_FOLDERS)
 
 
 class Unsupported(Exception):
@@ -67,5 +71,5 @@ def get(name: str) -> Backend:
     """The backend called ``name`` (its folder is imported on first use)."""
     folder = _FOLDERS.get(name)
     if folder is None:
-        raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+        raise ValueError(f"unknown backend {name!r}; expected one of {names()}")
     return importlib.import_module(f".{folder}", __name__).PROVIDES[name]

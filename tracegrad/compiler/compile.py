@@ -37,7 +37,6 @@ CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks 
 # the training flag of each module it reaches.
 Signature = collections.namedtuple("Signature", "structure leaves shared grad_mode default_dtype reached training")
 
-BACKENDS = backends.BACKENDS + ("eager",)
 UNSTABLE_LIMIT = 3  # traced runs of one signature that changed what they read before it stays eager
 VALUES_BEFORE_WARNING = 4  # distinct values of a Python number argument before a warning says it never compiles
 PLANNED_BACKENDS = ("cuda",)
@@ -159,8 +158,9 @@ class CompiledFunction:
         if backend in PLANNED_BACKENDS:
             raise NotImplementedError(f"backend {backend!r} is not available yet; use backend='numba' "
                                       f"(CPU), 'interpreter' (the NumPy reference) or 'eager'")
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS + PLANNED_BACKENDS}")
+        known = backends.names() + ("eager",)
+        if backend not in known:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {known + PLANNED_BACKENDS}")
         functools.update_wrapper(self, fn)
         self.fn, self.backend, self.fullgraph, self.recompile_limit = fn, backend, fullgraph, recompile_limit
         # read once here, not per call: an environment lookup costs as much as the rest of a cache-hit check

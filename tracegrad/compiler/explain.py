@@ -75,7 +75,7 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
     report.fusion.append(fusion_groups(trace.graph))
     report.ops.update(n.prim for n in trace.graph.nodes)
     backend = default_backend()
-    if backend in backends.BACKENDS:
+    if backend in backends.names():
         try:
             kernel = backends.get(backend).kernel_report(trace.graph)
         except backends.Unsupported as reason:

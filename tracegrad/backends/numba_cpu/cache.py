@@ -143,8 +143,12 @@ def code_digest() -> str:
 
     Numba's cache notices neither a change of the generator nor of a helper a kernel calls.
     """
-    files = sorted(Path(__file__).parent.glob("*.py"))
-    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+    return hashlib.sha256(b"".join(f.read_bytes() for f in hashed_files())).hexdigest()
+
+
+def hashed_files() -> list[Path]:
+    """The files ``code_digest`` hashes: this backend's folder, nothing else."""
+    return sorted(Path(__file__).parent.glob("*.py"))
 
 
 def load(key: str, make_source) -> tuple[types.ModuleType, bool]:
