@@ -1,7 +1,9 @@
 """The `tracegrad` command: dump of each stage in each format, and clean errors."""
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +26,12 @@ for _ in range(int(sys.argv[1])):
 '''
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def tracegrad(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tracegrad", *args], capture_output=True, text=True, cwd=cwd)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # importable from any working folder
+    return subprocess.run([sys.executable, "-m", "tracegrad", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
 @pytest.fixture
@@ -87,14 +93,9 @@ def test_dump_without_a_traced_step_says_so(script):
     assert out.returncode == 0 and "no compiled step was traced" in out.stderr
 
 
-def test_dump_errors_are_one_line_with_status_1(tmp_path):
+def test_a_missing_script_is_one_line_with_status_1(tmp_path):
     out = tracegrad("dump", str(tmp_path / "missing.py"))
     assert out.returncode == 1 and out.stderr.strip() == f"tracegrad dump: no such script: {tmp_path / 'missing.py'}"
-    bad = tmp_path / "bad.py"
-    bad.write_text("raise ValueError('boom')\n")
-    out = tracegrad("dump", str(bad))
-    assert out.returncode == 1 and out.stderr.strip().endswith("raised ValueError: boom")
-    assert "Traceback" not in out.stderr
 
 
 def test_bad_usage_exits_2():
@@ -102,11 +103,43 @@ def test_bad_usage_exits_2():
 
 
 def test_dump_an_example_at_every_stage():
-    root = __import__("pathlib").Path(__file__).resolve().parents[1]
-    out = tracegrad("dump", str(root / "examples" / "compile_explain.py"), cwd=root)
+    out = tracegrad("dump", str(ROOT / "examples" / "compile_explain.py"), cwd=ROOT)
     assert out.returncode == 0, out.stderr
     sections = out.stdout.split("=== train_step (variant 0) · ")
     assert [s.split(" ===")[0] for s in sections[1:]] == ["traced", "adjoint", "optimized", "kernel", "replay"]
     traced, adjoint, optimized = sections[1], sections[2], sections[3]
     assert "[adjoint]" not in traced and "[adjoint]" in adjoint and "writeback" in optimized
     assert "'model.0.weight'" in optimized and "hyper 'lr'" in optimized
+
+
+def test_dump_runs_the_script_as_python_would(tmp_path):
+    """The script's folder first on sys.path (a module beside it imports), __name__ and sys.argv as under python."""
+    (tmp_path / "model.py").write_text(SCRIPT.split("for _ in")[0])
+    main = tmp_path / "main.py"
+    main.write_text("import sys\nfrom model import step, tg\n"
+                    "assert __name__ == '__main__' and sys.argv[1:] == ['3', '--lr', '0.1'], (__name__, sys.argv)\n"
+                    "for _ in range(int(sys.argv[1])):\n    step(tg.ones(2, 3))\n")
+    out = tracegrad("dump", "--stage", "traced", str(main), "3", "--lr", "0.1", cwd=tmp_path.parent)
+    assert out.returncode == 0, out.stderr
+    assert "matmul" in out.stdout and "# model.py:" in out.stdout
+
+
+def test_a_script_failing_after_tracing_dumps_what_was_traced_then_its_traceback(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(SCRIPT + "raise ValueError('boom')\n")
+    out = tracegrad("dump", "--stage", "traced", str(bad), "3")
+    assert out.returncode == 1
+    assert "=== step (variant 0) · traced ===" in out.stdout and "matmul" in out.stdout
+    assert out.stderr.startswith("Traceback (most recent call last):\n"), out.stderr
+    line = len(SCRIPT.splitlines()) + 1
+    assert f'File "{bad}", line {line}, in <module>' in out.stderr and out.stderr.endswith("ValueError: boom\n")
+    assert "runpy" not in out.stderr and "cli.py" not in out.stderr  # the script's frames only
+
+
+def test_a_script_failing_before_tracing_shows_its_traceback(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise ValueError('boom')\n")
+    out = tracegrad("dump", str(bad))
+    assert out.returncode == 1 and out.stdout == ""
+    assert "no compiled step was traced" in out.stderr
+    assert f'File "{bad}", line 1, in <module>' in out.stderr and out.stderr.endswith("ValueError: boom\n")

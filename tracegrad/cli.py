@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import runpy
 import sys
+import traceback
 
 STAGES = ("traced", "adjoint", "optimized", "kernel", "replay")
 SOURCE_STAGES = ("kernel", "replay")  # shown as Python source, whatever the --format
@@ -72,8 +74,41 @@ def _render(variant, stage: str, fmt: str) -> str:
     return f"# {header}\n" + graph.text(nodes=nodes, mark_adjoint=stage == "adjoint")
 
 
+@contextlib.contextmanager
+def _as_main(script: str, args: list[str]):
+    """Run code as `python SCRIPT.py ARGS` would: the script's folder first on sys.path, sys.argv = [SCRIPT.py, *ARGS]."""
+    saved_argv, saved_path = sys.argv, sys.path[:]
+    sys.argv = [script, *args]
+    sys.path.insert(0, os.path.dirname(os.path.realpath(script)))
+    try:
+        yield
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+def _run_script(script: str, args: list[str]) -> BaseException | None:
+    """Run the script as __main__; returns what made it fail (an exception, or SystemExit with a nonzero status)."""
+    with _as_main(script, args):
+        try:
+            runpy.run_path(script, run_name="__main__")
+        except SystemExit as e:
+            return None if e.code in (None, 0) else e
+        except Exception as e:
+            return e
+    return None
+
+
+def _print_traceback(error: BaseException, script: str) -> None:
+    """The script's traceback as Python prints it: from the script's own frames on, without tracegrad's and runpy's."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != script:
+        tb = tb.tb_next
+    traceback.print_exception(error.with_traceback(tb))
+
+
 def dump(args) -> int:
-    """Run the script, collect every traced variant, print or write its stages."""
+    """Run the script, collect every traced variant, print or write its stages (also those traced before the
+    script failed; its traceback follows, exit status 1)."""
     from .compiler.compile import OBSERVERS
     if not os.path.isfile(args.script):
         raise UserError(f"no such script: {args.script}")
@@ -81,17 +116,9 @@ def dump(args) -> int:
         os.environ["TRACEGRAD_BACKEND"] = args.backend
     events: list = []
     OBSERVERS.append(lambda name, event: events.append((name, event)))
-    saved_argv = sys.argv
-    sys.argv = [args.script] + list(args.args)
     try:
-        runpy.run_path(args.script, run_name="__main__")
-    except SystemExit as e:
-        if e.code not in (None, 0):
-            raise UserError(f"{args.script} exited with status {e.code}") from None
-    except Exception as e:  # the user's script failed: say so in one line
-        raise UserError(f"{args.script} raised {type(e).__name__}: {e}") from None
+        failure = _run_script(args.script, args.args)
     finally:
-        sys.argv = saved_argv
         OBSERVERS.pop()
     stages = STAGES if args.stage == "all" else (args.stage,)
     variants = [(name, e) for name, e in events if not isinstance(e, str)]
@@ -99,7 +126,6 @@ def dump(args) -> int:
         print(f"# {name}: runs eagerly: {reason}", file=sys.stderr)
     if not variants:
         print("no compiled step was traced (a compiled function is traced on its second call)", file=sys.stderr)
-        return 0
     ext = {"text": "ir", "dot": "dot", "json": "json"}[args.format]
     for i, (name, variant) in enumerate(variants):
         for stage in stages:
@@ -111,8 +137,14 @@ def dump(args) -> int:
                     f.write(body + "\n")
             else:
                 print(f"=== {name} (variant {i}) · {stage} ===\n{body}\n")
-    if args.output:
+    if args.output and variants:
         print(f"wrote {len(variants) * len(stages)} files to {args.output}")
+    if isinstance(failure, SystemExit):
+        raise UserError(f"{args.script} exited with status {failure.code}")
+    if failure is not None:
+        sys.stdout.flush()
+        _print_traceback(failure, args.script)
+        return 1
     return 0
 
 
