@@ -1,6 +1,7 @@
 """The `tracegrad` command: dump of each stage in each format, and clean errors."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,10 @@ def test_version_and_help():
     assert tracegrad("--version").stdout.startswith("tracegrad ")
     out = tracegrad("dump", "--help")
     assert out.returncode == 0 and "--stage" in out.stdout and "--format" in out.stdout
+    usage = " ".join(out.stdout.split("\n\n")[0].split())
+    assert usage.endswith("SCRIPT.py [ARGS ...]")  # the script's arguments are optional
+    assert "{interpreter,numba,numba-parallel,eager}" in usage  # --backend lists the backends
+    assert tracegrad("dump", "--backend", "nonsense", "x.py").returncode == 2
 
 
 def test_dump_text_shows_every_stage(script):
@@ -66,10 +71,18 @@ def test_dump_kernel_stage_prints_the_generated_source_of_the_chosen_backend(scr
     assert "no kernel: the interpreter backend" in out.stdout
 
 
+def _stages(stdout: str, function: str = "step", variant: int = 0) -> dict:
+    """The stages of one variant in the JSON document `dump --format json` prints."""
+    doc = json.loads(stdout)
+    return next(f for f in doc["functions"] if f["name"] == function)["variants"][variant]["stages"]
+
+
 def test_dump_replay_stage_prints_the_generated_python_of_each_call(script):
+    text = tracegrad("dump", "--stage", "replay", script, "3")
     out = tracegrad("dump", "--stage", "replay", "--format", "json", script, "3")
-    assert out.returncode == 0, out.stderr
-    replay = out.stdout.split("· replay ===")[1]
+    assert out.returncode == 0 and text.returncode == 0, out.stderr + text.stderr
+    replay = _stages(out.stdout)["replay"]["source"]  # in JSON, Python source is a string field
+    assert text.stdout.split("· replay ===\n")[1].rstrip() == replay.rstrip()
     assert "def run(leaves):" in replay and "out = execute([leaves[0]._data, d0" in replay
     assert "d0 = r0._data  # w\n" in replay  # captured tensors are named
     assert "r0._vc[0] += 1" in replay and "return make(out[0])" in replay
@@ -77,15 +90,20 @@ def test_dump_replay_stage_prints_the_generated_python_of_each_call(script):
 
 def test_dump_json_and_dot(script, tmp_path):
     out = tracegrad("dump", "--stage", "optimized", "--format", "json", script, "3")
-    doc = json.loads(out.stdout.split("===\n", 1)[1])
+    doc = _stages(out.stdout)["optimized"]["graph"]
     assert doc["writebacks"] and {n["prim"] for n in doc["nodes"]} >= {"matmul", "relu"}
     target = tmp_path / "dumps"
     out = tracegrad("dump", "--format", "dot", "-o", str(target), script, "3")
-    assert out.returncode == 0
+    assert out.returncode == 0 and out.stdout == "" and f"wrote 5 files to {target}" in out.stderr
     files = sorted(p.name for p in target.iterdir())
     assert files == ["step.0.adjoint.dot", "step.0.kernel.py", "step.0.optimized.dot", "step.0.replay.py",
                      "step.0.traced.dot"]
     assert (target / "step.0.traced.dot").read_text().startswith('digraph "step"')
+    out = tracegrad("dump", "--stage", "traced", "--format", "json", "-o", str(target / "one"), script, "3")
+    assert f"wrote 1 file to {target / 'one'}" in out.stderr
+    assert json.loads((target / "one" / "step.0.traced.json").read_text())["graph"]["nodes"]
+    out = tracegrad("dump", "--stage", "optimized", "--format", "dot", script, "3")
+    assert out.stdout.startswith('// step (variant 0) · optimized\ndigraph "step" {') and out.returncode == 0
 
 
 def test_dump_without_a_traced_step_says_so(script):
@@ -143,3 +161,96 @@ def test_a_script_failing_before_tracing_shows_its_traceback(tmp_path):
     assert out.returncode == 1 and out.stdout == ""
     assert "no compiled step was traced" in out.stderr
     assert f'File "{bad}", line 1, in <module>' in out.stderr and out.stderr.endswith("ValueError: boom\n")
+
+
+TWO_STEPS = '''
+import tracegrad as tg
+print("the script's own output")
+w = tg.ones(3, 1, requires_grad=True)
+
+@tg.compile
+def step(x):
+    loss = (x @ w).relu().sum()
+    loss.backward()  # w.grad accumulates: the new w.grad is written back
+    return loss
+
+@tg.compile
+def predict(x):
+    return (x @ w).tanh()
+
+for rows in (2, 2, 2, 4, 4, 4):  # two signatures each: two variants of each function
+    step(tg.ones(rows, 3))
+    with tg.no_grad():
+        predict(tg.ones(rows, 3))
+'''
+
+
+@pytest.fixture
+def two_steps(tmp_path):
+    path = tmp_path / "two_steps.py"
+    path.write_text(TWO_STEPS)
+    return str(path)
+
+
+def test_dump_json_is_one_document_on_stdout_with_every_function_variant_and_stage(two_steps):
+    out = tracegrad("dump", "--format", "json", two_steps)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)  # the script's print went to stderr
+    assert "the script's own output" in out.stderr and "the script's own output" not in out.stdout
+    assert doc["script"] == two_steps and doc["args"] == []
+    assert [f["name"] for f in doc["functions"]] == ["step", "predict"]
+    for function in doc["functions"]:
+        assert [v["variant"] for v in function["variants"]] == [0, 1]  # numbered per function
+        for variant in function["variants"]:
+            assert list(variant["stages"]) == ["traced", "adjoint", "optimized", "kernel", "replay"]
+            assert variant["stages"]["traced"]["graph"]["nodes"] and "def run(" in variant["stages"]["replay"]["source"]
+    assert _stages(out.stdout, "predict", 1)["traced"]["graph"]["inputs"][0]["type"] == "f32[4,3]"
+
+
+def test_dump_text_numbers_variants_per_function(two_steps):
+    out = tracegrad("dump", "--stage", "traced", two_steps)
+    headings = [line for line in out.stdout.splitlines() if line.startswith("===")]
+    assert headings == ["=== step (variant 0) · traced ===", "=== step (variant 1) · traced ===",
+                        "=== predict (variant 0) · traced ===", "=== predict (variant 1) · traced ==="]
+    assert "the script's own output" in out.stderr and "the script's own output" not in out.stdout
+
+
+def _undefined(text: str) -> set:
+    """The %N a printed graph uses but neither defines nor has as an input."""
+    header, _, body = text.partition("{\n")
+    defined = set(re.findall(r"%(\d+):", header)) | set(re.findall(r"^\s*%(\d+) =", body, re.M))
+    return set(re.findall(r"%(\d+)", re.sub(r"#.*", "", body))) - defined
+
+
+@pytest.mark.parametrize("clear_grad", [True, False])
+def test_every_graph_stage_is_self_contained(tmp_path, clear_grad):
+    """The traced stage names the values the backward computes (the gradient it updates with, the new .grad it
+    writes back) as inputs, never a %N defined only in a later stage."""
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT if clear_grad else SCRIPT.replace("        w.grad = None\n", ""))
+    out = tracegrad("dump", str(path), "3")
+    assert out.returncode == 0, out.stderr
+    sections = out.stdout.split("=== step (variant 0) · ")[1:4]
+    assert [s.split(" ===")[0] for s in sections] == ["traced", "adjoint", "optimized"]
+    for section in sections:
+        assert not _undefined(section.split(" ===\n", 1)[1]), section
+    traced = sections[0]
+    assert "grad 'from the adjoint stage'" in traced and "computed by the backward" in traced
+    doc = _stages(tracegrad("dump", "--format", "json", str(path), "3").stdout)
+    for stage in ("traced", "adjoint", "optimized"):
+        graph = doc[stage]["graph"]
+        defined = {v["id"] for v in graph["inputs"]} | {n["id"] for n in graph["nodes"]}
+        used = {o for n in graph["nodes"] for o in n["operands"]} | set(graph["outputs"]) | \
+            {g["value"] for g in graph["guards"]} | {w[k] for w in graph["writebacks"] for k in ("input", "value")}
+        assert used <= defined, stage
+
+
+def test_dump_format_is_honoured_or_rejected_per_stage(script):
+    out = tracegrad("dump", "--stage", "kernel", "--format", "dot", script, "3")
+    assert out.returncode == 1 and out.stdout == ""
+    assert "the kernel stage is Python source, which --format dot can't draw: use --format text" in out.stderr
+    out = tracegrad("dump", "--format", "dot", script, "3")  # every stage, on stdout
+    assert out.returncode == 1 and "pick a graph stage (--stage traced, adjoint or optimized)" in out.stderr
+    assert "-o DIR" in out.stderr
+    out = tracegrad("dump", "--backend", "numba", "--stage", "kernel", "--format", "json", script, "3")
+    assert "@njit(" in _stages(out.stdout)["kernel"]["source"]
