@@ -30,8 +30,8 @@ for _ in range(int(sys.argv[1])):
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tracegrad(*args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # importable from any working folder
+def tracegrad(*args, cwd=None, **env):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **env}  # importable from any working folder
     return subprocess.run([sys.executable, "-m", "tracegrad", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
@@ -254,3 +254,66 @@ def test_dump_format_is_honoured_or_rejected_per_stage(script):
     assert "-o DIR" in out.stderr
     out = tracegrad("dump", "--backend", "numba", "--stage", "kernel", "--format", "json", script, "3")
     assert "@njit(" in _stages(out.stdout)["kernel"]["source"]
+
+
+def cache(tmp_path, folder, action):
+    return tracegrad("cache", action, TRACEGRAD_CACHE_DIR=str(folder), TRACEGRAD_CACHE_KEY=str(tmp_path / "key" / "k"))
+
+
+def test_cache_info_names_the_folder_in_use_and_why(tmp_path):
+    out = cache(tmp_path, tmp_path / "cache", "info")
+    kernels = tmp_path / "cache" / "kernels"
+    assert out.returncode == 0, out.stderr
+    assert f"path: {tmp_path / 'cache'} (set by TRACEGRAD_CACHE_DIR)" in out.stdout
+    assert f"folder in use: {kernels} (read-write)" in out.stdout and f"new kernels go to: {kernels}" in out.stdout
+    assert "kernels: 0\nfiles: 0\nsize: 0 bytes\n" in out.stdout
+
+
+@pytest.mark.parametrize("unusable", ["writable by others", "a file in its place"])
+def test_cache_info_with_an_unusable_folder_names_the_fallback_and_why(tmp_path, unusable):
+    folder = tmp_path / "shared"
+    if unusable == "writable by others":
+        (folder / "kernels").mkdir(parents=True)
+        (folder / "kernels" / f"tg_{'0' * 32}.py").write_text("# not loaded: the folder is not used\n")
+        os.chmod(folder / "kernels", 0o777)
+        why = "group or others can write to it"
+        fix = f"to fix it: run `chmod go-w {folder} {folder / 'kernels'}` if the folders are yours"
+    else:
+        folder.write_text("a file where the cache folder should be")
+        folder = folder / "cache"
+        why = "Not a directory"
+        fix = "to fix it: set TRACEGRAD_CACHE_DIR to a folder you can write"
+    out = cache(tmp_path, folder, "info")
+    assert out.returncode == 0, out.stderr
+    private = "a private temporary folder of each process, removed at exit"
+    assert f"folder in use: {private} (a fallback: {folder / 'kernels'} can't be used: {why})" in out.stdout
+    assert fix in out.stdout and f"new kernels go to: {private}" in out.stdout
+    assert f"folder in use: {folder / 'kernels'} " not in out.stdout and "kernels: 0\n" in out.stdout
+    out = cache(tmp_path, folder, "clear")
+    assert out.returncode == 1 and out.stdout == ""
+    assert f"nothing removed: the kernel cache {folder / 'kernels'} is not used ({why})" in out.stderr
+    if unusable == "writable by others":
+        assert len(list((folder / "kernels").iterdir())) == 1
+
+
+def test_cache_clear_removes_tracegrad_files_only_and_counts_them(tmp_path):
+    folder = tmp_path / "cache"
+    assert cache(tmp_path, folder, "info").returncode == 0  # makes the folders, 0700
+    kernels = folder / "kernels"
+    key = "0123456789abcdef" * 2
+    own = {f"tg_{key}.py": 100, f"tg_{key}.nbi": 20, f"tg_{key}.{key[:16]}.nbc": 3000, f"tg_{'f' * 32}.py": 7,
+           f"helper_runtime.dot-{key[:16]}.nbi": 10, f"helper_runtime.dot-{key[:16]}.{key[:16]}.nbc": 900, "uses": 4}
+    foreign = {"notes.txt": 5, "tg_mine.py": 6, f"tg_{key}": 8}
+    for name, size in {**own, **foreign}.items():
+        (kernels / name).write_bytes(b"x" * size)
+    (kernels / "sub").mkdir()
+    out = cache(tmp_path, folder, "info")
+    assert "kernels: 2\nfiles: 7\nsize: 4041 bytes (4.0 kB)\n" in out.stdout, out.stdout
+    out = cache(tmp_path, folder, "clear")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == (
+        f"removed 2 kernels: 7 files, 4041 bytes (4.0 kB), from {kernels} (tracegrad's own files only)\n")
+    assert sorted(p.name for p in kernels.iterdir()) == sorted([*foreign, "sub"])
+    (kernels / f"tg_{key}.py").write_bytes(b"x")
+    out = cache(tmp_path, folder, "clear")
+    assert out.stdout.startswith("removed 1 kernel: 1 file, 1 byte, from")

@@ -62,9 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "(e.g. numba, to see its generated code at --stage kernel)")
     cache = commands.add_parser(
         "cache", help="show or clear the disk cache of compiled kernels",
-        description="The kernel cache lives in $TRACEGRAD_CACHE_DIR (default ~/.cache/tracegrad). 'info' shows "
-                    "the folders in use, what they hold and how often kernels were loaded or compiled; 'clear' "
-                    "deletes every cached kernel.")
+        description="The kernel cache lives in $TRACEGRAD_CACHE_DIR (default ~/.cache/tracegrad), in its folder "
+                    "'kernels'; a folder others can write to, or that can't be made, is not used (each process then "
+                    "compiles into a private temporary folder). 'info' shows the folder in use and why, the kernels, "
+                    "files and bytes tracegrad keeps there, where new kernels go, and how often kernels were loaded "
+                    "or compiled; 'clear' removes tracegrad's own files from it (kernels, their machine code, the "
+                    "use log), never other files, and says how many kernels, files and bytes it removed.")
     cache.add_argument("action", choices=("info", "clear"))
     return parser
 
@@ -266,19 +269,38 @@ def dump(args) -> int:
     return 0
 
 
+def _size(count: int) -> str:
+    """'0 bytes', '23456 bytes (23.5 kB)'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{_plural(count, 'byte')} ({count / scale:.1f} {unit})"
+    return _plural(count, "byte")
+
+
 def cache(args) -> int:
     """`tracegrad cache info|clear`."""
     from .backends.numba_cpu import cache as kernel_cache
     if args.action == "clear":
-        print(f"removed {kernel_cache.clear()} kernels from {kernel_cache.cache_dir()}")
+        try:
+            removed = kernel_cache.clear()
+        except kernel_cache.NothingToClear as e:
+            raise UserError(str(e)) from None
+        print(f"removed {_plural(removed['kernels'], 'kernel')}: {_plural(removed['files'], 'file')}, "
+              f"{_size(removed['bytes'])}, from {removed['path']} (tracegrad's own files only)")
         return 0
     info = kernel_cache.info()
-    lines = [f"path: {info['path']}"] + [f"folder in use: {path} ({kind})" for path, kind in info["folders"]]
-    if not any(kind == "read-write" for _, kind in info["folders"]):
-        lines.append("new kernels go to: a private temporary folder of each process, removed at exit")
-    lines += [f"kernels: {info['kernels']}", f"files: {info['files']}", f"size: {info['bytes'] / 1e6:.1f} MB",
-              f"loaded from the cache: {info['recorded_hits']} kernels, compiled: {info['recorded_misses']} "
-              f"(by the processes that used it)"]
+    private = "a private temporary folder of each process, removed at exit"
+    chosen = "set by TRACEGRAD_CACHE_DIR" if info["configured_by"] == "TRACEGRAD_CACHE_DIR" else \
+        "the default: TRACEGRAD_CACHE_DIR is not set"
+    lines = [f"path: {info['path']} ({chosen})"]
+    lines += [f"folder in use: {path} ({kind})" for path, kind in info["folders"]]
+    if info["unused"] is not None:
+        directory, why, fix = info["unused"]
+        lines += [f"folder in use: {private} (a fallback: {directory} can't be used: {why})", f"to fix it: {fix}"]
+    lines += [f"kernels: {info['kernels']}", f"files: {info['files']}", f"size: {_size(info['bytes'])}",
+              f"new kernels go to: {info['new_kernels'] or private}",
+              f"loaded from the cache: {_plural(info['recorded_hits'], 'kernel')}, compiled: "
+              f"{info['recorded_misses']} (by the processes that used it)"]
     print("\n".join(lines))
     return 0
 
