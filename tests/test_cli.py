@@ -152,6 +152,10 @@ def test_a_script_failing_after_tracing_dumps_what_was_traced_then_its_traceback
     line = len(SCRIPT.splitlines()) + 1
     assert f'File "{bad}", line {line}, in <module>' in out.stderr and out.stderr.endswith("ValueError: boom\n")
     assert "runpy" not in out.stderr and "cli.py" not in out.stderr  # the script's frames only
+    bad.write_text(SCRIPT + "sys.exit(3)\n")
+    out = tracegrad("dump", "--stage", "traced", "--format", "json", str(bad), "3")
+    assert out.returncode == 1 and _stages(out.stdout)["traced"]["graph"]["nodes"]
+    assert out.stderr.strip() == f"tracegrad dump: {bad} exited with status 3"
 
 
 def test_a_script_failing_before_tracing_shows_its_traceback(tmp_path):
