@@ -120,11 +120,11 @@ class Graph:
 
     # ---- text -------------------------------------------------------------------------------
 
-    def text(self, source_lines: bool = True, nodes: list | None = None, mark_adjoint: bool = False) -> str:
-        """The canonical text form (one line per node); ``nodes`` and ``mark_adjoint`` serve the dumps."""
+    def text(self, source_lines: bool = True, mark_adjoint: bool = False) -> str:
+        """The canonical text form (one line per node); ``mark_adjoint`` serves the dumps."""
         ins = ", ".join(_input_text(v) for v in self.inputs)
         lines = [f"graph {self.name}({ins}) {{"]
-        for n in self.nodes if nodes is None else nodes:
+        for n in self.nodes:
             attrs = "".join(f" {k}={_attr_text(v)}" for k, v in sorted(n.attrs.items()))
             operands = ", ".join(str(o) for o in n.operands)
             line = f"  {n.out} = {n.prim} {operands}{' {' + attrs.strip() + '}' if attrs else ''} : {n.out.type}"

@@ -1,19 +1,16 @@
-"""The other forms of a graph: Graphviz DOT and JSON (the text form lives on Graph itself)."""
+"""The other forms of a graph: Graphviz DOT and JSON (as a dict; the text form lives on Graph itself)."""
 from __future__ import annotations
-
-import json
 
 from .graph import Graph, _attr_text
 
 
-def to_dot(graph: Graph, nodes: list | None = None) -> str:
+def to_dot(graph: Graph) -> str:
     """DOT text: inputs as boxes by role, nodes as ellipses (adjoint nodes shaded), write-backs dashed."""
-    nodes = graph.nodes if nodes is None else nodes
     lines = [f'digraph "{graph.name}" {{', "  rankdir=TB;", '  node [fontname="monospace", fontsize=10];']
     for v in graph.inputs:
         label = f"%{v.id} {v.role}\\n{v.name + ' ' if v.name else ''}{v.type}"
         lines.append(f'  v{v.id} [shape=box, label="{label}"];')
-    for n in nodes:
+    for n in graph.nodes:
         attrs = " ".join(f"{k}={_attr_text(a)}" for k, a in sorted(n.attrs.items())).replace('"', "'")
         style = ', style=filled, fillcolor="#dde8ff"' if n.adjoint else ""
         label = f"%{n.out.id} = {n.prim}{' ' + attrs if attrs else ''}\\n{n.out.type}"
@@ -28,18 +25,16 @@ def to_dot(graph: Graph, nodes: list | None = None) -> str:
     return "\n".join(lines)
 
 
-def to_json(graph: Graph, nodes: list | None = None) -> str:
-    """JSON with inputs, nodes, outputs, guards and write-backs (attributes in their text form)."""
-    nodes = graph.nodes if nodes is None else nodes
-    doc = {
+def to_dict(graph: Graph) -> dict:
+    """The JSON form: inputs, nodes, outputs, guards and write-backs (attributes in their text form)."""
+    return {
         "name": graph.name,
         "hash": graph.hash(),
         "inputs": [{"id": v.id, "type": str(v.type), "role": v.role, "name": v.name} for v in graph.inputs],
         "nodes": [{"id": n.out.id, "prim": n.prim, "operands": [o.id for o in n.operands],
                    "attrs": {k: _attr_text(a) for k, a in n.attrs.items()}, "type": str(n.out.type),
-                   "source": n.source, "adjoint": n.adjoint} for n in nodes],
+                   "source": n.source, "adjoint": n.adjoint} for n in graph.nodes],
         "outputs": [v.id for v in graph.outputs],
         "guards": [{"value": v.id, "expected": e, "source": s} for v, e, s in graph.guards],
         "writebacks": [{"input": d.id, "value": s.id} for d, s in graph.writebacks],
     }
-    return json.dumps(doc, indent=2, default=str)

@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -45,6 +46,10 @@ class Folder:
 
 
 _FOLDERS: dict[str, list[Folder]] = {}  # configured cache folder -> the folders kernels are looked up in, in order
+_UNUSED: dict[str, tuple[str, str, str]] = {}  # configured cache folder -> (its kernels folder, why unused, the fix)
+# The files tracegrad writes in a kernels folder: kernels (tg_<key>.py, tmp files while written), their
+# machine code (tg_<key>.nbi, tg_<key>.<signature>.nbc), the helpers' machine code, the `uses` log.
+_OWN = re.compile(r"tg_[0-9a-f]{32}\..+|helper_\w+\.\w+-[0-9a-f]{16}\..+|uses")
 COUNTS = {"hits": 0, "misses": 0}  # kernels found on disk / generated, in this process
 _HELPERS_CACHED: list[Folder] = []  # the folder the helpers kernels call are cached in, once set
 
@@ -64,10 +69,18 @@ def folders() -> list[Folder]:
     return found
 
 
+def why_unused() -> tuple[str, str, str] | None:
+    """(kernels folder, why it is not used, the fix) when the configured folder can't be used; None when it is."""
+    folders()
+    return _UNUSED.get(str(cache_dir()))
+
+
 def _open(root: Path) -> list[Folder]:
     key = trust.signing_key()
     directory = root / "kernels"
     if key is None:
+        _UNUSED[str(root)] = (str(directory), f"the signing key {trust.key_path()} can't be used",
+                              "see the warning above")
         return []
     try:
         for folder in (root, directory):
@@ -87,6 +100,7 @@ def _open(root: Path) -> list[Folder]:
                f"folder of your own")
     LOG.warning("kernel cache %s is not used: %s; kernels of this process go to a private temporary folder and "
                 "are not kept. To fix it, %s", directory, problem, fix)
+    _UNUSED[str(root)] = (str(directory), problem, fix)
     return []
 
 
@@ -208,26 +222,56 @@ def forget_machine_code(folder: Folder, key: str) -> None:
         stale.unlink(missing_ok=True)
 
 
+def _own_files(folder: Path) -> list[Path]:
+    """The files tracegrad wrote in a kernels folder (see ``_OWN``); other files are never counted nor removed."""
+    return [p for p in folder.iterdir() if _OWN.fullmatch(p.name) and not p.is_symlink() and p.is_file()]
+
+
+def _contents(files: list[Path]) -> dict:
+    """How many kernels, files and bytes ``files`` hold."""
+    return {"kernels": sum(1 for p in files if p.name.startswith("tg_") and p.suffix == ".py"), "files": len(files),
+            "bytes": sum(p.stat().st_size for p in files)}
+
+
 def info() -> dict:
-    """The folders in use (the configured one, a private fallback), their kernels, files and bytes on disk,
-    the hits and misses recorded there by earlier processes, and this process's own."""
+    """The configured folder and what chose it (``configured_by``), why it is not used (``unused``, see
+    ``why_unused()``), the folders in use, where new kernels go (``new_kernels``; None: a private temporary folder
+    per process), the kernels, files and bytes tracegrad keeps there, the hits and misses recorded there by
+    earlier processes, and this process's own."""
     found = folders()
-    files = [p for folder in found for p in folder.path.iterdir() if p.is_file()]
+    writable = [f for f in found if f.writable]
     recorded = [_uses(folder.path) for folder in found]
-    return {"path": str(cache_dir()), "folders": [(str(f.path), _describe(f)) for f in found],
-            "kernels": sum(1 for p in files if p.name.startswith("tg_") and p.suffix == ".py"), "files": len(files),
-            "bytes": sum(p.stat().st_size for p in files), "recorded_hits": sum(h for h, _ in recorded),
-            "recorded_misses": sum(m for _, m in recorded), **COUNTS}
+    return {"path": str(cache_dir()),
+            "configured_by": "TRACEGRAD_CACHE_DIR" if os.environ.get("TRACEGRAD_CACHE_DIR") else "default",
+            "unused": why_unused(), "folders": [(str(f.path), _describe(f)) for f in found],
+            "new_kernels": str(writable[-1].path) if writable else None,
+            **_contents([p for folder in found for p in _own_files(folder.path)]),
+            "recorded_hits": sum(h for h, _ in recorded), "recorded_misses": sum(m for _, m in recorded), **COUNTS}
 
 
 def _describe(folder: Folder) -> str:
     return "private, removed at exit" if folder.private else "read-write" if folder.writable else "read-only"
 
 
-def clear() -> int:
-    """Delete every cached kernel of the configured folder; returns how many there were."""
-    directory = cache_dir() / "kernels"
-    count = len(list(directory.glob("tg_*.py")))
-    shutil.rmtree(directory, ignore_errors=True)
-    _FOLDERS.pop(str(cache_dir()), None)
-    return count
+class NothingToClear(Exception):
+    """No folder keeps this process's kernels (the configured one is unusable or read-only); the message says why."""
+
+
+def clear() -> dict:
+    """Delete tracegrad's own files (``_OWN``) from the folder kernels are kept in, nothing else; returns that
+    folder (``path``) and the kernels, files and bytes removed. Raises NothingToClear when no folder keeps them."""
+    problem = why_unused()
+    if problem is not None:
+        directory, why, fix = problem
+        raise NothingToClear(f"nothing removed: the kernel cache {directory} is not used ({why}), so no kernel is "
+                             f"kept. To fix it, {fix}")
+    kept = [f for f in folders() if f.writable and not f.private]
+    if not kept:
+        raise NothingToClear(f"nothing removed: the kernel cache {folders()[0].path} is read-only (a shared cache); "
+                             f"it is cleared by whoever can write it. Set TRACEGRAD_CACHE_DIR to a folder of your own "
+                             f"to keep kernels of your own")
+    files = _own_files(kept[0].path)
+    removed = {"path": str(kept[0].path), **_contents(files)}
+    for path in files:
+        path.unlink(missing_ok=True)
+    return removed
