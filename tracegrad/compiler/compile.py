@@ -54,7 +54,7 @@ if os.environ.get("TRACEGRAD_LOG"):
     LOG.setLevel(os.environ["TRACEGRAD_LOG"].upper())
 
 # Callables told about every new variant and fallback: (function name, Variant | reason string).
-# `tracegrad dump` and `explain` listen here.
+# `tracegrad dump` listens here.
 OBSERVERS: list = []
 
 
