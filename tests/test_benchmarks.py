@@ -16,6 +16,8 @@ sys.path.insert(0, str(REPO_ROOT))  # `benchmarks` is a folder of the repository
 
 from benchmarks import actor_critic, columns, elementwise, harness, mlp, run, startup  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the benchmark harness runs in subprocesses: not in the quick subset
+
 W1 = mlp.WORKLOADS[0]
 BUILDS = {"W1": mlp.build_pytorch_style, "W2": mlp.build_pytorch_style, "W3": elementwise.build_pytorch_style,
           "W4": actor_critic.build_pytorch_style}
@@ -215,7 +217,6 @@ def test_measure_reports_the_time_a_step_takes():
     assert timing.steps_timed >= plan.rounds
 
 
-@pytest.mark.slow
 def test_dynamic_part_times_the_generic_kernel_against_the_literal_one(tmp_path):
     result_path = tmp_path / "results.json"
     completed = run_command("--dynamic", "--quick", "--only", "W1", "--json", str(result_path))

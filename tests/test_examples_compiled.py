@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.usefixtures("backend")  # every test runs per compiling backend
+# every test runs per compiling backend; each runs two subprocesses, so the quick subset leaves them out
+pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py")
