@@ -5,7 +5,9 @@ direct NumPy in-place update, the array VJPs of a backward that records nothing 
 the unrecorded max shift of the softmax family and the eager ignore_index test of nll_loss. Each test runs
 the same computation with the fast path switched off (by patching its gate) and compares.
 """
+import contextlib
 import gc
+import warnings
 
 import numpy as np
 import pytest
@@ -267,3 +269,17 @@ def test_nll_loss_ignore_index_test(ignore_index):
     log_probs = logits.detach().log_softmax(1).numpy()
     expected = -log_probs[np.arange(5), target.numpy()][keep].mean()
     np.testing.assert_allclose(loss.item(), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("update", [lambda x: x.log_(), lambda x: x.sqrt_(), lambda x: x.div_(0.0),
+                                    lambda x: x.div_(tg.zeros(3)), lambda x: x.pow_(tg.tensor([-1.0, 0.5, 2.0])),
+                                    lambda x: x.add_(float("inf")).sub_(float("inf"))],
+                         ids=["log_", "sqrt_", "div_ number", "div_ tensor", "pow_", "inf - inf"])
+def test_in_place_ops_are_as_quiet_as_their_functions(update):
+    """inf and nan are values, not warnings (as in PyTorch), whichever path an in-place op takes."""
+    for requires_grad in (False, True):
+        x = tg.tensor([-1.0, 0.0, 4.0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with tg.no_grad() if not requires_grad else contextlib.nullcontext():
+                update(x.clone().requires_grad_(requires_grad) * 1 if requires_grad else x)

@@ -78,7 +78,7 @@ def in_place(prim: Primitive) -> Callable:
             return self._inplace(prim)
     else:
         def op(self: Tensor, other) -> Tensor:
-            if prim.ufunc is not None and direct_in_place(self, prim.ufunc, other):
+            if prim.write is not None and direct_in_place(self, prim.write, other):
                 return self
             operand = inplace_operand(self, other)
             if rule == "integral" and self.dtype.category == dtypes.FLOAT:

@@ -413,12 +413,12 @@ class Tensor:
             arrays = [o._data for o in others]
             if direct is not None and self._data.flags.writeable:
                 direct(self._data, *arrays)
-            elif prim.ufunc is not None and not attrs and self._data.flags.writeable:
+            elif prim.write is not None and not attrs and self._data.flags.writeable:
                 for a in arrays:
                     if a.shape != self._data.shape:
                         _check_inplace_shape(self, np.broadcast_shapes(self._data.shape, *[a.shape for a in arrays]))
                 try:
-                    prim.ufunc(self._data, *arrays, out=self._data, casting="unsafe")
+                    prim.write(self._data, *arrays, out=self._data, casting="unsafe")
                 except ValueError as e:  # the error the out-of-place op raises (apply)
                     raise RuntimeError(f"{prim.name}: {e}") from None
             else:

@@ -103,14 +103,14 @@ def _scaled(other, alpha):
 
 def add_(self: Tensor, other, *, alpha=1) -> Tensor:
     """self += alpha * other."""
-    if direct_in_place(self, np.add, other, alpha):
+    if direct_in_place(self, E.add.write, other, alpha):
         return self
     return self._inplace(E.add, inplace_operand(self, _scaled(other, alpha)))
 
 
 def sub_(self: Tensor, other, *, alpha=1) -> Tensor:
     """self -= alpha * other."""
-    if direct_in_place(self, np.subtract, other, alpha):
+    if direct_in_place(self, E.sub.write, other, alpha):
         return self
     return self._inplace(E.sub, inplace_operand(self, _scaled(other, alpha)))
 
@@ -121,7 +121,7 @@ def div_(self: Tensor, other, *, rounding_mode=None) -> Tensor:
         return self.copy_(ops.div(self, other, rounding_mode=rounding_mode))
     if self.dtype.category != dtypes.FLOAT:
         raise RuntimeError(f"result type Float can't be cast to the desired output type {_legacy_kind(self.dtype)}")
-    if direct_in_place(self, np.true_divide, other):
+    if direct_in_place(self, E.div.write, other):
         return self
     return self._inplace(E.div, inplace_operand(self, other))
 
@@ -242,7 +242,7 @@ def scatter_add_(self: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
 
 def remainder_(self: Tensor, other) -> Tensor:
     """self %= other (an integer tensor divided by zero raises, like remainder)."""
-    if direct_in_place(self, np.remainder, other):
+    if direct_in_place(self, E.remainder.write, other):
         return self
     operand = inplace_operand(self, other)
     if self.dtype.category != dtypes.FLOAT:

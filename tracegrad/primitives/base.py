@@ -65,7 +65,7 @@ class Primitive:
     """One entry of the primitive table."""
 
     __slots__ = ("name", "kind", "impl", "vjp", "saves", "saves_output", "shape_rule",
-                 "dtype_rule", "ufunc", "node_name", "surface", "lowerings", "reads_values")
+                 "dtype_rule", "ufunc", "write", "node_name", "surface", "lowerings", "reads_values")
 
     def __init__(self, name: str, kind: str, impl: Callable, *, shape_rule: Callable,
                  dtype_rule: Callable, saves: tuple[int, ...] | slice = (), saves_output: bool = False,
@@ -82,6 +82,8 @@ class Primitive:
         self.shape_rule = shape_rule
         self.dtype_rule = dtype_rule
         self.ufunc = ufunc  # lets in-place ops write straight into the destination
+        # the ufunc with NumPy's floating-point warnings off, as the out-of-place ops run (``write(x, y, out=x)``)
+        self.write = None if ufunc is None else quiet(ufunc)
         self.surface = surface
         self.lowerings = dict(lowerings or {})
         self.reads_values = reads_values  # False: the result depends on the operands' shapes alone
