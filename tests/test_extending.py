@@ -224,3 +224,12 @@ def test_a_backend_added_by_the_recipe_compiles_steps(monkeypatch):
         v = v - np.float32(0.1) * (np.ones(3, np.float32) * i)
     np.testing.assert_allclose(losses, expected, rtol=1e-6)
     np.testing.assert_allclose(w.detach().numpy(), v, rtol=1e-6)
+
+
+def test_generated_binary_ops_take_their_second_operand_by_pytorchs_keyword():
+    x = tg.tensor([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(tg.pow(x, exponent=2).numpy(), [1.0, 4.0, 9.0])
+    np.testing.assert_array_equal(x.pow(exponent=3).numpy(), x.pow(3).numpy())
+    np.testing.assert_array_equal(tg.mul(x, other=2).numpy(), [2.0, 4.0, 6.0])
+    with pytest.raises(TypeError, match="pow\\(\\) takes input and exponent"):
+        tg.pow(x, 2, exponent=3)

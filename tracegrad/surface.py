@@ -60,9 +60,19 @@ def function(prim: Primitive) -> Callable:
     if prim.surface.promote in ("float", "same"):
         def op(input: Tensor) -> Tensor:
             return apply(prim, *promote(input))
-    else:
+    elif prim.surface.operand == "other":
         def op(input, other) -> Tensor:
             return apply(prim, *promote(input, other))
+    else:
+        keyword = prim.surface.operand
+
+        def op(input, *other, **named) -> Tensor:  # the second operand by position or by its keyword
+            if keyword in named:
+                other += (named.pop(keyword),)
+            if named or len(other) != 1:
+                raise TypeError(f"{prim.name}() takes input and {keyword}, got {len(other)} more positional "
+                                f"and the keywords {sorted(named)}")
+            return apply(prim, *promote(input, *other))
     op.__name__ = op.__qualname__ = prim.name
     op.__doc__ = prim.surface.doc
     return op
@@ -77,7 +87,7 @@ def in_place(prim: Primitive) -> Callable:
                 refuse(dtypes.get_default_dtype(), self)
             return self._inplace(prim)
     else:
-        def op(self: Tensor, other) -> Tensor:
+        def op(self: Tensor, other) -> Tensor:  # (pow_ takes its exponent by position, as PyTorch's does)
             if prim.write is not None and direct_in_place(self, prim.write, other):
                 return self
             operand = inplace_operand(self, other)

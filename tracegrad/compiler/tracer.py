@@ -250,8 +250,9 @@ class Tracer:
         """A hyperparameter (container[key], or container[key][index], e.g. an optimizer's lr or a beta)
         as a graph input read at every call."""
         value = container[key] if index is None else container[key][index]
-        if self.standin(value) is not None:  # the step stored a float argument there
-            return self.standin(value)
+        standin = self.standin(value)
+        if standin is not None:  # the step stored a float argument there
+            return standin
         if self.recorder.stored(container, key):
             # the step set it itself (e.g. from its lr argument): a replay stores the same value again, so
             # it is a constant of this variant, not a value read at every call
@@ -358,8 +359,8 @@ class Tracer:
             changed.append((write, now))
             if type(now) is TracedFloat:
                 write.slot.set(now.value)  # the traced run leaves a float there, as eager does
-            elif names_in(now):  # a container holding traced floats: a replay would store the same one
-                self.value_read(names_in(now), f"stored in a {type(now).__name__} in {write.slot.label}")
+            elif held := names_in(now):  # a container holding traced floats: a replay would store the same one
+                self.value_read(held, f"stored in a {type(now).__name__} in {write.slot.label}")
         return changed
 
     def _output(self, t, outputs: list) -> _OutputSlot | float:

@@ -42,13 +42,15 @@ class Surface:
     (integer and bool inputs compute in the default float dtype), "same" (inputs as they are),
     "common" (two operands promoted to their common dtype, PyTorch's rule) or "integral" (the same,
     refusing floating-point operands). ``inplace``: whether ``Tensor.<name>_`` exists. ``aliases``:
-    other names of the function and methods (``multiply`` for ``mul``).
+    other names of the function and methods (``multiply`` for ``mul``). ``operand``: PyTorch's keyword
+    for the second operand of a binary op (``exponent`` for ``pow``).
     """
 
     doc: str
     promote: str = "same"
     inplace: bool = True
     aliases: tuple = ()
+    operand: str = "other"
 
 
 def records_nothing() -> bool:

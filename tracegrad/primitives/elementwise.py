@@ -126,12 +126,12 @@ copy.defvjp(lambda node, g: (g,))
 # ---- binary ------------------------------------------------------------------------------------
 
 def _binary(name: str, fn, doc: str | None = None, *, promote="common", saves=(), silent=False,
-            dtype_rule=same_dtype, inplace=True, aliases=(), ufunc=None) -> Primitive:
+            dtype_rule=same_dtype, inplace=True, aliases=(), ufunc=None, operand="other") -> Primitive:
     """An elementwise primitive of two operands of one dtype, broadcast; with ``doc``, a function and methods
     of the surface too."""
     return Primitive(name, "elementwise", quiet(fn) if silent else fn, shape_rule=elementwise_shape,
                      dtype_rule=dtype_rule, saves=saves, ufunc=ufunc or (fn if isinstance(fn, np.ufunc) else None),
-                     surface=None if doc is None else Surface(doc, promote, inplace, aliases))
+                     surface=None if doc is None else Surface(doc, promote, inplace, aliases, operand))
 
 
 def _power(x, y):
@@ -146,7 +146,7 @@ mul = _binary("mul", np.multiply, "Elementwise product with broadcasting.", save
               aliases=("multiply",))
 div = _binary("div", np.true_divide, saves=(0, 1), silent=True)
 pow = _binary("pow", _power, "input ** exponent, elementwise with broadcasting.", saves=(0, 1), silent=True,
-              ufunc=np.power)
+              ufunc=np.power, operand="exponent")
 maximum = _binary("maximum", np.maximum, "Elementwise maximum (ties share the gradient).", saves=(0, 1))
 minimum = _binary("minimum", np.minimum, "Elementwise minimum (ties share the gradient).", saves=(0, 1))
 remainder = _binary("remainder", np.remainder, saves=(0, 1), silent=True)
