@@ -10,7 +10,9 @@ os.environ.setdefault("TRACEGRAD_CACHE_DIR", str(Path(__file__).resolve().parent
 # The key that signs them: the run's own, not the user's
 os.environ.setdefault("TRACEGRAD_CACHE_KEY", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "cache-key"))
 
-COMPILING_BACKENDS = ["interpreter", "numba"]
+# TRACEGRAD_TEST_BACKENDS=cuda (with NUMBA_ENABLE_CUDASIM=1) runs the compiled-step tests on the CUDA backend
+# instead: tests/test_cuda_steps.py does, under Numba's CUDA simulator
+COMPILING_BACKENDS = os.environ.get("TRACEGRAD_TEST_BACKENDS", "interpreter,numba").split(",")
 
 
 @pytest.fixture(params=COMPILING_BACKENDS)

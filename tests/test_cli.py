@@ -48,7 +48,7 @@ def test_version_and_help():
     assert out.returncode == 0 and "--stage" in out.stdout and "--format" in out.stdout
     usage = " ".join(out.stdout.split("\n\n")[0].split())
     assert usage.endswith("SCRIPT.py [ARGS ...]")  # the script's arguments are optional
-    assert "{interpreter,numba,numba-parallel,eager}" in usage  # --backend lists the backends
+    assert "{interpreter,numba,numba-parallel,cuda,eager}" in usage  # --backend lists the backends
     assert tracegrad("dump", "--backend", "nonsense", "x.py").returncode == 2
 
 

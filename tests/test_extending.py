@@ -192,6 +192,10 @@ def test_a_backend_added_by_the_recipe_compiles_steps(monkeypatch):
         """The interpreter, counting the graphs it compiles."""
 
         name = "counting"
+        fallback = "interpreter"
+
+        def unavailable(self):
+            return None
 
         def compile(self, graph):
             compiled_graphs.append(graph.name)

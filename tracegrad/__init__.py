@@ -59,11 +59,12 @@ def result_type(tensor1, tensor2) -> dtype:
 def device(name: str = "cpu") -> str:
     """A device name; only 'cpu' exists."""
     if not str(name).startswith("cpu"):
-        raise RuntimeError(f"tracegrad runs on the CPU; device {name!r} is not available")
+        raise RuntimeError(f"eager tensors live in host memory, so device {name!r} is not available; to run a "
+                           f"training step on the GPU, compile it with tracegrad.compile(step, backend='cuda')")
     return "cpu"
 
 
-_SUBMODULES = {"nn", "optim", "utils", "viz"}
+_SUBMODULES = {"cuda", "nn", "optim", "utils", "viz"}
 
 
 def __getattr__(name: str):

@@ -355,6 +355,16 @@ class Tensor:
     def __hash__(self) -> int:
         return id(self)
 
+    def __getattr__(self, name: str):
+        # Reached only when the normal lookup fails. ``_data`` is missing while a compiled CUDA step holds
+        # the tensor's current values on the GPU (backends/numba_cuda/memory.py): the first host use of the
+        # tensor brings them back. Every other name is an ordinary missing attribute.
+        if name == "_data":
+            mirror = self.__dict__.get("_device")
+            if mirror is not None:
+                return mirror.to_host(self)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def __repr__(self) -> str:
         return _format(self)
 
@@ -454,8 +464,8 @@ def _legacy_kind(d: dtypes.dtype) -> str:
             "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}[d.name]
 
 
-_TENSOR_STATE = {"_data", "_vc", "_requires_grad", "_grad", "grad_fn", "_output_nr", "_acc", "_inference", "_base",
-                 "_base_history", "_view_steps"}
+_TENSOR_STATE = {"_data", "_device", "_vc", "_requires_grad", "_grad", "grad_fn", "_output_nr", "_acc", "_inference",
+                 "_base", "_base_history", "_view_steps"}
 
 
 def _init(t: Tensor, arr: np.ndarray, requires_grad: bool) -> None:

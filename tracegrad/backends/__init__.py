@@ -4,8 +4,11 @@ A folder provides ``PROVIDES``, a dict from backend name to a ``Backend`` object
 ``_FOLDERS`` below (imported on first use: Numba's takes a second to import). A ``Backend`` has
 
 - ``name``: what ``tracegrad.compile(backend=...)`` calls it;
+- ``fallback``: the backend that runs a graph this one can't compile (None for the interpreter, which
+  compiles every graph);
+- ``unavailable() -> str | None``: why the backend can't run on this machine (no GPU, say), None when it can;
 - ``compile(graph) -> Executable``: ``graph`` made runnable; raises ``Unsupported`` (with the reason)
-  when some node can't be lowered, and that graph then runs on the interpreter;
+  when some node can't be lowered, and that graph then runs on the ``fallback`` backend;
 - ``kernel_report(graph) -> KernelReport | None``: the code ``compile`` would generate, with the counts
   the backend knows from its own plan (``explain`` shows them), without compiling it; None for a backend
   that generates no code. It raises ``Unsupported`` as ``compile`` does.
@@ -13,7 +16,8 @@ A folder provides ``PROVIDES``, a dict from backend name to a ``Backend`` object
 An ``Executable`` is called with one array per graph input and returns the outputs; its attributes
 ``source`` (the generated code, or None) and ``fresh_outputs`` (True when every output is a new array,
 aliasing no input and no other output: a replay then hands them out without copies) tell the compiler
-the rest.
+the rest. A ``resident`` Executable (the CUDA backend's) keeps tensors' values on its device: a replay
+passes it the tensors themselves (not their arrays) and makes its results with ``numba_cuda.memory``.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from typing import Protocol
 from ..ir import Graph
 
 # backend name -> the folder providing it
-_FOLDERS = {"interpreter": "interpreter", "numba": "numba_cpu", "numba-parallel": "numba_cpu"}
+_FOLDERS = {"interpreter": "interpreter", "numba": "numba_cpu", "numba-parallel": "numba_cpu", "cuda": "numba_cuda"}
 
 
 def names() -> tuple:
@@ -59,6 +63,10 @@ class Backend(Protocol):
     """What a backend folder provides (see the module's docstring)."""
 
     name: str
+    fallback: str | None
+
+    def unavailable(self) -> str | None:
+        """Why this backend can't run on this machine; None when it can."""
 
     def compile(self, graph: Graph) -> Executable:
         """``graph`` made runnable (raises Unsupported when some node can't be lowered)."""

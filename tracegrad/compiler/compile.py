@@ -39,7 +39,6 @@ Signature = collections.namedtuple("Signature", "structure leaves shared grad_mo
 
 UNSTABLE_LIMIT = 3  # traced runs of one signature that changed what they read before it stays eager
 VALUES_BEFORE_WARNING = 4  # distinct values of a Python number argument before a warning says it never compiles
-PLANNED_BACKENDS = ("cuda",)
 # Compiled variants held per process, all compiled functions together: past it, the least recently used
 # variant is dropped (and its kernel freed); a later call that needs it traces again and loads its kernel
 # from the disk cache.
@@ -130,12 +129,16 @@ class Variant:
         self.pass_report = optimize(trace.graph)
         verify(trace.graph)
         self.backend, self.fallback = backend, None
-        try:
-            self.execute = backends.get(backend).compile(trace.graph)
-        except backends.Unsupported as reason:
-            # the graph still runs compiled, by the reference interpreter
-            self.backend, self.fallback = "interpreter", f"{backend} can't compile {trace.graph.name}: {reason}"
-            self.execute = backends.get("interpreter").compile(trace.graph)
+        while True:
+            try:
+                self.execute = backends.get(self.backend).compile(trace.graph)
+                break
+            except backends.Unsupported as reason:
+                # the graph still runs compiled: by the backend's fallback (numba, else the reference interpreter)
+                fallback = backends.get(self.backend).fallback
+                self.fallback = (f"{self.fallback}; " if self.fallback else "") + \
+                    f"{self.backend} can't compile {trace.graph.name}: {reason}"
+                self.backend = fallback
         self.kernel_source = self.execute.source
         self.replay = Replay(trace, self.execute, self.execute.fresh_outputs)
         # run(leaves): replay on new arguments; GuardFailure (nothing modified) when an assumption fails
@@ -155,12 +158,14 @@ class CompiledFunction:
     """A function whose calls run a traced graph (see tracegrad.compile)."""
 
     def __init__(self, fn, backend: str, fullgraph: bool, recompile_limit: int = 8, verify: bool = False) -> None:
-        if backend in PLANNED_BACKENDS:
-            raise NotImplementedError(f"backend {backend!r} is not available yet; use backend='numba' "
-                                      f"(CPU), 'interpreter' (the NumPy reference) or 'eager'")
         known = backends.names() + ("eager",)
         if backend not in known:
-            raise ValueError(f"unknown backend {backend!r}; expected one of {known + PLANNED_BACKENDS}")
+            raise ValueError(f"unknown backend {backend!r}; expected one of {known}")
+        unavailable = backend != "eager" and backends.get(backend).unavailable()
+        if unavailable:
+            raise RuntimeError(f"backend {backend!r} can't run here: {unavailable}. Use backend='numba' (the CPU) "
+                               f"instead; for tests without a GPU, set NUMBA_ENABLE_CUDASIM=1 before tracegrad is "
+                               f"imported to run the CUDA backend on Numba's simulator (slow)")
         functools.update_wrapper(self, fn)
         self.fn, self.backend, self.fullgraph, self.recompile_limit = fn, backend, fullgraph, recompile_limit
         # read once here, not per call: an environment lookup costs as much as the rest of a cache-hit check
@@ -330,8 +335,9 @@ class CompiledFunction:
         start = time.perf_counter()
         variant = Variant(trace, self.backend)
         if variant.fallback is not None:
-            LOG.info("%s: %s; the interpreter runs it", self.__name__, variant.fallback)
-            warnings.warn(f"tracegrad.compile: {variant.fallback}; the interpreter runs this variant",
+            self._counts["fallbacks"] += 1
+            LOG.info("%s: %s; %s runs it", self.__name__, variant.fallback, variant.backend)
+            warnings.warn(f"tracegrad.compile: {variant.fallback}; the {variant.backend} backend runs this variant",
                           CompileWarning, stacklevel=3)
         LOG.info("%s: compiled variant %d (%d nodes, %d guarded reads, passes %s) in %.1f ms", self.__name__,
                  len(self._variants[key]), len(variant.trace.graph.nodes), len(trace.reads), variant.pass_report,

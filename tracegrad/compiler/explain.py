@@ -79,7 +79,8 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
         try:
             kernel = backends.get(backend).kernel_report(trace.graph)
         except backends.Unsupported as reason:
-            report.fallbacks.append(f"{backend} can't compile {trace.graph.name}: {reason} (the interpreter runs it)")
+            report.fallbacks.append(f"{backend} can't compile {trace.graph.name}: {reason} "
+                                    f"(the {backends.get(backend).fallback} backend runs it)")
             kernel = None
         if kernel is not None:
             report.kernels.append((trace.graph.name, kernel))

@@ -40,7 +40,14 @@ class Replay:
         self.trace = trace
         self.env: dict = {"execute": execute, "make_any": Tensor._make, "make_plain": _make_plain,
                           "plain": plain_make_allowed, "copy": np.array, "fill": fill_outputs, "np": np,
-                          "replay": self, "MISSING": MISSING}
+                          "replay": self, "MISSING": MISSING, "number": float}
+        # A resident backend (CUDA) keeps tensors' values on its device: it is given the tensors, not their
+        # arrays (reading ``_data`` would copy them back), checks their types itself, and returns device
+        # arrays that become tensors whose values stay there (backends/numba_cuda/memory.py).
+        self.resident = getattr(execute, "resident", False)
+        if self.resident:
+            from ..backends.numba_cuda import memory
+            self.env.update(on_device=memory.resident, copy=memory.copy, number=memory.number)
         graph, sources = trace.graph, trace.sources
         self.refs: list = []  # (source, graph input value, traced requires_grad) of each tensor not an argument
         self.seen: list = []  # the arrays of refs whose types were checked last (refs' order)
@@ -61,7 +68,7 @@ class Replay:
                 continue
             source = sources[value.id]
             if source[0] == "arg":
-                inputs.append(f"leaves[{source[1]}]._data")
+                inputs.append(f"leaves[{source[1]}]{'' if self.resident else '._data'}")
             elif source[0] == "hyper":
                 inputs.append(self._hyper(emit, source[1], value.type.dtype.np))
             elif source[0] == "number":
@@ -71,11 +78,12 @@ class Replay:
                 self.refs.append((source, value, value.role == "parameter"))
         if self.refs:
             for k, (source, value, _) in enumerate(self.refs):
-                emit(f"    d{k} = {self._tensor(source)}._data  # {value.name or value}")
-            # arrays checked last time are the same objects: the type check runs only when one was replaced
-            same = " and ".join(f"d{k} is seen[{k}]" for k in range(len(self.refs)))
-            emit(f"    if not (len(seen) == {len(self.refs)} and {same}):")
-            emit(f"        replay.check_types([{', '.join(f'd{k}' for k in range(len(self.refs)))}])")
+                emit(f"    d{k} = {self._tensor(source)}{'' if self.resident else '._data'}  # {value.name or value}")
+            if not self.resident:
+                # arrays checked last time are the same objects: the type check runs only when one was replaced
+                same = " and ".join(f"d{k} is seen[{k}]" for k in range(len(self.refs)))
+                emit(f"    if not (len(seen) == {len(self.refs)} and {same}):")
+                emit(f"        replay.check_types([{', '.join(f'd{k}' for k in range(len(self.refs)))}])")
             flags = " and ".join(f"{self._tensor(source)}._requires_grad is {flag}"
                                  for source, _, flag in self.refs if source[0] == "ref")
             if flags:
@@ -190,9 +198,11 @@ class Replay:
             return "None"
         kind, what = placed
         if kind == "output":
+            if self.resident:
+                return f"on_device(make, {f'copy(out[{what}])' if what in self._copied else f'out[{what}]'})"
             return f"make(out[{what}]{'.copy()' if what in self._copied else ''})"
         if kind == "number":
-            return f"float(out[{what}])"
+            return f"number(out[{what}])"
         if kind == "source":
             return self._tensor(what)
         return self._const(what)
@@ -275,7 +285,15 @@ class Replay:
         if not output_slots(tree):
             return self._const(tree) if tree is not None else "None"
         fresh = frozenset(k for k in output_slots(tree) if k not in self._copied)
-        return f"fill({self._const(tree)}, out, {self._const(fresh)})"
+        return f"fill({self._const(tree)}, out, {self._const(fresh)}, {self._const(self._tensor_of_output)}, number)"
+
+    def _tensor_of_output(self, array, copied: bool) -> Tensor:
+        """A returned output as a new tensor (``copied``: the output is handed out elsewhere too)."""
+        env = self.env
+        make = env["make_plain"] if plain_make_allowed() else env["make_any"]
+        if self.resident:
+            return env["on_device"](make, env["copy"](array) if copied else array)
+        return make(np.array(array, copy=True) if copied else array)
 
     # ---- the messages of failed assumptions (off the fast path) ---------------------------------------
 

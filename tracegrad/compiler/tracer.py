@@ -331,8 +331,15 @@ class Tracer:
                 final = self._placed(g, outputs)
             grads.append(GradSlot(self.source_of(t), None if initial is None else initial._requires_grad, final))
         writes = [(w.slot, self._placed(value, outputs)) for w, value in self._python_writes()]
-        return Trace(self.graph, self.sources, tree, grads, self.pruned, self.flag_guards,
-                     self.recorder.guards(), writes)
+        trace = Trace(self.graph, self.sources, tree, grads, self.pruned, self.flag_guards,
+                      self.recorder.guards(), writes)
+        # The tracer sits in reference cycles (its recorder calls back into it): let go of the step's tensors
+        # now rather than at the next garbage collection. A buffer someone else holds is one a compiled CUDA
+        # step can't keep on the device (backends/numba_cuda/memory.py).
+        for table in (self.keep, self.values, self.lifted, self.rebound, self.same_buffer, self.grad_initial,
+                      self.grad_of):
+            table.clear()
+        return trace
 
     def _placed(self, value, outputs: list) -> tuple:
         """How a replay produces a value the step left somewhere: a graph output, a tensor from before
@@ -395,17 +402,17 @@ def _replace_tensors(obj, fn):
     return obj
 
 
-def fill_outputs(tree, arrays: list, fresh: frozenset = frozenset()):
+def fill_outputs(tree, arrays: list, fresh: frozenset, tensor, number=float):
     """The return value of a replayed step: output slots replaced by new tensors.
 
-    Arrays whose index is in ``fresh`` belong to nobody else and become tensors without a copy."""
+    ``tensor(array, copied)`` makes an output's tensor; arrays whose index is in ``fresh`` belong to nobody
+    else and need no copy. ``number`` makes a traced float's Python float."""
     if type(tree) is _NumberSlot:
-        return float(arrays[tree.index])
+        return number(arrays[tree.index])
     if isinstance(tree, _OutputSlot):
-        array = arrays[tree.index]
-        return Tensor._make(array if tree.index in fresh else np.array(array, copy=True))
+        return tensor(arrays[tree.index], tree.index not in fresh)
     if isinstance(tree, (tuple, list)):
-        return type(tree)(fill_outputs(o, arrays, fresh) for o in tree)
+        return type(tree)(fill_outputs(o, arrays, fresh, tensor, number) for o in tree)
     if isinstance(tree, dict):
-        return {k: fill_outputs(v, arrays, fresh) for k, v in tree.items()}
+        return {k: fill_outputs(v, arrays, fresh, tensor, number) for k, v in tree.items()}
     return tree

@@ -18,6 +18,11 @@ class Interpreter:
     """The ``interpreter`` backend."""
 
     name = "interpreter"
+    fallback = None
+
+    def unavailable(self) -> None:
+        """None: NumPy runs everywhere."""
+        return None
 
     def compile(self, graph: Graph) -> Interpreted:
         """``graph`` run node by node; never Unsupported."""

@@ -269,8 +269,14 @@ def _generate(graph: Graph, parallel: bool) -> str:
 class NumbaCPU:
     """The ``numba`` and ``numba-parallel`` backends (``parallel``: large loops run as prange)."""
 
+    fallback = "interpreter"
+
     def __init__(self, name: str, parallel: bool) -> None:
         self.name, self.parallel = name, parallel
+
+    def unavailable(self) -> None:
+        """None: Numba's CPU target runs wherever Numba installs."""
+        return None
 
     def compile(self, graph: Graph) -> Kernel:
         """The kernel of ``graph``, compiled at its first call (Unsupported when an op has no lowering)."""
