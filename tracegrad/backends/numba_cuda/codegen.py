@@ -33,12 +33,14 @@ class Kernel:
     def __init__(self, name: str, comment: str) -> None:
         self.name, self.comment = name, comment
         self.params: list[str] = []
+        self.args: list[str] = []  # the driver's expression passed for each parameter
         self.lines: list[str] = []
 
-    def param(self, name: str) -> str:
-        """``name`` (a driver variable) as a parameter of this kernel."""
+    def param(self, name: str, argument: str | None = None) -> str:
+        """``name`` as a parameter of this kernel, passed the driver's ``argument`` (by default its variable ``name``)."""
         if name not in self.params:
             self.params.append(name)
+            self.args.append(argument or name)
         return name
 
     def emit(self, depth: int, text: str) -> None:
@@ -103,7 +105,16 @@ class Emitter:
             return literal(v.const.flat[0], v.type.dtype.np)
         if v.id in self.scalars:
             return kernel.param(self.name(v))
-        return f"{kernel.param(self.name(v))}[{index_text(index)}]"
+        return self.ref(kernel, v, index)
+
+    def ref(self, kernel: Kernel, v: Value, index: list) -> str:
+        """The element of v's device array at ``index`` inside ``kernel``, to read or to store. A 0-d array is
+        passed as a one-element view (``v5.reshape(1)``) and indexed [0]: the simulator's ``x[()]`` reads a 0-d
+        array, not its value."""
+        name = self.name(v)
+        if not v.type.shape:
+            return f"{kernel.param(name, f'{name}.reshape(1)')}[0]"
+        return f"{kernel.param(name)}[{index_text(index)}]"
 
     def _scalar(self, v: Value) -> str | None:
         """The driver expression of a literal constant's or a scalar input's value; None for an array."""
@@ -147,7 +158,7 @@ class Emitter:
 
     def launch(self, kernel: Kernel, elements: int) -> None:
         """The driver's launch of ``kernel`` over ``elements`` (grid-stride)."""
-        self.emit(1, f"rt.launch(P, {kernel.name}, {elements}, {', '.join(kernel.params)})")
+        self.emit(1, f"rt.launch(P, {kernel.name}, {elements}, {', '.join(kernel.args)})")
 
     def map_kernel(self, comment: str, shape: tuple, body) -> Kernel:
         """A kernel with one grid-stride loop over ``shape``: ``body(kernel, index)`` returns its statements
@@ -330,7 +341,7 @@ class LoopKernel:
         for k in range(len(self.serial), -1, -1):
             for r in loop.reductions:
                 if self.level[r.out.id] == k:
-                    target = f"{kernel.param(self.code.name(r.out))}[{index_text(loop.output_index(r))}]"
+                    target = self.code.ref(kernel, r.out, loop.output_index(r))
                     kernel.emit(indent[k], f"{target} = {self.final(r, f'a{r.out.id}')}")
         for r in self.full:
             self._block_reduce(kernel, r)
@@ -348,11 +359,10 @@ class LoopKernel:
             x, dtype = self.read(kernel, n.operands[0]), self.accumulator(n)
             if n.operands[0].type.dtype.np != dtype:
                 x = f"{scalar_type(dtype)}({x})"
-            acc = f"a{n.out.id}" if self.level[n.out.id] is not None else \
-                f"{kernel.param(code.name(n.out))}[{index_text(loop.output_index(n))}]"
+            acc = f"a{n.out.id}" if self.level[n.out.id] is not None else code.ref(kernel, n.out, loop.output_index(n))
             lines.append(f"{acc} = {CUDA.reduction(prim)[1].format(x, acc=acc, T=scalar_type(dtype))}")
         for n in loop.stored:
-            lines.append(f"{kernel.param(code.name(n.out))}[{index_text(loop.index)}] = t{n.out.id}")
+            lines.append(f"{code.ref(kernel, n.out, loop.index)} = t{n.out.id}")
         return lines
 
     def read(self, kernel: Kernel, o: Value) -> str:
@@ -389,7 +399,7 @@ class LoopKernel:
             kernel.emit(2, f"a = {partial}[0]")
             kernel.emit(2, f"for c in range(1, {partial}.shape[0]):")
             kernel.emit(3, f"a = {combine.format(f'{partial}[c]', acc='a')}")
-            target = f"{kernel.param(code.name(r.out))}[{index_text(self.loop.output_index(r))}]"
+            target = code.ref(kernel, r.out, self.loop.output_index(r))
             kernel.emit(2, f"{target} = {self.final(r, 'a')}")
         code.launch(kernel, 1)
 

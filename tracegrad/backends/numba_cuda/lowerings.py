@@ -16,7 +16,7 @@ from ...ir.graph import Node, Value
 from ...primitives import REGISTRY
 from ...primitives.index_key import Integer, IndexKey, NewAxis, Rest, Slice
 from ..numba_cpu.lowerings import _tensor_key
-from ..numba_cpu.source import broadcast_index, index_text, literal
+from ..numba_cpu.source import broadcast_index, literal
 
 if TYPE_CHECKING:
     from ..numba_cpu.plan import Plan
@@ -55,13 +55,13 @@ def _permute(plan: Plan, code: "Emitter", n: Node) -> None:
         a, b = product.operands
         code.emit(1, f"rt.matmul(P, {code.array(b)}, {code.array(a)}, {code.allocate(n.out)}, ta=True, tb=True)")
         return
-    out = code.allocate(n.out)
+    code.allocate(n.out)
 
     def body(kernel: "Kernel", index: list) -> list:
         source = [""] * len(dims)
         for k, d in enumerate(dims):
             source[d] = index[k]
-        return [f"{kernel.param(out)}[{index_text(index)}] = {code.element(kernel, x, source)}"]
+        return [f"{code.ref(kernel, n.out, index)} = {code.element(kernel, x, source)}"]
     code.map_kernel(f"%{n.out.id} permute {dims}: a copy", n.out.type.shape, body)
 
 
@@ -129,14 +129,14 @@ def _index_read(plan: Plan, code: "Emitter", n: Node) -> None:
     x, indices, key = n.operands[0], n.operands[1:], n.attrs["key"]
     if key.has_tensors:
         _check_all(code, n, x, indices)
-    out = code.allocate(n.out)
+    code.allocate(n.out)
 
     def body(kernel: "Kernel", index: list) -> list:
         if key.has_tensors:
             lines, position = _gathered_positions(code, kernel, n, x, indices, index, n.out.type.shape)
         else:
             lines, position = [], _basic_positions(key, x.type.shape, index)
-        return lines + [f"{kernel.param(out)}[{index_text(index)}] = {code.element(kernel, x, position)}"]
+        return lines + [f"{code.ref(kernel, n.out, index)} = {code.element(kernel, x, position)}"]
     code.map_kernel(f"%{n.out.id} index [{key}]", n.out.type.shape, body)
 
 
@@ -153,16 +153,16 @@ def _index_put(plan: Plan, code: "Emitter", n: Node) -> None:
         else:
             lines, position = [], _basic_positions(key, x.type.shape, index)
         value = code.element(kernel, values, broadcast_index(values.type.shape, region))
-        target = kernel.param(out)
         if n.attrs["accumulate"] and key.has_tensors:  # repeated indices add up: atomically
-            return lines + [f"cuda.atomic.add({target}, ({', '.join(position)},), {value})"]
+            return lines + [f"cuda.atomic.add({kernel.param(out)}, ({', '.join(position)},), {value})"]
         # without accumulate, a position named twice keeps one of the values (which one is unspecified)
-        return lines + [f"{target}[{index_text(position)}] {'+=' if n.attrs['accumulate'] else '='} {value}"]
+        return lines + [f"{code.ref(kernel, n.out, position)} {'+=' if n.attrs['accumulate'] else '='} {value}"]
     code.map_kernel(f"%{n.out.id} index_put [{key}]", region, body)
 
 
 def _cat(plan: Plan, code: "Emitter", n: Node) -> None:
-    dim, out = n.attrs["dim"], code.allocate(n.out)
+    dim = n.attrs["dim"]
+    code.allocate(n.out)
     parts, offset = [], 0
     for x in n.operands:
         if x.type.shape[dim]:
@@ -177,7 +177,7 @@ def _cat(plan: Plan, code: "Emitter", n: Node) -> None:
                 end = start + x.type.shape[dim]
                 lines.append("else:" if k == len(parts) - 1 else f"{'elif' if k else 'if'} {at} < {end}:")
             indent = "    " if len(parts) > 1 else ""
-            lines.append(f"{indent}{kernel.param(out)}[{index_text(index)}] = {code.element(kernel, x, position)}")
+            lines.append(f"{indent}{code.ref(kernel, n.out, index)} = {code.element(kernel, x, position)}")
         return lines
     code.map_kernel(f"%{n.out.id} cat along dim {dim}", n.out.type.shape, body)
 
@@ -194,11 +194,11 @@ def _gather(plan: Plan, code: "Emitter", n: Node) -> None:
     if not x.type.shape:
         raise Unsupported("gather from a 0-d tensor")
     code.check_indices(n, idx, n.attrs["dim"], x.type.shape[n.attrs["dim"]])
-    out = code.allocate(n.out)
+    code.allocate(n.out)
 
     def body(kernel: "Kernel", index: list) -> list:
         lines, where = _along_axis(code, kernel, n, index)
-        return lines + [f"{kernel.param(out)}[{index_text(index)}] = {code.element(kernel, x, where)}"]
+        return lines + [f"{code.ref(kernel, n.out, index)} = {code.element(kernel, x, where)}"]
     code.map_kernel(f"%{n.out.id} gather along dim {n.attrs['dim']}", idx.type.shape, body)
 
 
@@ -221,21 +221,22 @@ def _arg_extremum(plan: Plan, code: "Emitter", n: Node) -> None:
     """argmax/argmin along one axis: the first position of the extremum, or of the first NaN (as NumPy).
     A thread owns each position of the other axes and walks the axis in order."""
     x, axis = n.operands[0], n.attrs["axes"][0]
-    shape, out = x.type.shape, code.allocate(n.out)
+    shape = x.type.shape
+    code.allocate(n.out)
     better = ">" if n.prim == "argmax" else "<"
     others = tuple(1 if k == axis else s for k, s in enumerate(shape))
 
     def body(kernel: "Kernel", index: list) -> list:
         along = [f"i{axis}" if k == axis else p for k, p in enumerate(index)]
         first = ["0" if k == axis else p for k, p in enumerate(index)]
-        where = index_text(first if n.attrs["keepdim"] else [p for k, p in enumerate(first) if k != axis])
+        where = first if n.attrs["keepdim"] else [p for k, p in enumerate(first) if k != axis]
         return [f"b = {code.element(kernel, x, first)}", "at = 0",
                 f"for i{axis} in range(1, {shape[axis]}):",
                 f"    c = {code.element(kernel, x, along)}",
                 f"    if b == b and (c {better} b or c != c):",
                 "        b = c",
                 f"        at = i{axis}",
-                f"{kernel.param(out)}[{where}] = at"]
+                f"{code.ref(kernel, n.out, where)} = at"]
     code.map_kernel(f"%{n.out.id} {n.prim} along axis {axis}", others, body)
 
 
