@@ -165,25 +165,28 @@ def hashed_files() -> list[Path]:
     return sorted(Path(__file__).parent.glob("*.py"))
 
 
-def load(key: str, make_source) -> tuple[types.ModuleType, bool]:
+def load(key: str, make_source, machine_code_of_entry: bool = True) -> tuple[types.ModuleType, bool]:
     """(module, found): the kernel module of ``key`` from the first folder holding a valid copy, else
-    ``make_source()`` written to the writable folder first."""
+    ``make_source()`` written to the writable folder first. ``machine_code_of_entry``: the module's ``ENTRY`` is a
+    Numba CPU dispatcher whose machine code is cached beside it (False for a module of CUDA kernels and a
+    Python driver, whose kernels Numba's CUDA target compiles)."""
     name = f"tg_{key}.py"
     for folder in folders():
         text = trust.read_signed(folder.key, folder.path / name, text=True)
         if text is not None:
             COUNTS["hits"] += 1
-            return _module(folder, key, text), True
+            return _module(folder, key, text, machine_code_of_entry), True
     folder = _writable()
     text = trust.sign_text(folder.key, name, make_source())
     forget_machine_code(folder, key)  # machine code of an older or damaged file of this name
     trust.write_private(folder.path / name, text.encode())
     COUNTS["misses"] += 1
-    return _module(folder, key, text), False
+    return _module(folder, key, text, machine_code_of_entry), False
 
 
-def _module(folder: Folder, key: str, text: str) -> types.ModuleType:
-    """Execute verified kernel source as a new module whose entry point has the folder's signed Numba cache.
+def _module(folder: Folder, key: str, text: str, machine_code_of_entry: bool) -> types.ModuleType:
+    """Execute verified kernel source as a new module whose entry point has the folder's signed Numba cache
+    (when ``machine_code_of_entry``).
 
     Numba finds a function's module by name when it compiles and loads machine code, so the module is in
     sys.modules until ``release`` (when the kernel is dropped)."""
@@ -192,9 +195,10 @@ def _module(folder: Folder, key: str, text: str) -> types.ModuleType:
     module.__file__ = str(path)
     exec(compile(text, str(path), "exec"), module.__dict__)
     module.SOURCE = text.partition("\n")[2]  # without the signature line
-    signature = text.partition("\n")[0]  # the source's signature: Numba's files are valid for this source only
-    machine_code.attach(module.ENTRY, folder.path, f"tg_{key}", signature, folder.key)
-    _cache_helpers(folder)
+    if machine_code_of_entry:
+        signature = text.partition("\n")[0]  # the source's signature: Numba's files are valid for this source only
+        machine_code.attach(module.ENTRY, folder.path, f"tg_{key}", signature, folder.key)
+        _cache_helpers(folder)
     return module
 
 

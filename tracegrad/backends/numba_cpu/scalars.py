@@ -7,7 +7,9 @@ float32 to float64), or a callable ``attrs -> template`` when the attributes cha
 
 A primitive missing here is spelled by its declaration (``Primitive(..., lowerings={"numba": ...})``)
 or, when its implementation is a NumPy ufunc, as that ufunc (Numba compiles ``np.sinh`` and the
-like): a primitive's template lives in one place, never two.
+like): a primitive's template lives in one place, never two. ``Spelling`` holds these lookups; the CUDA
+backend (``numba_cuda/scalars.py``) derives its own from ``NUMBA``, overriding the entries device code spells
+differently, and reads ``lowerings={"cuda": ...}`` from a declaration.
 
 A reduction is ``(identity, combine)``: the accumulator's start value given the NumPy dtype, and the
 template folding ``{0}`` into ``{acc}``.
@@ -77,34 +79,76 @@ REDUCTIONS = {
 }
 
 
-def _spelling(prim: Primitive):
-    """The template (or attrs -> template) of an elementwise primitive, wherever it lives; else None."""
-    spelled = ELEMENTWISE.get(prim.name, prim.lowerings.get(BACKEND))
-    if spelled is None and prim.kind == "elementwise":
-        ufunc = prim.ufunc or (prim.impl if isinstance(prim.impl, np.ufunc) else None)
-        if ufunc is not None:
-            spelled = f"np.{ufunc.__name__}({', '.join(f'{{{k}}}' for k in range(ufunc.nin))})"
-    return spelled
+class Spelling:
+    """One backend's templates: its own tables, then a primitive's declared ``lowerings[backend]``, then its ufunc.
+
+    The Numba CPU backend's is ``NUMBA`` (this module's functions below); another backend (CUDA) derives its
+    own with ``overriding``, so each primitive is spelled once per backend and the planning code, which asks
+    only whether a loop can compute a node, reads the one table.
+    """
+
+    def __init__(self, backend: str, elementwise: dict, reductions: dict, ufunc) -> None:
+        self.backend, self.elementwise_table, self.reductions = backend, elementwise, reductions
+        self.ufunc = ufunc  # np.ufunc -> template, for an elementwise primitive computed by a NumPy ufunc
+
+    def overriding(self, backend: str, elementwise: dict, reductions: dict, ufunc) -> "Spelling":
+        """This spelling with the entries given replaced, for ``backend`` (its declared lowerings, its ufuncs)."""
+        return Spelling(backend, {**self.elementwise_table, **elementwise}, {**self.reductions, **reductions}, ufunc)
+
+    def template(self, prim: Primitive):
+        """The template (or attrs -> template) of an elementwise primitive, wherever it lives; else None."""
+        spelled = self.elementwise_table.get(prim.name, prim.lowerings.get(self.backend))
+        if spelled is None and prim.kind == "elementwise":
+            ufunc = prim.ufunc or (prim.impl if isinstance(prim.impl, np.ufunc) else None)
+            if ufunc is not None:
+                spelled = self.ufunc(ufunc)
+        return spelled
+
+    def elementwise(self, prim: Primitive, attrs: dict) -> str | None:
+        """The loop-body template of an elementwise primitive with these attributes; None if it has none."""
+        spelled = self.template(prim)
+        return spelled(attrs) if callable(spelled) else spelled
+
+    def reduction(self, prim: Primitive) -> tuple | None:
+        """(identity, combine) of a reduction a loop can accumulate; None if it has none."""
+        return self.reductions.get(prim.name, prim.lowerings.get(self.backend) if prim.kind == "reduce" else None)
+
+    def in_loop(self, prim: Primitive) -> bool:
+        """Whether a loop nest computes the primitive element by element or accumulates it."""
+        return self.template(prim) is not None or self.reduction(prim) is not None
+
+    def spelled_elsewhere(self, graph: Graph, own: frozenset = frozenset()) -> str:
+        """The templates of the graph's primitives spelled outside the backend's folder (in their declaration, or
+        as their ufunc), for a kernel's cache key; ``own``: the names its folder spells (in its code's hash)."""
+        names = sorted({n.prim for n in graph.nodes} - own)
+        return "".join(f"\n{name}: {self.template(REGISTRY[name])} {self.reduction(REGISTRY[name])}"
+                       for name in names)
+
+
+def _numpy_ufunc(ufunc: np.ufunc) -> str:
+    """Numba compiles NumPy's ufuncs on scalars: ``np.sinh({0})``."""
+    return f"np.{ufunc.__name__}({', '.join(f'{{{k}}}' for k in range(ufunc.nin))})"
+
+
+NUMBA = Spelling(BACKEND, ELEMENTWISE, REDUCTIONS, _numpy_ufunc)
 
 
 def elementwise(prim: Primitive, attrs: dict) -> str | None:
-    """The loop-body template of an elementwise primitive with these attributes; None if it has none."""
-    spelled = _spelling(prim)
-    return spelled(attrs) if callable(spelled) else spelled
+    """The Numba loop-body template of an elementwise primitive with these attributes; None if it has none."""
+    return NUMBA.elementwise(prim, attrs)
 
 
 def reduction(prim: Primitive) -> tuple | None:
-    """(identity, combine) of a reduction a loop can accumulate; None if it has none."""
-    return REDUCTIONS.get(prim.name, prim.lowerings.get(BACKEND) if prim.kind == "reduce" else None)
+    """(identity, combine) of a reduction a Numba loop can accumulate; None if it has none."""
+    return NUMBA.reduction(prim)
 
 
 def in_loop(prim: Primitive) -> bool:
     """Whether a loop nest computes the primitive element by element or accumulates it."""
-    return _spelling(prim) is not None or reduction(prim) is not None
+    return NUMBA.in_loop(prim)
 
 
 def spelled_elsewhere(graph: Graph) -> str:
     """The templates of the graph's primitives spelled outside this folder (in their declaration, or as
     their ufunc), for a kernel's cache key: this folder's own are in its hash (``cache.code_digest``)."""
-    names = sorted({n.prim for n in graph.nodes} - ELEMENTWISE.keys() - REDUCTIONS.keys())
-    return "".join(f"\n{name}: {_spelling(REGISTRY[name])} {reduction(REGISTRY[name])}" for name in names)
+    return NUMBA.spelled_elsewhere(graph, frozenset(ELEMENTWISE) | frozenset(REDUCTIONS))
