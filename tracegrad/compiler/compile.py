@@ -31,7 +31,9 @@ from .verify_mode import verified_run
 _TRAINING = operator.attrgetter("training")  # map with it is quicker than a comprehension
 _IS_TENSOR = functools.partial(operator.is_, Tensor)  # _IS_TENSOR(type(x)): x is a Tensor, not a subclass
 
-CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries")
+# fallbacks: signatures that run eagerly; backend_fallbacks: compiled variants another backend runs (an op the
+# backend asked for can't lower)
+CacheInfo = collections.namedtuple("CacheInfo", "hits misses compiles fallbacks guard_failures entries backend_fallbacks")
 # What a variant is traced for: argument structure, one key per leaf, which tensor arguments share memory,
 # grad mode, the default dtype (of tensors the step makes), what the step reaches besides its arguments,
 # the training flag of each module it reaches.
@@ -191,10 +193,10 @@ class CompiledFunction:
         self._fast = None  # the replay of the last variant hit, behind inline checks of its signature
 
     def cache_info(self) -> CacheInfo:
-        """hits, misses (traces), compiles, fallbacks, guard_failures, entries."""
+        """hits, misses (traces), compiles, fallbacks (to eager), guard_failures, entries, backend_fallbacks."""
         c = self._counts
         return CacheInfo(self._hits, c["misses"], c["compiles"], c["fallbacks"], c["guard_failures"],
-                         sum(len(v) for v in self._variants.values()))
+                         sum(len(v) for v in self._variants.values()), c["backend_fallbacks"])
 
     def __call__(self, *args, **kwargs):
         if self.eager:
@@ -335,7 +337,7 @@ class CompiledFunction:
         start = time.perf_counter()
         variant = Variant(trace, self.backend)
         if variant.fallback is not None:
-            self._counts["fallbacks"] += 1
+            self._counts["backend_fallbacks"] += 1
             LOG.info("%s: %s; %s runs it", self.__name__, variant.fallback, variant.backend)
             warnings.warn(f"tracegrad.compile: {variant.fallback}; the {variant.backend} backend runs this variant",
                           CompileWarning, stacklevel=3)
