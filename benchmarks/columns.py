@@ -53,7 +53,7 @@ def compile_step(tracegrad: ModuleType, step: Callable, backend: str) -> Callabl
     """tracegrad.compile(step, backend=backend); Unavailable when that backend is not there."""
     try:
         return tracegrad.compile(step, backend=backend)
-    except NotImplementedError as reason:
+    except RuntimeError as reason:  # a backend that can't run on this machine (backend="cuda" without a GPU)
         raise Unavailable(f"tracegrad.compile(backend={backend!r}) is not available: {reason}") from reason
 
 

@@ -20,3 +20,19 @@ def backend(request, monkeypatch):
     """Runs a test once per backend: ``tracegrad.compile`` without ``backend=`` uses this one."""
     monkeypatch.setenv("TRACEGRAD_BACKEND", request.param)
     return request.param
+
+
+def pytest_collection_finish(session):
+    """Start the CUDA simulator runs the selected tests read (``@pytest.mark.simulator(run)``), so they go on
+    beside the rest of the suite (tests/cudasim.py)."""
+    import cudasim
+    for item in session.items:
+        marker = item.get_closest_marker("simulator")
+        if marker is not None:
+            cudasim.start(marker.args[0])
+
+
+def pytest_sessionfinish(session):
+    """Stop simulator runs no test waited for (a run cut short by -x or a failure)."""
+    import cudasim
+    cudasim.stop_all()

@@ -211,6 +211,52 @@ def an_op_without_a_cuda_lowering_runs_on_the_cpu_backend():
         delattr(tg.Tensor, name + "_")
 
 
+def benchmark_steps_w1_to_w4():
+    """The benchmark workloads' steps (benchmarks/), on problems small enough for the simulator."""
+    import tracegrad as tg
+    from benchmarks import actor_critic, columns, elementwise, mlp
+    elementwise.SHAPE = (4, 6)  # the module's sizes, read when a problem is made and a step is built
+    actor_critic.BATCH, actor_critic.OBS, actor_critic.ACTION, actor_critic.HIDDEN = 4, 3, 2, 5
+    problems = {"W1": (mlp, mlp.make_problem(4, (5, 6, 6, 3), "sgd", lr=0.01)),
+                "W2": (mlp, mlp.make_problem(4, (7, 6, 3), "adam", lr=1e-3)),
+                "W3": (elementwise, elementwise.make_problem()), "W4": (actor_critic, actor_critic.make_problem())}
+    for name, (module, problem) in problems.items():
+        eager = module.build_pytorch_style(tg, problem)
+        compiled = columns.tracegrad_compiled(module.build_pytorch_style, "cuda")(problem)  # runs until compiled
+        for call in range(3):
+            np.testing.assert_allclose(compiled.step().item(), eager.step().item(), rtol=RTOL, atol=ATOL,
+                                       err_msg=f"{name}, loss of call {call}")
+            for k, (c, e) in enumerate(zip(compiled.weights(), eager.weights())):
+                np.testing.assert_allclose(c, e, rtol=RTOL, atol=ATOL, err_msg=f"{name}, call {call}, weight {k}")
+        info = compiled.step.cache_info()
+        assert (info.fallbacks, info.backend_fallbacks) == (0, 0), (name, info)
+        assert next(iter(compiled.step._variants.values()))[0].backend == "cuda", name
+
+
+def the_digits_examples_training_step():
+    """examples/mlp_digits.py's train_step on a batch of the digits data (a smaller model: the simulator is slow)."""
+    import runpy
+
+    import tracegrad as tg
+    from tracegrad import nn, optim
+    example = runpy.run_path("examples/mlp_digits.py")
+    x_train, _, y_train, _ = example["load_data"]()
+    runs = []
+    for backend in ("eager", "cuda"):
+        tg.manual_seed(0)
+        model = nn.Sequential(nn.Linear(64, 6), nn.ReLU(), nn.Linear(6, 10))
+        opt, loss_fn = optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss()
+        step = tg.compile(example["train_step"], backend=backend)
+        losses = [step(model, opt, loss_fn, x_train[8 * k:8 * k + 8], y_train[8 * k:8 * k + 8]).item()
+                  for k in range(5)]
+        runs.append((losses, [p.detach().numpy().copy() for p in model.parameters()]))
+    (eager_losses, eager_weights), (losses, weights) = runs
+    np.testing.assert_allclose(losses, eager_losses, rtol=RTOL, atol=ATOL)
+    for c, e in zip(weights, eager_weights):
+        np.testing.assert_allclose(c, e, rtol=RTOL, atol=ATOL)
+    assert step.cache_info().hits == 3, step.cache_info()
+
+
 def is_available_and_synchronize():
     import tracegrad as tg
     assert tg.cuda.is_available() and tg.cuda.device_count() >= 1
@@ -220,4 +266,5 @@ def is_available_and_synchronize():
 CASES = {f.__name__: f for f in (sgd_momentum_runs_on_the_gpu, adam_keeps_parameters_state_and_grads_on_the_device,
                                  host_reads_and_writes_between_steps_are_seen, a_held_view_of_a_parameter_sees_every_step,
                                  a_float_argument_and_returned_values, an_op_without_a_cuda_lowering_runs_on_the_cpu_backend,
+                                 benchmark_steps_w1_to_w4, the_digits_examples_training_step,
                                  is_available_and_synchronize)}

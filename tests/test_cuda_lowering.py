@@ -8,6 +8,7 @@ import cudasim
 from cuda_lowering_cases import CASES
 
 
+@pytest.mark.simulator("cuda_lowering_cases")
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_cuda_lowering(case):
     cudasim.check("cuda_lowering_cases", case)
