@@ -27,6 +27,9 @@ def cuda():
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         pytest.skip("the CUDA simulator is on, and it compiles nothing: unset NUMBA_ENABLE_CUDASIM")
     from numba import cuda, types as nb
+    if getattr(cuda, "implementation", None) != "NVIDIA":
+        pytest.skip("numba.cuda here is Numba's built-in CUDA target, not NVIDIA's numba-cuda that runs the kernels: "
+                    'install "numba-cuda[cu13]" and run pytest with it')
 
     def probe(out):
         out[0] = 1
