@@ -39,9 +39,21 @@ def _host(graph, arrays):
     return [np.asarray(a).copy() if v.role in SCALAR_ROLES else a.copy_to_host() for v, a in zip(graph.inputs, arrays)]
 
 
+def _assert_identical(got, expected, what):
+    """Equal values, NaN where NaN, and the same sign of every zero (assert_array_equal takes -0.0 for 0.0)."""
+    np.testing.assert_array_equal(got, expected, err_msg=what)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected), err_msg=f"{what}: the sign of a zero")
+
+
 def _compare(graph, arrays, rtol=2e-5, atol=2e-6):
-    """Run the graph on the interpreter and as a CUDA program; compare outputs and write-backs. The program."""
+    """Run the graph on the interpreter and as a CUDA program; compare outputs and write-backs (identical ones
+    when rtol and atol are 0). The program."""
     from tracegrad.backends.numba_cuda.program import build
+    def check(g, e, what):
+        if rtol == atol == 0:
+            _assert_identical(g, e, what)
+        else:
+            np.testing.assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=what)
     expected_inputs = [np.asarray(a).copy() for a in arrays]
     expected = run(graph, expected_inputs)
     program = build(graph)
@@ -51,9 +63,9 @@ def _compare(graph, arrays, rtol=2e-5, atol=2e-6):
     for g, e, v in zip(got, expected, graph.outputs):
         g = g.copy_to_host()
         assert g.dtype == e.dtype and g.shape == e.shape, f"%{v.id}: {g.dtype}{g.shape} vs {e.dtype}{e.shape}"
-        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=f"output %{v.id}")
+        check(g, e, f"output %{v.id}")
     for v, g, e in zip(graph.inputs, _host(graph, device), expected_inputs):
-        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=f"input %{v.id} {v.name} after write-backs")
+        check(g, e, f"input %{v.id} {v.name} after write-backs")
     return program, got, device
 
 
@@ -90,6 +102,42 @@ def _integers():
     rng = np.random.default_rng(0)
     i, j = (tg.tensor(rng.integers(-5, 9, (4, 5))) for _ in range(2))
     graph, arrays = _graph_and_arrays(step, [i, j])
+    _compare(graph, arrays, rtol=0, atol=0)
+
+
+def _special_values(dtype):
+    """Rounding, sign, extrema, remainder, floor division and powers of +-0, +-inf, NaN, halves, magnitudes
+    at and past the last fractional value and integral ones past 2**63, identical to NumPy's (signs of zeros
+    too). The simulator's ``math`` raises on inf and NaN where the device does not, so exp, log and the like
+    are left out; a power's exponent is an array, not a scalar 0.5, which NumPy computes as a square root
+    (np.power(-0.0, 0.5) is -0.0 there, 0.0 in C's pow)."""
+    def case():
+        big = float(2 ** np.finfo(dtype).nmant)  # every value from here on is an integer
+        x = np.array([0.0, -0.0, 0.4, -0.4, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999997, -0.49999997,
+                      0.49999999999999994, big - 0.5, -(big - 0.5), big - 1.5, big, big + 2, -big - 2, 2.0 ** 63,
+                      -(2.0 ** 64), 1e30, -1e30, np.inf, -np.inf, np.nan, 7.0, -7.0], np.float64).astype(dtype)
+        y = np.roll(x[::-1], 3)  # pairs of zeros of either sign, NaNs and infs on both sides
+
+        def step(x, y, base, power):
+            rounded = [x.floor(), x.ceil(), x.trunc(), x.round(), x.sign(), x.abs(), x.relu()]
+            pairs = [tg.maximum(x, y), tg.minimum(x, y), tg.maximum(y, x), tg.minimum(y, x), x % y, x // y]
+            rows = x.reshape(4, 7)
+            return rounded + pairs + [x.isnan(), x.isinf(), rows.amax(1), rows.amin(0), (y + 1).amax(),
+                                      base[:, None] ** power]  # every base to every power
+        # exact powers only: the simulator's scalar powf and NumPy's may differ in the last place elsewhere
+        base = np.array([0.0, -0.0, 1.0, -1.0, 4.0, -4.0, 0.25, np.inf, -np.inf, np.nan], dtype)
+        power = np.array([0.0, -0.0, 1.0, -1.0, 2.0, 3.0, -3.0, 0.5, -0.5, np.inf, -np.inf, np.nan], dtype)
+        graph, arrays = _graph_and_arrays(step, [tg.tensor(x), tg.tensor(y), tg.tensor(base), tg.tensor(power)])
+        _compare(graph, arrays, rtol=0, atol=0)
+    return case
+
+
+def _integer_rounding():
+    """Rounding an integer tensor gives it back, the smallest int64 too."""
+    def step(i):
+        return i.floor(), i.ceil(), i.trunc(), i.round(), i.sign()
+    i = np.array([0, 1, -1, 7, -7, np.iinfo(np.int64).max, np.iinfo(np.int64).min], np.int64)
+    graph, arrays = _graph_and_arrays(step, [tg.tensor(i)])
     _compare(graph, arrays, rtol=0, atol=0)
 
 
@@ -259,6 +307,8 @@ def _row_stack_shim():
 
 
 CASES.update({"edge": _edge, "integers": _integers, "batched_matmuls": _batched_matmuls,
+              "special_values_float32": _special_values(np.float32), "special_values_float64": _special_values(np.float64),
+              "integer_rounding": _integer_rounding,
               "sgd_momentum": _training(lambda p: tg.optim.SGD(p, lr=0.1, momentum=0.9)),
               "adam": _training(lambda p: tg.optim.Adam(p, lr=0.01)),
               "guard_failure": _guard_failure, "index_out_of_range": _index_out_of_range,

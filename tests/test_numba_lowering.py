@@ -312,7 +312,7 @@ def test_a_step_with_an_op_numba_cannot_lower_runs_on_the_interpreter_with_a_war
         return loss, grad
     compiled = tg.compile(step, backend="numba")
     x = tg.ones(2)
-    with pytest.warns(CompileWarning, match="numba can't compile .*cat.*interpreter runs"):
+    with pytest.warns(CompileWarning, match="numba can't compile .*cat.*interpreter backend runs"):
         results = [compiled(x) for _ in range(3)]
     for loss, grad in results:
         assert float(loss) == 63.0 and np.array_equal(grad.numpy(), np.full(7, 7.0, np.float32))

@@ -22,14 +22,14 @@ class IndexOutOfBounds(Exception):
 
 @njit(inline="always")
 def maximum(a, b):
-    """np.maximum on scalars: NaN wins, as in NumPy."""
-    return a if a >= b or a != a else b
+    """np.maximum on scalars: NaN wins and a tie gives b (np.maximum(-0.0, 0.0) is 0.0), as in NumPy."""
+    return a if a > b or a != a else b
 
 
 @njit(inline="always")
 def minimum(a, b):
-    """np.minimum on scalars: NaN wins, as in NumPy."""
-    return a if a <= b or a != a else b
+    """np.minimum on scalars: NaN wins and a tie gives b (np.minimum(0.0, -0.0) is -0.0), as in NumPy."""
+    return a if a < b or a != a else b
 
 
 def blas_operand(x):

@@ -22,7 +22,7 @@ from ...primitives import REGISTRY
 from ..numba_cpu.loops import LoopPlan
 from ..numba_cpu.plan import Plan, plan
 from ..numba_cpu.source import broadcast_index, index_text, literal, scalar_type
-from .scalars import CUDA
+from .scalars import CUDA, integral_from
 
 SCALAR_ROLES = ("hyper", "number")  # inputs passed as host 0-d arrays: their value goes to kernels by value
 
@@ -352,8 +352,9 @@ class LoopKernel:
         for n in loop.unit:
             prim = REGISTRY[n.prim]
             if n not in loop.reductions:
+                dtype = n.out.type.dtype.np
                 text = CUDA.elementwise(prim, n.attrs).format(*(self.read(kernel, o) for o in n.operands),
-                                                             T=scalar_type(n.out.type.dtype.np))
+                                                             T=scalar_type(dtype), I=integral_from(dtype))
                 lines.append(f"t{n.out.id} = {text}")
                 continue
             x, dtype = self.read(kernel, n.operands[0]), self.accumulator(n)

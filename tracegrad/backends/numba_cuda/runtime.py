@@ -1,9 +1,8 @@
-"""Helpers the generated CUDA modules call (imported there as ``rt``): launches, device functions, copies,
-index checks and the matrix product."""
+"""Helpers the generated CUDA modules' drivers call (imported there as ``rt``): launches, copies, index checks and
+the matrix product. Kernels call no device function from here (``scalars.py`` says why)."""
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 from numba import config, cuda
@@ -40,28 +39,6 @@ def item(array):
     """A 0-d or one-element device array's value on the host: a device-to-host copy, which waits for the
     kernels before it (guards and index checks are read this way, before any write-back)."""
     return array.copy_to_host().reshape(-1)[0]
-
-
-@cuda.jit(device=True)
-def maximum(a, b):
-    """np.maximum on scalars: NaN wins."""
-    return a if a >= b or a != a else b
-
-
-@cuda.jit(device=True)
-def minimum(a, b):
-    """np.minimum on scalars: NaN wins."""
-    return a if a <= b or a != a else b
-
-
-@cuda.jit(device=True)
-def round_half_even(x):
-    """np.round on a float scalar: halves go to the even neighbour."""
-    low = math.floor(x)
-    rest = x - low
-    if rest > 0.5 or rest == 0.5 and low % 2 != 0:
-        return low + 1
-    return low
 
 
 @cuda.jit
