@@ -6,6 +6,7 @@ import copy
 from typing import Callable, Iterable
 
 from ..autograd.grad_mode import enable_grad, no_grad
+from ..creation import full_like, zeros
 from ..compiler.hyper import hyperparameter, hyperparameter_flag
 from ..compiler.frames import unfollowed
 from ..nn.utils import zero_grad_
@@ -66,6 +67,15 @@ class StateTable(_Counted, collections.defaultdict):
 
     def __init__(self, default_factory=ParamState, *args) -> None:  # the signature defaultdict's copies call
         super().__init__(default_factory, *args)
+
+
+def check_nonnegative(**values: float) -> None:
+    """Raise PyTorch's ValueError for the first negative (or NaN) value; the keywords name it: lr,
+    eps, momentum, weight_decay, ... (e.g. "Invalid learning rate: -1")."""
+    for name, value in values.items():
+        if not 0.0 <= value:
+            label = {"lr": "learning rate", "eps": "epsilon value"}.get(name, f"{name} value")
+            raise ValueError(f"Invalid {label}: {value}")
 
 
 def step_value(step: Tensor):
@@ -135,6 +145,27 @@ class Optimizer:
 
     def _update_group(self, group: dict) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement _update_group(group)")
+
+    def gradients(self, group: dict, weight_decay: bool = True):
+        """(param, gradient) for each parameter of group that has a .grad: the gradient negated when
+        maximize is set, plus weight_decay * param (L2) when weight_decay is given and nonzero."""
+        maximize = self.flag(group, "maximize")
+        decay = self.hyper(group, "weight_decay") if weight_decay and self.flag(group, "weight_decay") else None
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            grad = -p.grad if maximize else p.grad
+            yield p, grad if decay is None else grad.add(p, alpha=decay)
+
+    def lazy_state(self, p: Tensor, **buffers: float) -> dict:
+        """p's state; on first use a float32 0-d 'step' counter and one tensor like p per keyword, filled
+        with its value (PyTorch's layout)."""
+        state = self.state[p]
+        if not state:
+            state["step"] = zeros(())  # a float scalar tensor, like PyTorch
+            for name, fill in buffers.items():
+                state[name] = full_like(p, fill)
+        return state
 
     @staticmethod
     def hyper(group, key, name: str | None = None, index: int | None = None):
