@@ -8,8 +8,7 @@ from .optimizer import Optimizer, check_nonnegative, step_value
 
 
 class Adagrad(Optimizer):
-    """Adagrad: divide the gradient by the root of the sum of its squares so far; lr decays as
-    lr / (1 + (step - 1) * lr_decay). Its state exists from construction, as in PyTorch."""
+    """Adagrad (lr / (1 + (step - 1) * lr_decay)); as in PyTorch its state exists from construction."""
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-2, lr_decay: float = 0,
                  weight_decay: float = 0, initial_accumulator_value: float = 0, eps: float = 1e-10, *,

@@ -58,8 +58,7 @@ class LRScheduler:
         return self._last_lr
 
     def step(self, epoch: int | None = None) -> None:
-        """Advance one epoch (or jump to epoch, deprecated as in PyTorch) and update the optimizer's
-        learning rates; call it after optimizer.step()."""
+        """Advance one epoch (or jump to epoch: deprecated, as in PyTorch); call it after optimizer.step()."""
         if self._step_count == 1 and not getattr(self.optimizer, "_step_called", False):
             warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`. Call them in the "
                           "opposite order: `optimizer.step()` before `lr_scheduler.step()`; otherwise the first "
@@ -364,8 +363,7 @@ def _per_group(name: str, optimizer: Optimizer, value) -> list:
 
 
 class OneCycleLR(LRScheduler):
-    """The 1cycle policy: lr from max_lr / div_factor up to max_lr, then down to initial_lr / final_div_factor
-    (three_phase: back to initial_lr first), momentum (or beta1) cycling the opposite way; step once per batch."""
+    """The 1cycle policy: lr up to max_lr and down to far below the start, momentum/beta1 the other way."""
 
     def __init__(self, optimizer: Optimizer, max_lr: float | list[float], total_steps: int | None = None,
                  epochs: int | None = None, steps_per_epoch: int | None = None, pct_start: float = 0.3,

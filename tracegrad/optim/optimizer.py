@@ -70,8 +70,7 @@ class StateTable(_Counted, collections.defaultdict):
 
 
 def check_nonnegative(**values: float) -> None:
-    """Raise PyTorch's ValueError for the first negative (or NaN) value; the keywords name it: lr,
-    eps, momentum, weight_decay, ... (e.g. "Invalid learning rate: -1")."""
+    """Raise PyTorch's ValueError ("Invalid learning rate: -1") for the first negative or NaN keyword value."""
     for name, value in values.items():
         if not 0.0 <= value:
             label = {"lr": "learning rate", "eps": "epsilon value"}.get(name, f"{name} value")
@@ -147,8 +146,7 @@ class Optimizer:
         raise NotImplementedError(f"{type(self).__name__} must implement _update_group(group)")
 
     def gradients(self, group: dict, weight_decay: bool = True):
-        """(param, gradient) for each parameter of group that has a .grad: the gradient negated when
-        maximize is set, plus weight_decay * param (L2) when weight_decay is given and nonzero."""
+        """(param, grad) per parameter with a .grad: negated if maximize, plus weight_decay * param (L2) if asked."""
         maximize = self.flag(group, "maximize")
         decay = self.hyper(group, "weight_decay") if weight_decay and self.flag(group, "weight_decay") else None
         for p in group["params"]:
@@ -158,8 +156,7 @@ class Optimizer:
             yield p, grad if decay is None else grad.add(p, alpha=decay)
 
     def lazy_state(self, p: Tensor, **buffers: float) -> dict:
-        """p's state; on first use a float32 0-d 'step' counter and one tensor like p per keyword, filled
-        with its value (PyTorch's layout)."""
+        """p's state; made on first use: a float32 0-d 'step' and a tensor like p per keyword, filled with its value."""
         state = self.state[p]
         if not state:
             state["step"] = zeros(())  # a float scalar tensor, like PyTorch
