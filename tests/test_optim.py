@@ -138,6 +138,85 @@ def test_adamw_matches_reference_and_equals_adam_with_decoupled_decay(kwargs):
         np.testing.assert_array_equal(a, b)
 
 
+def rmsprop_reference(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                      maximize=False):
+    values = initial_values()
+    square_avg, grad_avg, buf = ([np.zeros_like(v) for v in values] for _ in range(3))
+    for step in range(STEPS):
+        for i, w in enumerate(values):
+            g = gradient(w, step, i)
+            if g is None:
+                continue
+            g = -g if maximize else g
+            g = g + weight_decay * w if weight_decay else g
+            square_avg[i] = square_avg[i] * alpha + (1 - alpha) * g * g
+            if centered:
+                grad_avg[i] = lerp(grad_avg[i], g, 1 - alpha)
+                avg = np.sqrt(square_avg[i] - grad_avg[i] * grad_avg[i]) + eps
+            else:
+                avg = np.sqrt(square_avg[i]) + eps
+            if momentum:
+                buf[i] = buf[i] * momentum + g / avg
+                values[i] = w + (-lr) * buf[i]
+            else:
+                values[i] = w + (-lr) * (g / avg)
+    return values
+
+
+def adagrad_reference(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+                      maximize=False):
+    values = initial_values()
+    sums = [np.full_like(v, initial_accumulator_value) for v in values]
+    steps = [0] * len(values)
+    for step in range(STEPS):
+        for i, w in enumerate(values):
+            g = gradient(w, step, i)
+            if g is None:
+                continue
+            steps[i] += 1
+            g = -g if maximize else g
+            g = g + weight_decay * w if weight_decay else g
+            clr = lr / (1 + (steps[i] - 1) * lr_decay)
+            sums[i] = sums[i] + g * g
+            values[i] = w + (-clr) * (g / (np.sqrt(sums[i]) + eps))
+    return values
+
+
+RMSPROP_CONFIGS = [dict(), dict(lr=0.02, alpha=0.9), dict(lr=0.01, momentum=0.9), dict(lr=0.01, centered=True),
+                   dict(lr=0.01, centered=True, momentum=0.5, weight_decay=0.1, maximize=True, eps=1e-3)]
+ADAGRAD_CONFIGS = [dict(), dict(lr=0.1, lr_decay=0.05), dict(lr=0.1, weight_decay=0.1, maximize=True),
+                   dict(lr=0.1, initial_accumulator_value=0.5, eps=1e-4)]
+
+
+@pytest.mark.parametrize("kwargs", RMSPROP_CONFIGS, ids=str)
+def test_rmsprop_matches_reference(kwargs):
+    got, opt = run_tracegrad(lambda p: optim.RMSprop(p, **kwargs))
+    for g, e in zip(got, rmsprop_reference(**kwargs)):  # sqrt(mean square) amplifies one rounding of it
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+    state = opt.state[opt.param_groups[0]["params"][0]]
+    expected = ["step", "square_avg"] + ["momentum_buffer"] * bool(kwargs.get("momentum")) + [
+        "grad_avg"] * bool(kwargs.get("centered"))
+    assert list(state) == expected and state["step"].item() == STEPS
+
+
+@pytest.mark.parametrize("kwargs", ADAGRAD_CONFIGS, ids=str)
+def test_adagrad_matches_reference(kwargs):
+    got, opt = run_tracegrad(lambda p: optim.Adagrad(p, **kwargs))
+    assert_values_close(got, adagrad_reference(**kwargs))
+    assert [opt.state[p]["step"].item() for p in opt.param_groups[0]["params"]] == [STEPS, STEPS - 1]
+
+
+def test_adagrad_state_exists_from_construction_and_for_groups_added_later():
+    w, later = tracegrad.ones(2, requires_grad=True), tracegrad.ones(3, requires_grad=True)
+    opt = optim.Adagrad([w], initial_accumulator_value=0.25)
+    assert list(opt.state_dict()["state"][0]) == ["step", "sum"] and opt.state[w]["sum"].tolist() == [0.25] * 2
+    opt.add_param_group({"params": [later], "initial_accumulator_value": 1.0})
+    assert later not in opt.state
+    later.grad = tracegrad.full((3,), 2.0)
+    opt.step()
+    assert opt.state[later]["sum"].tolist() == [5.0] * 3 and later.tolist() == pytest.approx([1 - 0.01 * 2 / 5 ** 0.5] * 3)
+
+
 # ---- state and parameter groups -------------------------------------------------------------------------
 
 
@@ -219,6 +298,12 @@ def test_step_with_closure_returns_the_loss():
     (lambda w: optim.Adam([w], betas=(1.0, 0.999)), "Invalid beta parameter at index 0: 1.0"),
     (lambda w: optim.AdamW([w], betas=(0.9, -0.1)), "Invalid beta parameter at index 1: -0.1"),
     (lambda w: optim.AdamW([w], weight_decay=-1), "Invalid weight_decay value: -1"),
+    (lambda w: optim.RMSprop([w], lr=-0.1), "Invalid learning rate: -0.1"),
+    (lambda w: optim.RMSprop([w], alpha=-0.5), "Invalid alpha value: -0.5"),
+    (lambda w: optim.RMSprop([w], momentum=-1), "Invalid momentum value: -1"),
+    (lambda w: optim.Adagrad([w], lr_decay=-1), "Invalid lr_decay value: -1"),
+    (lambda w: optim.Adagrad([w], initial_accumulator_value=-0.1), "Invalid initial_accumulator_value value: -0.1"),
+    (lambda w: optim.Adagrad([w], eps=-1e-10), "Invalid epsilon value: -1e-10"),
     (lambda w: optim.SGD([], lr=0.1), "optimizer got an empty parameter list"),
     (lambda w: optim.SGD([w * 2], lr=0.1), "can't optimize a non-leaf Tensor"),
 ])
@@ -321,6 +406,120 @@ def scheduled_lrs(make_scheduler, epochs=12, lr=1.0):
 ], ids=["StepLR", "MultiStepLR", "ExponentialLR", "LambdaLR", "CosineAnnealingLR"])
 def test_schedulers_follow_their_closed_forms(make, closed_form):
     assert scheduled_lrs(make) == pytest.approx([closed_form(e) for e in range(12)], rel=1e-12, abs=1e-12)
+
+
+def _warm_restarts(e, T_0=2, T_mult=2, eta_min=0.1):
+    T_i = T_0
+    while e >= T_i:
+        e, T_i = e - T_i, T_i * T_mult
+    return eta_min + (1 - eta_min) * (1 + math.cos(math.pi * e / T_i)) / 2
+
+
+def _one_cycle(e, total=10, pct=0.3, max_lr=1.0, initial=1.0 / 25, final=1.0 / 25 / 1e4):
+    peak = pct * total - 1
+    if e <= peak:
+        return max_lr + (initial - max_lr) / 2 * (math.cos(math.pi * e / peak) + 1)
+    return final + (max_lr - final) / 2 * (math.cos(math.pi * (e - peak) / (total - 1 - peak)) + 1)
+
+
+@pytest.mark.parametrize("make,closed_form", [
+    (lambda o: lr_scheduler.LinearLR(o, start_factor=0.25, total_iters=4), lambda e: 0.25 + 0.75 * min(e, 4) / 4),
+    (lambda o: lr_scheduler.LinearLR(o, start_factor=1.0, end_factor=0.5, total_iters=6),
+     lambda e: 1.0 - 0.5 * min(e, 6) / 6),
+    (lambda o: lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2, eta_min=0.1), _warm_restarts),
+    (lambda o: lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=3), lambda e: _warm_restarts(e, 3, 1, 0.0)),
+    (lambda o: lr_scheduler.SequentialLR(o, [lr_scheduler.LinearLR(o, 0.5, total_iters=2),
+                                             lr_scheduler.ExponentialLR(o, 0.5)], milestones=[4]),
+     lambda e: 0.5 + 0.5 * min(e, 2) / 2 if e < 4 else 0.5 ** (e - 4)),
+    (lambda o: lr_scheduler.OneCycleLR(o, max_lr=1.0, total_steps=12), lambda e: _one_cycle(e, total=12)),
+    (lambda o: lr_scheduler.OneCycleLR(o, max_lr=1.0, epochs=4, steps_per_epoch=3, anneal_strategy="linear",
+                                       pct_start=0.5, cycle_momentum=False),
+     lambda e: 0.04 + 0.96 * e / 5 if e <= 5 else 1.0 + (0.04e-4 - 1.0) * (e - 5) / 6),
+], ids=["LinearLR-up", "LinearLR-down", "WarmRestarts-mult", "WarmRestarts", "SequentialLR", "OneCycleLR",
+        "OneCycleLR-linear"])
+def test_new_schedulers_follow_their_closed_forms(make, closed_form):
+    assert scheduled_lrs(make) == pytest.approx([closed_form(e) for e in range(12)], rel=1e-9, abs=1e-12)
+
+
+def test_one_cycle_cycles_momentum_or_beta1_against_the_lr():
+    w = tracegrad.ones(1, requires_grad=True)
+    for opt, read in [(optim.SGD([w], lr=1.0, momentum=0.9), lambda g: g["momentum"]),
+                      (optim.Adam([w], lr=1.0, betas=(0.9, 0.99)), lambda g: g["betas"][0])]:
+        scheduler = lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=5, pct_start=0.4, anneal_strategy="linear")
+        seen = []
+        for _ in range(4):
+            seen.append((opt.param_groups[0]["lr"], read(opt.param_groups[0])))
+            opt.step()
+            scheduler.step()
+        low = 0.04e-4  # max_lr / div_factor / final_div_factor
+        expected = [0.04, 0.95, 1.0, 0.85, 1 - (1 - low) / 3, 0.85 + 0.1 / 3, 1 - (1 - low) * 2 / 3, 0.85 + 0.2 / 3]
+        assert [x for pair in seen for x in pair] == pytest.approx(expected, rel=1e-12)
+        assert "betas" not in opt.param_groups[0] or opt.param_groups[0]["betas"][1] == 0.99
+    scheduler.step()  # step 5 of total_steps=5 is the last
+    with pytest.raises(ValueError, match="Tried to step 6 times"):
+        scheduler.step()
+
+
+def test_reduce_lr_on_plateau_waits_for_patience_then_cools_down_and_stops_at_min_lr():
+    w = tracegrad.ones(1, requires_grad=True)
+    opt = optim.SGD([w], lr=1.0)
+    scheduler = lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1, cooldown=1, min_lr=0.2)
+    lrs = []
+    for metric in [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]:
+        scheduler.step(tracegrad.tensor(metric))
+        lrs.append(scheduler.get_last_lr()[0])
+    assert lrs == [1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.2, 0.2, 0.2, 0.2, 0.2]
+    assert scheduler.best == 0.5 and scheduler.last_epoch == 13
+    resumed = lr_scheduler.ReduceLROnPlateau(opt, mode="max")
+    resumed.load_state_dict(scheduler.state_dict())
+    assert resumed._is_better(0.4, 0.5) and resumed.mode == "min"
+    with pytest.raises(ValueError, match="Factor should be < 1.0"):
+        lr_scheduler.ReduceLROnPlateau(opt, factor=1.0)
+    with pytest.raises(ValueError, match="expected 1 min_lrs, got 2"):
+        lr_scheduler.ReduceLROnPlateau(opt, min_lr=[0.1, 0.2])
+
+
+def test_reduce_lr_on_plateau_modes_and_thresholds():
+    w = tracegrad.ones(1, requires_grad=True)
+    cases = [(dict(mode="max", patience=0), [1.0, 2.0, 2.0], [1.0, 1.0, 0.1]),
+             (dict(threshold=0.1, patience=0), [1.0, 0.95, 0.85], [1.0, 0.1, 0.1]),  # 0.95 is no 10% better
+             (dict(threshold=0.1, threshold_mode="abs", patience=0), [1.0, 0.85, 0.8], [1.0, 1.0, 0.1]),
+             (dict(patience=0, factor=0.8, eps=0.5), [1.0, 1.0, 1.0], [1.0, 1.0, 1.0])]  # a change under eps is skipped
+    for kwargs, metrics, expected in cases:
+        opt = optim.SGD([w], lr=1.0)
+        scheduler = lr_scheduler.ReduceLROnPlateau(opt, **kwargs)
+        lrs = []
+        for metric in metrics:
+            scheduler.step(metric)
+            lrs.append(opt.param_groups[0]["lr"])
+        assert lrs == pytest.approx(expected), kwargs
+
+
+def test_step_with_an_epoch_warns_and_jumps_by_the_closed_form():
+    w = tracegrad.ones(1, requires_grad=True)
+    opt = optim.SGD([w], lr=1.0)
+    scheduler = lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    opt.step()
+    with pytest.warns(UserWarning, match="epoch parameter"):
+        scheduler.step(5)
+    assert scheduler.get_last_lr() == [0.25] and scheduler.last_epoch == 5
+    restarts = lr_scheduler.CosineAnnealingWarmRestarts(optim.SGD([w], lr=1.0), T_0=4)
+    restarts.step(6.0)  # fractional epochs are its documented use: no warning
+    assert restarts.get_last_lr() == [pytest.approx(0.5)] and restarts.T_cur == 2
+
+
+def test_sequential_lr_state_dict_holds_its_schedulers():
+    w = tracegrad.ones(1, requires_grad=True)
+    opt = optim.SGD([w], lr=1.0)
+    scheduler = lr_scheduler.SequentialLR(opt, [lr_scheduler.LinearLR(opt), lr_scheduler.StepLR(opt, 1)], [2])
+    for _ in range(3):
+        opt.step()
+        scheduler.step()
+    state = scheduler.state_dict()
+    assert [s["last_epoch"] for s in state["_schedulers"]] == [1, 1] and state["last_epoch"] == 3
+    assert "optimizer" not in state and "optimizer" not in state["_schedulers"][0]
+    with pytest.raises(ValueError, match="one more than the number of milestone points"):
+        lr_scheduler.SequentialLR(opt, [lr_scheduler.LinearLR(opt)], [2])
 
 
 def test_scheduler_state_dict_resumes_the_schedule():

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..creation import zeros, zeros_like
 from ..tensor import Tensor
-from .optimizer import Optimizer, step_value
+from .optimizer import Optimizer, check_nonnegative, step_value
 
 
 class Adam(Optimizer):
@@ -14,41 +13,24 @@ class Adam(Optimizer):
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
                  amsgrad: bool = False, *, maximize: bool = False, decoupled_weight_decay: bool = False) -> None:
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
+        check_nonnegative(lr=lr, eps=eps)
         for i, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_nonnegative(weight_decay=weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
 
     def _update_group(self, group: dict) -> None:
         lr, eps = self.hyper(group, "lr"), self.hyper(group, "eps")
         beta1, beta2 = self.hyper(group, "betas", "beta1", 0), self.hyper(group, "betas", "beta2", 1)
-        amsgrad, maximize = self.flag(group, "amsgrad"), self.flag(group, "maximize")
-        weight_decay = self.hyper(group, "weight_decay") if self.flag(group, "weight_decay") else None
-        decoupled = self.flag(group, "decoupled_weight_decay")
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            grad = -p.grad if maximize else p.grad
-            state = self.state[p]
-            if not state:
-                state["step"] = zeros(())  # a float scalar tensor, like PyTorch
-                state["exp_avg"] = zeros_like(p)
-                state["exp_avg_sq"] = zeros_like(p)
-                if amsgrad:
-                    state["max_exp_avg_sq"] = zeros_like(p)
+        amsgrad, decoupled = self.flag(group, "amsgrad"), self.flag(group, "decoupled_weight_decay")
+        weight_decay = self.hyper(group, "weight_decay") if decoupled and self.flag(group, "weight_decay") else None
+        for p, grad in self.gradients(group, weight_decay=not decoupled):
+            state = self.lazy_state(p, exp_avg=0, exp_avg_sq=0, **({"max_exp_avg_sq": 0} if amsgrad else {}))
             state["step"].add_(1)
             if weight_decay is not None:
-                if decoupled:
-                    p.mul_(1 - lr * weight_decay)
-                else:
-                    grad = grad.add(p, alpha=weight_decay)
+                p.mul_(1 - lr * weight_decay)
             exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
             exp_avg.lerp_(grad, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)

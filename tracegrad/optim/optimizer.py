@@ -6,6 +6,7 @@ import copy
 from typing import Callable, Iterable
 
 from ..autograd.grad_mode import enable_grad, no_grad
+from ..creation import full_like, zeros
 from ..compiler.hyper import hyperparameter, hyperparameter_flag
 from ..compiler.frames import unfollowed
 from ..nn.utils import zero_grad_
@@ -66,6 +67,14 @@ class StateTable(_Counted, collections.defaultdict):
 
     def __init__(self, default_factory=ParamState, *args) -> None:  # the signature defaultdict's copies call
         super().__init__(default_factory, *args)
+
+
+def check_nonnegative(**values: float) -> None:
+    """Raise PyTorch's ValueError ("Invalid learning rate: -1") for the first negative or NaN keyword value."""
+    for name, value in values.items():
+        if not 0.0 <= value:
+            label = {"lr": "learning rate", "eps": "epsilon value"}.get(name, f"{name} value")
+            raise ValueError(f"Invalid {label}: {value}")
 
 
 def step_value(step: Tensor):
@@ -135,6 +144,25 @@ class Optimizer:
 
     def _update_group(self, group: dict) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement _update_group(group)")
+
+    def gradients(self, group: dict, weight_decay: bool = True):
+        """(param, grad) per parameter with a .grad: negated if maximize, plus weight_decay * param (L2) if asked."""
+        maximize = self.flag(group, "maximize")
+        decay = self.hyper(group, "weight_decay") if weight_decay and self.flag(group, "weight_decay") else None
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            grad = -p.grad if maximize else p.grad
+            yield p, grad if decay is None else grad.add(p, alpha=decay)
+
+    def lazy_state(self, p: Tensor, **buffers: float) -> dict:
+        """p's state; made on first use: a float32 0-d 'step' and a tensor like p per keyword, filled with its value."""
+        state = self.state[p]
+        if not state:
+            state["step"] = zeros(())  # a float scalar tensor, like PyTorch
+            for name, fill in buffers.items():
+                state[name] = full_like(p, fill)
+        return state
 
     @staticmethod
     def hyper(group, key, name: str | None = None, index: int | None = None):

@@ -23,20 +23,11 @@ class SGD(Optimizer):
     def _update_group(self, group: dict) -> None:
         # Read once per group: each read of a hyperparameter is a graph input in a traced step.
         lr = self.hyper(group, "lr")
-        maximize, nesterov = self.flag(group, "maximize"), self.flag(group, "nesterov")
-        weight_decay = self.hyper(group, "weight_decay") if self.flag(group, "weight_decay") else None
-        use_momentum = self.flag(group, "momentum")
+        nesterov, use_momentum = self.flag(group, "nesterov"), self.flag(group, "momentum")
         if use_momentum:
             momentum = self.hyper(group, "momentum")
             keep = 1 - self.hyper(group, "dampening")
-        for p in group["params"]:
-            grad = p.grad
-            if grad is None:
-                continue
-            if maximize:
-                grad = -grad
-            if weight_decay is not None:
-                grad = grad.add(p, alpha=weight_decay)
+        for p, grad in self.gradients(group):
             if use_momentum:
                 state = self.state[p]
                 buf = state.get("momentum_buffer")
