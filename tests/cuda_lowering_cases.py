@@ -5,7 +5,6 @@ inputs and compares every output and every write-back with the interpreter (``tr
 copies. Numba and the CUDA backend are imported inside the cases only: pytest imports this module to learn
 their names, in a process where the simulator is off.
 """
-import inspect
 
 import numpy as np
 
@@ -13,19 +12,11 @@ import tracegrad as tg
 from tracegrad.ir import run
 from tracegrad.ir.passes import optimize
 
-from primitive_cases import CASES as PRIMITIVES, inputs
+from primitive_cases import inputs
+from test_numba_lowering import TRACEABLE, _batched_step, _graph_and_arrays
 
 BATCHES = 3
-TRACEABLE = sorted(set(PRIMITIVES) - {"index"})  # boolean-mask indexing has a data-dependent shape: never traced
 SCALAR_ROLES = ("hyper", "number", "constant")
-
-
-def _graph_and_arrays(step, tensors):
-    graph = tg.make_ir(step)(*tensors)
-    optimize(graph)
-    by_name = {name: t.detach().numpy().copy() for name, t in zip(inspect.signature(step).parameters, tensors)}
-    arrays = [v.const if v.role == "constant" else by_name[v.name] for v in graph.inputs]
-    return graph, arrays
 
 
 def _device(graph, arrays):
@@ -67,15 +58,6 @@ def _compare(graph, arrays, rtol=2e-5, atol=2e-6):
     for v, g, e in zip(graph.inputs, _host(graph, device), expected_inputs):
         check(g, e, f"input %{v.id} {v.name} after write-backs")
     return program, got, device
-
-
-def _batched_step(names):
-    def step(a, b, v):
-        outs = [PRIMITIVES[name](a, b, v) for name in names]
-        loss = sum((o.float() * o.float()).sum() if o.dtype.is_floating_point else o.float().sum() for o in outs)
-        loss.backward()
-        return outs, a.grad, b.grad, v.grad
-    return step
 
 
 def _primitives(batch):
@@ -301,9 +283,14 @@ def _unsupported():
 
 
 def _row_stack_shim():
-    """numba-cuda 0.30.4 overloads np.row_stack, which NumPy 2.5 removed: the runtime puts it back first."""
-    from tracegrad.backends.numba_cuda import runtime  # noqa: F401 - importing it runs the shim
-    assert np.row_stack is not None
+    """numba-cuda 0.30.4 overloads np.row_stack, which NumPy 2.5 removed: the runtime puts it back first (checked
+    in a fresh interpreter whose NumPy lacks it, as 2.5's does)."""
+    import subprocess
+    import sys
+    script = ("import numpy as np\nif hasattr(np, 'row_stack'):\n    del np.row_stack\n"
+              "from tracegrad.backends.numba_cuda import runtime\nassert np.row_stack is np.vstack")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 CASES.update({"edge": _edge, "integers": _integers, "batched_matmuls": _batched_matmuls,

@@ -204,14 +204,22 @@ class Emitter:
 
     def _single(self, n: Node) -> None:
         """A unit of one node that is no loop: its lowering."""
-        lower = LOWERINGS.get(n.prim)
-        if lower is None:
-            raise Unsupported(f"no Numba lowering for primitive {n.prim!r}")
-        if n.out.id in self.plan.aliases:
-            self.emit(1, f"# %{n.out.id} {n.prim}: read as %{self.plan.aliases[n.out.id].id}")
-            return
-        self.emit(1, f"# %{n.out.id} {n.prim}")
-        self.layout[n.out.id] = lower(self.plan, self, n) or "C"
+        lower = single_lowering(self, n, LOWERINGS, "Numba")
+        if lower is not None:
+            self.layout[n.out.id] = lower(self.plan, self, n) or "C"
+
+
+def single_lowering(code, n: Node, lowerings: dict, backend: str):
+    """The lowering of a unit of one node that is no loop, its comment line emitted; None for a reshape whose
+    readers index its source (it emits nothing). Raises Unsupported when ``lowerings`` has none."""
+    lower = lowerings.get(n.prim)
+    if lower is None:
+        raise Unsupported(f"no {backend} lowering for primitive {n.prim!r}")
+    if n.out.id in code.plan.aliases:
+        code.emit(1, f"# %{n.out.id} {n.prim}: read as %{code.plan.aliases[n.out.id].id}")
+        return None
+    code.emit(1, f"# %{n.out.id} {n.prim}")
+    return lower
 
 
 def generate(graph: Graph, parallel: bool = False) -> str:

@@ -20,6 +20,7 @@ from .. import KernelReport, Unsupported
 from ...ir.graph import Graph, Node, Value
 from ...primitives import REGISTRY
 from ..numba_cpu.loops import LoopPlan
+from ..numba_cpu.codegen import single_lowering
 from ..numba_cpu.plan import Plan, plan
 from ..numba_cpu.source import broadcast_index, index_text, literal, scalar_type
 from .scalars import CUDA, integral_from
@@ -246,14 +247,9 @@ class Emitter:
     def _single(self, n: Node) -> None:
         """A unit of one node that is no loop: its lowering."""
         from .lowerings import LOWERINGS
-        lower = LOWERINGS.get(n.prim)
-        if lower is None:
-            raise Unsupported(f"no CUDA lowering for primitive {n.prim!r}")
-        if n.out.id in self.plan.aliases:
-            self.emit(1, f"# %{n.out.id} {n.prim}: read as %{self.plan.aliases[n.out.id].id}")
-            return
-        self.emit(1, f"# %{n.out.id} {n.prim}")
-        lower(self.plan, self, n)
+        lower = single_lowering(self, n, LOWERINGS, "CUDA")
+        if lower is not None:
+            lower(self.plan, self, n)
 
 
 class LoopKernel:
