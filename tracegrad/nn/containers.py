@@ -185,14 +185,15 @@ def _as_parameter(value: Any) -> Any:
     return Parameter(value) if isinstance(value, Tensor) and not isinstance(value, Parameter) else value
 
 
-def _describe_entries(entries: Iterable[tuple[Any, Any]]) -> str:
-    """One repr line per entry of a parameter container, as PyTorch prints them."""
+def _describe_entries(entries: Iterable[tuple[Any, Any]], type_name: bool) -> str:
+    """One repr line per entry of a parameter container, as PyTorch prints them (naming each tensor's dtype,
+    or its type such as tracegrad.FloatTensor when type_name is set, as ParameterDict does)."""
     lines = []
     for key, value in entries:
         if isinstance(value, Tensor):
             kind = "Parameter" if isinstance(value, Parameter) else "Tensor"
             size = "x".join(str(n) for n in value.shape)
-            lines.append(f"  ({key}): {kind} containing: [{value.dtype} of size {size}]")
+            lines.append(f"  ({key}): {kind} containing: [{value.type() if type_name else value.dtype} of size {size}]")
         else:
             lines.append(f"  ({key}): Object of type: {type(value).__name__}")
     return "\n".join(lines)
@@ -249,7 +250,7 @@ class ParameterList(Module):
         raise RuntimeError("ParameterList should not be called.")
 
     def extra_repr(self) -> str:
-        return _describe_entries(enumerate(self))
+        return _describe_entries(enumerate(self), type_name=False)
 
 
 class ParameterDict(Module):
@@ -365,4 +366,4 @@ class ParameterDict(Module):
         raise RuntimeError("ParameterDict should not be called.")
 
     def extra_repr(self) -> str:
-        return _describe_entries(self.items())
+        return _describe_entries(self.items(), type_name=True)

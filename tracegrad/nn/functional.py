@@ -149,7 +149,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     the running statistics normalize. momentum may be a 0-d tensor (BatchNorm's cumulative average).
     """
     if input.ndim < 2:
-        raise ValueError(f"batch_norm expects an input of shape (N, C, *), got input of size {list(input.shape)}")
+        raise RuntimeError(f"batch_norm expects an input of shape (N, C, *), got input of size {list(input.shape)}")
     channels = input.shape[1]
     for name, tensor in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                          ("bias", bias)):
@@ -181,6 +181,10 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
     if input.shape[1] % num_groups:
         raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input of "
                            f"shape {list(input.shape)} and num_groups={num_groups}")
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        if tensor is not None and (tensor.ndim != 1 or tensor.numel() != input.shape[1]):
+            raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of channels in input, "
+                               f"but got {name} of shape {list(tensor.shape)} and input of shape {list(input.shape)}")
     grouped = input.reshape(input.shape[0], num_groups, -1)
     out, _, _ = _standardize(grouped, (-1,), eps)
     return _affine(out.reshape(input.shape), weight, bias, _channel_shape(input))
