@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import operator
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, KeysView, Mapping
 
 from ..tensor import Tensor
 from .module import Module, _indent
@@ -264,6 +264,7 @@ class ParameterDict(Module):
 
     @staticmethod
     def _check_key(key: Any) -> str:
+        """key, which must be a string."""
         if not isinstance(key, str):
             raise TypeError(f"Index given to ParameterDict cannot be used as a key as it is not a string "
                             f"(type is '{type(key).__name__}'). Use string keys.")
@@ -293,7 +294,7 @@ class ParameterDict(Module):
     def __contains__(self, key: object) -> bool:
         return key in self._keys
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         """The keys, in insertion order."""
         return self._keys.keys()
 
