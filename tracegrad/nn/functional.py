@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from .. import dtypes, ops
+from ..autograd.grad_mode import no_grad
 from ..creation import arange, empty_like
 from ..tensor import TRACE, Tensor, _legacy_kind
 
@@ -105,6 +106,28 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     return input.mul_(mask) if inplace else input * mask
 
 
+def _standardize(input: Tensor, dims: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(input - mean) / sqrt(var + eps) over dims, with the mean and the biased variance (kept dims)."""
+    mean = input.mean(dims, keepdim=True)
+    centered = input - mean
+    variance = (centered * centered).mean(dims, keepdim=True)
+    return centered * (variance + eps).rsqrt(), mean, variance
+
+
+def _affine(out: Tensor, weight: Tensor | None, bias: Tensor | None, shape: tuple[int, ...] | None = None) -> Tensor:
+    """out * weight + bias (each optional), weight and bias reshaped to shape first when given."""
+    if weight is not None:
+        out = out * (weight if shape is None else weight.reshape(shape))
+    if bias is not None:
+        out = out + (bias if shape is None else bias.reshape(shape))
+    return out
+
+
+def _channel_shape(input: Tensor) -> tuple[int, ...]:
+    """The shape that broadcasts a per-channel vector along dim 1 of input: (1, C, 1, ...)."""
+    return (1, input.shape[1]) + (1,) * (input.ndim - 2)
+
+
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Normalize over the last len(normalized_shape) dims (biased variance), then scale and shift."""
@@ -112,13 +135,59 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
     if tuple(input.shape[input.ndim - len(shape):]) != shape or len(shape) > input.ndim:
         raise RuntimeError(f"Given normalized_shape={list(shape)}, expected input with shape [*, "
                            f"{', '.join(map(str, shape))}], but got input of size{list(input.shape)}")
-    dims = tuple(range(-len(shape), 0))
-    centered = input - input.mean(dims, keepdim=True)
-    variance = (centered * centered).mean(dims, keepdim=True)
-    out = centered * (variance + eps).rsqrt()
-    if weight is not None:
-        out = out * weight
-    return out if bias is None else out + bias
+    out, _, _ = _standardize(input, tuple(range(-len(shape), 0)), eps)
+    return _affine(out, weight, bias)
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float | Tensor = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize each channel (dim 1) over the batch and every other dim, then scale and shift per channel.
+
+    Training uses the batch's mean and biased variance and, when running statistics are given, updates
+    them in place: running = (1 - momentum) * running + momentum * batch (the variance unbiased). Otherwise
+    the running statistics normalize. momentum may be a 0-d tensor (BatchNorm's cumulative average).
+    """
+    if input.ndim < 2:
+        raise RuntimeError(f"batch_norm expects an input of shape (N, C, *), got input of size {list(input.shape)}")
+    channels = input.shape[1]
+    for name, tensor in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                         ("bias", bias)):
+        if tensor is not None and tensor.numel() != channels:
+            raise RuntimeError(f"{name} should contain {channels} elements not {tensor.numel()}")
+    shape = _channel_shape(input)
+    if not training:
+        if running_mean is None or running_var is None:
+            raise RuntimeError("running_mean and running_var must be defined in evaluation mode")
+        out = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
+        return _affine(out, weight, bias, shape)
+    count = input.numel() // channels
+    if count <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.shape}")
+    out, mean, variance = _standardize(input, (0,) + tuple(range(2, input.ndim)), eps)
+    with no_grad():
+        if running_mean is not None:
+            running_mean.mul_(1 - momentum).add_(mean.reshape(-1) * momentum)
+        if running_var is not None:
+            running_var.mul_(1 - momentum).add_(variance.reshape(-1) * (momentum * count / (count - 1)))
+    return _affine(out, weight, bias, shape)
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalize each sample over groups of num_groups consecutive channels (dim 1), then scale and shift."""
+    if input.ndim < 2:
+        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {input.ndim}")
+    if input.shape[1] % num_groups:
+        raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input of "
+                           f"shape {list(input.shape)} and num_groups={num_groups}")
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        if tensor is not None and (tensor.ndim != 1 or tensor.numel() != input.shape[1]):
+            raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of channels in input, "
+                               f"but got {name} of shape {list(tensor.shape)} and input of shape {list(input.shape)}")
+    grouped = input.reshape(input.shape[0], num_groups, -1)
+    out, _, _ = _standardize(grouped, (-1,), eps)
+    return _affine(out.reshape(input.shape), weight, bias, _channel_shape(input))
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:

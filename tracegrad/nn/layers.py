@@ -94,6 +94,23 @@ class Embedding(Module):
         return f"{self.num_embeddings}, {self.embedding_dim}{padding}"
 
 
+def _register_affine(module: Module, shape: tuple[int, ...], affine: bool, bias: bool, device, dtype) -> None:
+    """Register a normalization layer's scale ('weight') and shift ('bias') of the given shape, or None for each
+    that is off (no shift without a scale), then set them to 1 and 0."""
+    module.register_parameter("weight", Parameter(_empty(*shape, device=device, dtype=dtype)) if affine else None)
+    module.register_parameter("bias", Parameter(_empty(*shape, device=device, dtype=dtype))
+                              if affine and bias else None)
+    _reset_affine(module)
+
+
+def _reset_affine(module: Module) -> None:
+    """Scale 1 and shift 0, for those a normalization layer has."""
+    if module.weight is not None:
+        init.ones_(module.weight)
+    if module.bias is not None:
+        init.zeros_(module.bias)
+
+
 class LayerNorm(Module):
     """Normalize over the trailing normalized_shape dims, then apply a learned scale (ones) and shift (zeros)."""
 
@@ -102,19 +119,11 @@ class LayerNorm(Module):
         super().__init__()
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
-        shape = self.normalized_shape
-        self.register_parameter("weight", Parameter(_empty(*shape, device=device, dtype=dtype))
-                                if elementwise_affine else None)
-        self.register_parameter("bias", Parameter(_empty(*shape, device=device, dtype=dtype))
-                                if elementwise_affine and bias else None)
-        self.reset_parameters()
+        _register_affine(self, self.normalized_shape, elementwise_affine, bias, device, dtype)
 
     def reset_parameters(self) -> None:
         """Scale 1 and shift 0."""
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:
         """layer_norm(input)."""
