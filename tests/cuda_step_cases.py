@@ -257,6 +257,25 @@ def the_digits_examples_training_step():
     assert step.cache_info().hits == 3, step.cache_info()
 
 
+def the_dump_command_shows_the_cuda_kernels():
+    """`tracegrad dump --stage kernel --backend cuda` prints the generated kernels and their driver."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    script = ("import tracegrad as torch\nw = torch.ones(3, requires_grad=True)\n@torch.compile\n"
+              "def step(x):\n    loss = (x * w).relu().sum()\n    loss.backward()\n    return loss\n"
+              "for _ in range(3):\n    step(torch.ones(3))\n")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "step.py")
+        with open(path, "w") as f:
+            f.write(script)
+        done = subprocess.run([sys.executable, "-m", "tracegrad", "dump", "--stage", "kernel", "--backend", "cuda", path],
+                              capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "@cuda.jit" in done.stdout and "rt.launch(P, k0" in done.stdout and "mul, " in done.stdout, done.stdout
+
+
 def is_available_and_synchronize():
     import tracegrad as tg
     assert tg.cuda.is_available() and tg.cuda.device_count() >= 1
@@ -267,4 +286,5 @@ CASES = {f.__name__: f for f in (sgd_momentum_runs_on_the_gpu, adam_keeps_parame
                                  host_reads_and_writes_between_steps_are_seen, a_held_view_of_a_parameter_sees_every_step,
                                  a_float_argument_and_returned_values, an_op_without_a_cuda_lowering_runs_on_the_cpu_backend,
                                  benchmark_steps_w1_to_w4, the_digits_examples_training_step,
+                                 the_dump_command_shows_the_cuda_kernels,
                                  is_available_and_synchronize)}
