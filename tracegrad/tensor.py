@@ -11,7 +11,7 @@ import numpy as np
 from . import dtypes
 from . import autograd
 from .autograd import views
-from .autograd.engine import AccumulateGrad, PrimitiveNode, RemovableHandle, run_backward
+from .autograd.engine import AccumulateGrad, RemovableHandle, run_backward
 from .autograd.grad_mode import STATE
 
 
@@ -598,7 +598,7 @@ def apply(prim, *inputs: Tensor, **attrs) -> Tensor:
         if prim.vjp is not None and out._data.dtype.kind == "f":  # integer results carry no gradient
             for t in inputs:
                 if t._requires_grad:
-                    out.grad_fn = PrimitiveNode(prim, inputs, attrs, out)
+                    out.grad_fn = prim.node_class(prim, inputs, attrs, out)
                     out._requires_grad = True
                     break
     elif STATE.inference:
