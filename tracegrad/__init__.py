@@ -23,6 +23,8 @@ from .ops import (add, addcdiv, addcmul, addmm, all, allclose, amax, amin, any, 
                   stack, std, sub, sum, swapaxes, t, tan, transpose, tril, triu, unbind, unflatten, unsqueeze, var,
                   where)
 from .ops import div as divide, div as true_divide, sub as subtract
+from .printing import set_printoptions
+from .serialization import load, save
 from .tensor import Size, Tensor, as_tensor, from_numpy, tensor
 
 __version__ = "0.1.0"
