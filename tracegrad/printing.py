@@ -57,15 +57,17 @@ class _Formatter:
                 magnitudes = np.abs(finite)
                 low, high = magnitudes.min(), magnitudes.max()
                 self.int_mode = bool(np.all(finite == np.ceil(finite)))
-                if high / low > 1000.0 or high > 1.0e8 or (not self.int_mode and low < 1.0e-4):
-                    self.sci_mode = True
+                self.sci_mode = high / low > 1000.0 or high > 1.0e8 or (not self.int_mode and low < 1.0e-4)
+                if PRINT_OPTS.sci_mode is not None:
+                    self.sci_mode = PRINT_OPTS.sci_mode
+                if self.sci_mode:
                     widths = [len(f"{v:.{p}e}") for v in finite.tolist()]
                 elif self.int_mode:
                     widths = [len(f"{v:.0f}") + 1 for v in finite.tolist()]
                 else:
                     widths = [len(f"{v:.{p}f}") for v in finite.tolist()]
                 self.max_width = max(widths)
-        if PRINT_OPTS.sci_mode is not None:
+        if PRINT_OPTS.sci_mode is not None:  # also where no value was finite and nonzero
             self.sci_mode = PRINT_OPTS.sci_mode
 
     def format(self, value) -> str:
