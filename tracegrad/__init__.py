@@ -7,9 +7,10 @@ from . import tensor_methods  # noqa: F401  (binds ops as Tensor methods)
 from . import autograd
 from .autograd import enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled
 from .compiler import CompileMismatch, compile, explain, make_ir
-from .creation import (arange, bernoulli, empty, empty_like, eye, full, full_like, get_rng_state, initial_seed,
-                       linspace, logspace, manual_seed, multinomial, normal, ones, ones_like, rand, rand_like, randint,
-                       randint_like, randn, randn_like, randperm, seed, set_rng_state, zeros, zeros_like)
+from .creation import (Generator, arange, bernoulli, default_generator, empty, empty_like, eye, full, full_like,
+                       get_rng_state, initial_seed, linspace, logspace, manual_seed, multinomial, normal, ones, ones_like,
+                       rand, rand_like, randint, randint_like, randn, randn_like, randperm, seed, set_rng_state, zeros,
+                       zeros_like)
 from .dtypes import (bool_ as bool, dtype, float16, float32, float64, get_default_dtype, int8, int16, int32, int64,
                      promote_types, set_default_dtype, uint8)
 from .dtypes import result_type as _result_type
@@ -22,6 +23,8 @@ from .ops import (add, addcdiv, addcmul, addmm, all, allclose, amax, amin, any, 
                   stack, std, sub, sum, swapaxes, t, tan, transpose, tril, triu, unbind, unflatten, unsqueeze, var,
                   where)
 from .ops import div as divide, div as true_divide, sub as subtract
+from .printing import set_printoptions
+from .serialization import load, save
 from .tensor import Size, Tensor, as_tensor, from_numpy, tensor
 
 __version__ = "0.1.0"

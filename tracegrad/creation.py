@@ -98,87 +98,136 @@ def eye(n: int, m: int | None = None, *, dtype=None, requires_grad: bool = False
 
 # ---- random -------------------------------------------------------------------------------------
 
-class _RNG:
-    """The global generator; manual_seed makes every random op reproducible."""
+class Generator:
+    """A random number generator (NumPy's PCG64): ``generator=`` of the random functions, and the global one.
 
-    def __init__(self) -> None:
-        self.seed_value = 0
-        self.gen = np.random.default_rng(0)
+    The same seed gives the same stream within tracegrad; the numbers differ from PyTorch's for that seed.
+    """
 
-    def seed(self, value: int) -> None:
-        """Restart the generator from a seed."""
-        self.seed_value = int(value)
-        self.gen = np.random.default_rng(int(value))
+    def __init__(self, device="cpu") -> None:
+        if not str(device).startswith("cpu"):
+            from . import device as check_device  # raises, naming the device and what to do instead
+            check_device(device)
+        self.device = "cpu"
+        self.manual_seed(67280421310721)  # PyTorch's default seed, so initial_seed() reads the same
+
+    def manual_seed(self, seed: int) -> "Generator":
+        """Restart the stream from a seed; returns the generator."""
+        if isinstance(seed, Tensor) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"manual_seed expected an int seed, got {type(seed).__name__}")
+        self._seed = int(seed) % 2 ** 64  # a negative seed wraps as in PyTorch
+        self.gen = np.random.default_rng(self._seed)
+        return self
+
+    def seed(self) -> int:
+        """Seed from the operating system's entropy and return that seed."""
+        value = int(np.random.SeedSequence().entropy % 2 ** 63)
+        self.manual_seed(value)
+        return value
+
+    def initial_seed(self) -> int:
+        """The seed the stream last started from."""
+        return self._seed
+
+    def get_state(self) -> Tensor:
+        """The full state as a uint8 tensor, for set_state."""
+        state = json.dumps({"seed": self._seed, "bit_generator": self.gen.bit_generator.state})
+        return Tensor._make(np.frombuffer(state.encode(), dtype=np.uint8).copy())
+
+    def set_state(self, new_state: Tensor) -> "Generator":
+        """Restore a state that get_state returned; returns the generator."""
+        if not isinstance(new_state, Tensor) or new_state.dtype is not dtypes.uint8:
+            raise TypeError("set_state expects the uint8 tensor that Generator.get_state() (or "
+                            "tracegrad.get_rng_state()) returned")
+        try:
+            state = json.loads(bytes(new_state._data).decode())
+            gen = np.random.default_rng()
+            gen.bit_generator.state = state["bit_generator"]
+            seed_value = int(state["seed"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise RuntimeError(f"set_state: not a state from Generator.get_state() ({e}); pass the tensor "
+                               f"get_state() returned, unchanged") from None
+        self.gen, self._seed = gen, seed_value
+        return self
+
+    def __repr__(self) -> str:
+        return f"<tracegrad.Generator object at {id(self):#x}>"
 
 
-RNG = _RNG()
+default_generator = Generator()
 
 
-def manual_seed(seed: int):
+def manual_seed(seed: int) -> Generator:
     """Seed the global generator (tracegrad's streams differ from PyTorch's for the same seed)."""
-    RNG.seed(seed)
-    return RNG
+    return default_generator.manual_seed(seed)
 
 
 def seed() -> int:
-    """Seed the generator from the operating system and return the seed."""
-    value = int(np.random.SeedSequence().entropy % (2 ** 63))
-    RNG.seed(value)
-    return value
+    """Seed the global generator from the operating system and return the seed."""
+    return default_generator.seed()
 
 
 def initial_seed() -> int:
-    """The last seed set."""
-    return RNG.seed_value
+    """The last seed of the global generator."""
+    return default_generator.initial_seed()
 
 
 def get_rng_state() -> Tensor:
-    """The generator state, for set_rng_state (used by checkpointing to replay dropout)."""
-    state = json.dumps(RNG.gen.bit_generator.state)
-    return Tensor._make(np.frombuffer(state.encode(), dtype=np.uint8).copy())
+    """The global generator's state, for set_rng_state (used by checkpointing to replay dropout)."""
+    return default_generator.get_state()
 
 
 def set_rng_state(new_state: Tensor) -> None:
     """Restore a state from get_rng_state."""
-    RNG.gen.bit_generator.state = json.loads(bytes(new_state._data).decode())
+    default_generator.set_state(new_state)
 
 
-def _random(name: str) -> None:
-    """Random numbers are drawn in Python: a traced step stops tracing there (runs eagerly)."""
+def _random(name: str, generator: Generator | None) -> np.random.Generator:
+    """The NumPy generator to draw from (generator's, or the global one's).
+
+    Random numbers are drawn in Python: a traced step stops tracing there (runs eagerly)."""
     if TRACE.tracer is not None:
         TRACE.tracer.unsupported(f"random numbers ({name})")
+    if generator is None:
+        return default_generator.gen
+    if not isinstance(generator, Generator):
+        raise TypeError(f"{name}(): generator must be a tracegrad.Generator, got {type(generator).__name__}")
+    return generator.gen
 
 
-def rand(*size, dtype=None, requires_grad: bool = False, generator=None, device=None) -> Tensor:
+def rand(*size, dtype=None, requires_grad: bool = False, generator: Generator | None = None,
+         device=None) -> Tensor:
     """Uniform samples in [0, 1)."""
-    _random("rand")
+    rng = _random("rand", generator)
     d = _dtype_or_default(dtype)
-    return _finish(RNG.gen.random(_shape_arg(size), dtype=np.float64).astype(d.np), requires_grad)
+    return _finish(rng.random(_shape_arg(size), dtype=np.float64).astype(d.np), requires_grad)
 
 
-def randn(*size, dtype=None, requires_grad: bool = False, generator=None, device=None) -> Tensor:
+def randn(*size, dtype=None, requires_grad: bool = False, generator: Generator | None = None,
+         device=None) -> Tensor:
     """Standard normal samples."""
-    _random("randn")
+    rng = _random("randn", generator)
     d = _dtype_or_default(dtype)
-    return _finish(RNG.gen.standard_normal(_shape_arg(size)).astype(d.np), requires_grad)
+    return _finish(rng.standard_normal(_shape_arg(size)).astype(d.np), requires_grad)
 
 
-def randint(low, high=None, size=None, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+def randint(low, high=None, size=None, *, generator: Generator | None = None, dtype=None,
+            requires_grad: bool = False, device=None) -> Tensor:
     """Uniform integers in [low, high)."""
-    _random("randint")
+    rng = _random("randint", generator)
     if size is None:
         low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
     d = dtypes.to_dtype(dtype) if dtype is not None else dtypes.int64
-    return _finish(RNG.gen.integers(low, high, size=tuple(size)).astype(d.np), requires_grad)
+    return _finish(rng.integers(low, high, size=tuple(size)).astype(d.np), requires_grad)
 
 
-def randperm(n: int, *, dtype=None, device=None) -> Tensor:
+def randperm(n: int, *, generator: Generator | None = None, dtype=None, device=None) -> Tensor:
     """A random permutation of 0..n-1."""
-    _random("randperm")
+    rng = _random("randperm", generator)
     d = dtypes.to_dtype(dtype) if dtype is not None else dtypes.int64
-    return Tensor._make(RNG.gen.permutation(n).astype(d.np))
+    return Tensor._make(rng.permutation(n).astype(d.np))
 
 
 def rand_like(input: Tensor, *, dtype=None) -> Tensor:
@@ -196,28 +245,29 @@ def randint_like(input: Tensor, low, high=None, *, dtype=None) -> Tensor:
     return randint(low, high, input._data.shape, dtype=dtype or input.dtype)
 
 
-def normal(mean, std, size=None, *, dtype=None) -> Tensor:
+def normal(mean, std, size=None, *, generator: Generator | None = None, dtype=None) -> Tensor:
     """Normal samples with the given mean and std (numbers or tensors)."""
-    _random("normal")
+    rng = _random("normal", generator)
     m = mean._data if isinstance(mean, Tensor) else mean
     s = std._data if isinstance(std, Tensor) else std
     shape = tuple(size) if size is not None else np.broadcast_shapes(np.shape(m), np.shape(s))
     d = dtypes.to_dtype(dtype) if dtype is not None else (
         mean.dtype if isinstance(mean, Tensor) else std.dtype if isinstance(std, Tensor) else dtypes.get_default_dtype())
-    return Tensor._make((m + s * RNG.gen.standard_normal(shape)).astype(d.np))
+    return Tensor._make((m + s * rng.standard_normal(shape)).astype(d.np))
 
 
-def bernoulli(input: Tensor, p=None) -> Tensor:
+def bernoulli(input: Tensor, p=None, *, generator: Generator | None = None) -> Tensor:
     """1 with probability input (or p), else 0."""
-    _random("bernoulli")
+    rng = _random("bernoulli", generator)
     probs = input._data if p is None else p
-    return Tensor._make((RNG.gen.random(input._data.shape) < probs).astype(input._data.dtype))
+    return Tensor._make((rng.random(input._data.shape) < probs).astype(input._data.dtype))
 
 
-def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
+                generator: Generator | None = None) -> Tensor:
     """Sample category indices from (unnormalized) probabilities in the last dim."""
-    _random("multinomial")
+    rng = _random("multinomial", generator)
     probs = input._data / input._data.sum(-1, keepdims=True)
     rows = probs.reshape(-1, probs.shape[-1])
-    out = np.stack([RNG.gen.choice(rows.shape[1], num_samples, replace=replacement, p=r) for r in rows])
+    out = np.stack([rng.choice(rows.shape[1], num_samples, replace=replacement, p=r) for r in rows])
     return Tensor._make(out.reshape(probs.shape[:-1] + (num_samples,)).astype(np.int64))

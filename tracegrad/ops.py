@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from . import dtypes
+from .autograd.engine import name_node
 from .autograd.grad_mode import no_grad
 from .primitives import elementwise as E
 from .primitives import indexing as I
@@ -210,7 +211,7 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:
         out = where(out < min, min, out)
     if max is not None:
         out = where(out > max, max, out)
-    return out
+    return name_node(out, "ClampBackward1")
 
 
 clip = clamp
@@ -326,7 +327,7 @@ def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
     """input with the elements where mask is True replaced by value."""
     if not isinstance(mask, Tensor) or mask.dtype is not dtypes.bool_:
         raise RuntimeError("masked_fill only supports boolean masks")
-    return apply(E.where, mask, _cast(value, input.dtype), input)
+    return name_node(apply(E.where, mask, _cast(value, input.dtype), input), "MaskedFillBackward0")
 
 
 def nonzero(input: Tensor, *, as_tuple: bool = False):
@@ -368,7 +369,8 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
     """Sum over dim (all dims by default)."""
     if dtype is not None:
         input = _cast(input, dtypes.to_dtype(dtype))
-    return apply(R.reduce_sum, input, axes=_axes(dim, input._data.ndim), keepdim=keepdim)
+    out = apply(R.reduce_sum, input, axes=_axes(dim, input._data.ndim), keepdim=keepdim)
+    return out if dim is None else name_node(out, "SumBackward1")
 
 
 def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
@@ -385,9 +387,7 @@ def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
     else:  # the same value, computed from the shape in the graph: no batch size baked into a compiled step
         count = _cast(apply(R.reduce_count, input, axes=axes, keepdim=keepdim), total.dtype)
     out = apply(E.div, total, count)  # total / count, without the operator's dispatch
-    if out.grad_fn is not None:
-        out.grad_fn.display_name = "MeanBackward0"
-    return out
+    return name_node(out, "MeanBackward0" if dim is None else "MeanBackward1")
 
 
 def _legacy(d: dtypes.dtype) -> str:
@@ -430,13 +430,13 @@ def _extremum(input: Tensor, dim, keepdim: bool, other, pick, pairwise, result_t
     if other is not None:
         return _binary(pairwise, input, other)
     if dim is None:
-        return (amax if pick is argmax else amin)(input)
+        return name_node((amax if pick is argmax else amin)(input), "MaxBackward1" if pick is argmax else "MinBackward1")
     indices = pick(input, dim, keepdim=True)
     # argmax/argmin give indices in range: gather's range check (a guard while tracing) is not needed
     values = apply(I.gather, input, indices, dim=_wrap_dim(dim, input.ndim))
     if not keepdim and input.ndim:
         values, indices = values.squeeze(dim), indices.squeeze(dim)
-    return result_type(values, indices)
+    return result_type(name_node(values, "MaxBackward0" if pick is argmax else "MinBackward0"), indices)
 
 
 def max(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
@@ -469,7 +469,8 @@ def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
     """Product over dim (all dims by default)."""
     if dtype is not None:
         input = _cast(input, dtypes.to_dtype(dtype))
-    return apply(R.reduce_prod, input, axes=_axes(dim, input.ndim), keepdim=keepdim)
+    out = apply(R.reduce_prod, input, axes=_axes(dim, input.ndim), keepdim=keepdim)
+    return out if dim is None else name_node(out, "ProdBackward1")
 
 
 def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
@@ -491,12 +492,12 @@ def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
     axes = _axes(dim, input.ndim)
     count = math.prod([input._data.shape[a] for a in axes])
     centered = input - mean(input, axes, keepdim=True)
-    return sum(centered * centered, axes, keepdim=keepdim) / builtins.max(count - correction, 0)
+    return name_node(sum(centered * centered, axes, keepdim=keepdim) / builtins.max(count - correction, 0), "VarBackward0")
 
 
 def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> Tensor:
     """Standard deviation: sqrt(var)."""
-    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
+    return name_node(var(input, dim, unbiased, keepdim, correction=correction).sqrt(), "StdBackward0")
 
 
 def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
@@ -538,7 +539,7 @@ def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     shift = _max_shift(input, axes)
     shift = where(shift.isinf(), 0.0, shift)
     out = sum((input - shift).exp(), axes, keepdim=True).log() + shift
-    return out if keepdim else out.squeeze(axes)
+    return name_node(out if keepdim else out.squeeze(axes), "LogsumexpBackward0")
 
 
 def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
@@ -546,7 +547,7 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     if dtype is not None:
         input = _cast(input, dtypes.to_dtype(dtype))
     shifted = (input - _max_shift(input, dim)).exp()
-    return shifted / sum(shifted, dim, keepdim=True)
+    return name_node(shifted / sum(shifted, dim, keepdim=True), "SoftmaxBackward0")
 
 
 def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
@@ -554,7 +555,7 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     if dtype is not None:
         input = _cast(input, dtypes.to_dtype(dtype))
     shifted = input - _max_shift(input, dim)
-    return shifted - sum(shifted.exp(), dim, keepdim=True).log()
+    return name_node(shifted - sum(shifted.exp(), dim, keepdim=True).log(), "LogSoftmaxBackward0")
 
 
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
@@ -578,7 +579,8 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
         raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {_legacy(input.dtype).lower()} "
                            f"!= {_legacy(other.dtype).lower()}")
     if input._data.ndim >= 2 and other._data.ndim >= 2:  # matrices and stacks of them: the primitive as it is
-        return apply(M.matmul, input, other)
+        return name_node(apply(M.matmul, input, other),
+                         "MmBackward0" if input._data.ndim == other._data.ndim == 2 else "UnsafeViewBackward0")
     a, b = input, other
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D")
@@ -586,11 +588,11 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
         if a.shape[0] != b.shape[0]:
             raise RuntimeError(f"inconsistent tensor size, expected tensor [{a.shape[0]}] and src [{b.shape[0]}] "
                                f"to have the same number of elements, but got {a.shape[0]} and {b.shape[0]} elements respectively")
-        return apply(M.matmul, a.reshape(1, -1), b.reshape(-1, 1)).reshape(())
+        return name_node(apply(M.matmul, a.reshape(1, -1), b.reshape(-1, 1)).reshape(()), "DotBackward0")
     if a.ndim == 1:
         return apply(M.matmul, a.unsqueeze(0), b).squeeze(-2)
     if b.ndim == 1:
-        return apply(M.matmul, a, b.unsqueeze(-1)).squeeze(-1)
+        return name_node(apply(M.matmul, a, b.unsqueeze(-1)).squeeze(-1), "MvBackward0" if a.ndim == 2 else "ViewBackward0")
     return apply(M.matmul, a, b)
 
 
@@ -607,7 +609,7 @@ def bmm(input: Tensor, mat2: Tensor) -> Tensor:
         raise RuntimeError(f"batch1 must be a 3D tensor (got {input.ndim}-D and {mat2.ndim}-D tensors)")
     if input.shape[0] != mat2.shape[0]:
         raise RuntimeError(f"batch1 and batch2 must have same number of batches, got {input.shape[0]} and {mat2.shape[0]}")
-    return matmul(input, mat2)
+    return name_node(matmul(input, mat2), "BmmBackward0")
 
 
 def dot(input: Tensor, other: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from . import dtypes
+from .autograd.engine import name_node
 from .ops import _axes, _cast, where
 from .primitives import elementwise as E
 from .primitives import indexing as I
@@ -77,7 +78,7 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     order = list(range(ndim))
     d0, d1 = _wrap_dim(dim0, ndim), _wrap_dim(dim1, ndim)
     order[d0], order[d1] = order[d1], order[d0]
-    return apply(M.permute, input, dims=tuple(order))
+    return name_node(apply(M.permute, input, dims=tuple(order)), "TransposeBackward0")
 
 
 swapaxes = transpose
@@ -88,7 +89,7 @@ def t(input: Tensor) -> Tensor:
     ndim = input._data.ndim
     if ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {ndim}D")
-    return apply(M.permute, input, dims=(1, 0)) if ndim == 2 else input
+    return name_node(apply(M.permute, input, dims=(1, 0)), "TBackward0") if ndim == 2 else input
 
 
 def movedim(input: Tensor, source: int, destination: int) -> Tensor:
@@ -104,7 +105,7 @@ def unsqueeze(input: Tensor, dim: int) -> Tensor:
     """Insert a size-1 dimension at dim."""
     dim = _wrap_dim(dim, input.ndim + 1)
     shape = input._data.shape
-    return apply(M.reshape, input, shape=shape[:dim] + (1,) + shape[dim:])
+    return name_node(apply(M.reshape, input, shape=shape[:dim] + (1,) + shape[dim:]), "UnsqueezeBackward0")
 
 
 def squeeze(input: Tensor, dim=None) -> Tensor:
@@ -112,7 +113,10 @@ def squeeze(input: Tensor, dim=None) -> Tensor:
     shape = input._data.shape
     axes = range(len(shape)) if dim is None else _axes(dim, len(shape))
     new = tuple(s for i, s in enumerate(shape) if not (i in axes and s == 1))
-    return input if new == shape else apply(M.reshape, input, shape=new)
+    if new == shape:
+        return input
+    return name_node(apply(M.reshape, input, shape=new),
+                     "SqueezeBackward0" if dim is None else "SqueezeBackward1" if isinstance(dim, int) else "SqueezeBackward2")
 
 
 def expand(input: Tensor, *sizes) -> Tensor:
@@ -222,7 +226,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(first)} at entry 0 "
                                f"and {list(t_.shape)} at entry {tensors.index(t_)}")
     dim = _wrap_dim(dim, len(first) + 1)
-    return cat([unsqueeze(t_, dim) for t_ in tensors], dim)
+    return name_node(cat([unsqueeze(t_, dim) for t_ in tensors], dim), "StackBackward0")
 
 
 def flip(input: Tensor, *dims) -> Tensor:

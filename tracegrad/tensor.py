@@ -11,8 +11,9 @@ import numpy as np
 from . import dtypes
 from . import autograd
 from .autograd import views
-from .autograd.engine import AccumulateGrad, PrimitiveNode, RemovableHandle, run_backward
+from .autograd.engine import AccumulateGrad, RemovableHandle, run_backward
 from .autograd.grad_mode import STATE
+from .printing import tensor_repr
 
 
 class _TraceState(threading.local):
@@ -368,6 +369,12 @@ class Tensor:
     def __repr__(self) -> str:
         return _format(self)
 
+    def __format__(self, format_spec: str) -> str:
+        # As PyTorch: a 0-d plain tensor formats its value (f"{loss:.4f}"); others only with an empty spec
+        if self._data.ndim == 0 and type(self) is Tensor:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
     def __reduce_ex__(self, protocol):
         return (_rebuild, (self._data.copy(), self._requires_grad, type(self)))
 
@@ -548,29 +555,9 @@ def _infer_shape(shape: tuple, numel: int) -> tuple:
     return shape
 
 
-def _float_formatter(arr: np.ndarray):
-    """PyTorch-like float printing: '1.' for whole numbers, 4 decimals, scientific for extreme ranges."""
-    finite = np.abs(arr[np.isfinite(arr)]) if arr.size else arr
-    if finite.size == 0 or np.all(finite == np.round(finite)) and finite.max(initial=0) < 1e8:
-        return lambda v: f"{v:.0f}." if np.isfinite(v) else str(v)
-    nonzero = finite[finite > 0]
-    if finite.max() >= 1e8 or (nonzero.size and nonzero.min() < 1e-4):
-        return lambda v: f"{v:.4e}"
-    return lambda v: f"{v:.4f}" if np.isfinite(v) else str(v)
-
-
 def _format(t: Tensor) -> str:
-    arr = t._data
-    formatter = {"float_kind": _float_formatter(arr)} if arr.dtype.kind == "f" else None
-    body = np.array2string(arr, separator=", ", prefix="tensor(", formatter=formatter, threshold=1000)
-    extras = []
-    if t.dtype not in (dtypes.float32, dtypes.int64, dtypes.bool_) or arr.size == 0:
-        extras.append(f"dtype={t.dtype}")
-    if t.grad_fn is not None:
-        extras.append(f"grad_fn=<{t.grad_fn.name()}>")
-    elif t._requires_grad:
-        extras.append("requires_grad=True")
-    return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+    grad_fn = t.grad_fn
+    return tensor_repr(t._data, t.dtype, None if grad_fn is None else grad_fn.name(), t._requires_grad)
 
 
 # ---- apply: the one place where a primitive runs --------------------------------------------
@@ -598,7 +585,7 @@ def apply(prim, *inputs: Tensor, **attrs) -> Tensor:
         if prim.vjp is not None and out._data.dtype.kind == "f":  # integer results carry no gradient
             for t in inputs:
                 if t._requires_grad:
-                    out.grad_fn = PrimitiveNode(prim, inputs, attrs, out)
+                    out.grad_fn = prim.node_class(prim, inputs, attrs, out)
                     out._requires_grad = True
                     break
     elif STATE.inference:

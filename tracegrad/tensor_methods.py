@@ -212,19 +212,19 @@ def _addcdiv_update(x, t1, t2, value) -> None:
     x += tmp
 
 
-def uniform_(self: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+def uniform_(self: Tensor, a: float = 0.0, b: float = 1.0, *, generator=None) -> Tensor:
     """Fill with uniform samples from [a, b)."""
-    return copy_(self, creation.rand_like(self) * (b - a) + a)
+    return copy_(self, creation.rand(self._data.shape, dtype=self.dtype, generator=generator) * (b - a) + a)
 
 
-def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0, *, generator=None) -> Tensor:
     """Fill with normal samples."""
-    return copy_(self, creation.randn_like(self) * std + mean)
+    return copy_(self, creation.randn(self._data.shape, dtype=self.dtype, generator=generator) * std + mean)
 
 
-def bernoulli_(self: Tensor, p: float = 0.5) -> Tensor:
+def bernoulli_(self: Tensor, p: float = 0.5, *, generator=None) -> Tensor:
     """Fill with 1 with probability p, else 0."""
-    return copy_(self, creation.bernoulli(self, p))
+    return copy_(self, creation.bernoulli(self, p, generator=generator))
 
 
 def index_put_(self: Tensor, indices: tuple, values: Tensor, accumulate: bool = False) -> Tensor:

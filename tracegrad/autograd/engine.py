@@ -51,7 +51,6 @@ class Node:
     _tensor_hooks = None  # output index -> hooks registered on that output tensor
     _retained = None      # output index -> weakref of a tensor that retains its grad
     _hooks = None         # post hooks: fn(grad_inputs, grad_outputs)
-    display_name = None   # a composite op's name for its last node (e.g. 'MeanBackward0')
 
     def __init__(self, inputs: Sequence) -> None:
         edges = [_edge(t) for t in inputs]
@@ -182,8 +181,15 @@ class PrimitiveNode(Node):
                 saved.append(out)
             self.save(saved)
 
-    def name(self) -> str:
-        return self.display_name or self.prim.node_name
+    @property
+    def display_name(self) -> str:
+        """The node's name; setting it (a composite op naming its last node, e.g. 'MeanBackward0') changes
+        the node's class to the cached class of that name."""
+        return type(self).__name__
+
+    @display_name.setter
+    def display_name(self, name: str) -> None:
+        self.__class__ = node_class(name)
 
     def saved(self, i: int):
         """Input ``i`` as it was when the op ran (the primitive must declare it in ``saves``)."""
@@ -197,15 +203,32 @@ class PrimitiveNode(Node):
         return self.prim.vjp(self, grads[0])
 
 
+_NODE_CLASSES: dict[str, type] = {}
+
+
+def name_node(out, name: str):
+    """Give the node that made ``out`` (a new tensor) the class PyTorch records for the op, e.g. 'SumBackward1'."""
+    if out.grad_fn is not None:
+        out.grad_fn.display_name = name
+    return out
+
+
+def node_class(name: str) -> type:
+    """The PrimitiveNode subclass named as PyTorch's node class (``MulBackward0``), made once per name."""
+    cls = _NODE_CLASSES.get(name)
+    if cls is None:
+        cls = _NODE_CLASSES[name] = type(name, (PrimitiveNode,), {
+            "__doc__": f"The backward of an op PyTorch records as {name} (a PrimitiveNode).",
+            "__module__": __name__})
+    return cls
+
+
 class AccumulateGrad(Node):
     """The sink for a leaf tensor that requires grad: adds incoming gradients to ``.grad``."""
 
     def __init__(self, variable) -> None:
         super().__init__(())
         self.variable = variable
-
-    def name(self) -> str:
-        return "AccumulateGrad"
 
     def accumulate(self, grad, create_graph: bool, shared: set) -> None:
         """Add ``grad`` to the leaf's ``.grad`` like PyTorch: first stored, later added in place.

@@ -1,6 +1,7 @@
 """Custom differentiable functions: subclass Function with forward(ctx, ...) and backward(ctx, ...)."""
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from .engine import Node
@@ -40,6 +41,17 @@ class FunctionCtx:
         self.materialize_grads = value
 
 
+_NODE_CLASSES: "weakref.WeakKeyDictionary[type, type]" = weakref.WeakKeyDictionary()
+
+
+def _node_class(fn: type) -> type:
+    """The node class of a Function, named as PyTorch's (``MyFnBackward``), made once per Function."""
+    cls = _NODE_CLASSES.get(fn)
+    if cls is None:
+        cls = _NODE_CLASSES[fn] = type(f"{fn.__name__}Backward", (FunctionNode,), {"__module__": __name__})
+    return cls
+
+
 class FunctionNode(Node):
     """The graph node of one Function.apply call."""
 
@@ -49,9 +61,6 @@ class FunctionNode(Node):
         self.fn, self.ctx = fn, ctx
         self.inputs_meta = [(a._data.shape, a.dtype) if isinstance(a, Tensor) else None for a in args]
         self.outputs_meta: list = []
-
-    def name(self) -> str:
-        return f"{self.fn.__name__}Backward"
 
     def num_outputs(self) -> int:
         return len(self.outputs_meta)
@@ -100,7 +109,7 @@ class Function:
             return outputs
         single = not isinstance(outputs, tuple)
         outs = list((outputs,) if single else outputs)
-        node = FunctionNode(cls, ctx, args)
+        node = _node_class(cls)(cls, ctx, args)
         for i, out in enumerate(outs):
             if not isinstance(out, Tensor):
                 continue

@@ -1,7 +1,7 @@
 """In-place writes through views: keeping the histories of the base and of its views right.
 
 A view records the movement steps that derive it from its base (``_view_steps``). Writing into a
-view rebinds the *base's* history to a ``ViewWriteNode`` (the base with the view's region replaced),
+view rebinds the *base's* history to a ``CopySlices`` node (the base with the view's region replaced),
 and any view used after its base's history changed re-derives its own history by replaying its steps.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ def refresh(view) -> None:
     view._base_history = view._base.grad_fn
 
 
-class ViewWriteNode(Node):
-    """base_new = base_old with the region of a view replaced by a new value."""
+class CopySlices(Node):
+    """base_new = base_old with the region of a view replaced by a new value (PyTorch's CopySlices)."""
 
     def __init__(self, base_old, value, steps: tuple) -> None:
         super().__init__((base_old, value))
@@ -40,9 +40,6 @@ class ViewWriteNode(Node):
             region = prim.impl(region, **attrs)
         region[...] = 0
         self.outside = mask
-
-    def name(self) -> str:
-        return "CopySlices"
 
     def backward(self, grads: list) -> tuple:
         from ..tensor import Tensor
@@ -59,5 +56,5 @@ def write_through_view(view, new_value) -> None:
     base = view._base
     base_old = base._snapshot(copy=False)  # the write node keeps no values of the old base
     _store(view, new_value._data)
-    base.grad_fn, base._output_nr, base._requires_grad = ViewWriteNode(base_old, new_value, view._view_steps), 0, True
+    base.grad_fn, base._output_nr, base._requires_grad = CopySlices(base_old, new_value, view._view_steps), 0, True
     refresh(view)

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from .. import dtypes, ops
+from ..autograd.engine import name_node
 from ..autograd.grad_mode import no_grad
 from ..creation import arange, empty_like
 from ..tensor import TRACE, Tensor, _legacy_kind
@@ -90,7 +91,9 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dty
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias."""
     out = input @ weight.t()
-    return out if bias is None else out + bias
+    if bias is None:
+        return out
+    return name_node(out + bias, "AddmmBackward0") if input.ndim == 2 else out + bias  # PyTorch's fused node
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:

@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..autograd.engine import node_class
 from ..autograd.grad_mode import STATE
 from ..tensor import TRACE
 
@@ -67,7 +68,8 @@ class Primitive:
     """One entry of the primitive table."""
 
     __slots__ = ("name", "kind", "impl", "vjp", "saves", "saves_output", "shape_rule",
-                 "dtype_rule", "ufunc", "write", "node_name", "surface", "lowerings", "reads_values")
+                 "dtype_rule", "ufunc", "write", "_node_name", "node_class", "surface", "lowerings",
+                 "reads_values")
 
     def __init__(self, name: str, kind: str, impl: Callable, *, shape_rule: Callable,
                  dtype_rule: Callable, saves: tuple[int, ...] | slice = (), saves_output: bool = False,
@@ -93,6 +95,16 @@ class Primitive:
         REGISTRY[name] = self
         for hook in ON_DECLARE:
             hook(self)
+
+    @property
+    def node_name(self) -> str:
+        """The class name of this primitive's autograd nodes (PyTorch's, e.g. 'MulBackward0')."""
+        return self._node_name
+
+    @node_name.setter
+    def node_name(self, name: str) -> None:
+        self._node_name = name
+        self.node_class = node_class(name)  # the class itself, read once per recorded op
 
     @property
     def saves_first_input(self) -> bool:

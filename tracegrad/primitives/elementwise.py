@@ -121,6 +121,8 @@ def _cast_vjp(node, g):
 
 copy = _unary("copy", lambda x: np.array(x, order="C"), ufunc=False)  # always row-major, like contiguous()
 copy.defvjp(lambda node, g: (g,))
+copy.node_name = "CloneBackward0"  # PyTorch's names: clone() and .to(dtype)
+cast.node_name = "ToCopyBackward0"
 
 
 # ---- binary ------------------------------------------------------------------------------------

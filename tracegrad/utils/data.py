@@ -1,4 +1,4 @@
-"""Datasets, and a DataLoader that batches, shuffles (with tracegrad's global generator) and drops the last batch.
+"""Datasets, and a DataLoader that batches, shuffles (with its generator, else the global one) and drops the last batch.
 
 Loading happens in the calling process; num_workers and pin_memory are accepted for compatibility only.
 """
@@ -54,14 +54,15 @@ class Subset(Dataset):
         return len(self.indices)
 
 
-def random_split(dataset: Dataset, lengths: Sequence[int | float]) -> list[Subset]:
+def random_split(dataset: Dataset, lengths: Sequence[int | float],
+                 generator: creation.Generator | None = None) -> list[Subset]:
     """Split into non-overlapping random subsets of the given lengths (or fractions summing to 1)."""
     n = len(dataset)
     if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
         lengths = _lengths_from_fractions(lengths, n)
     if sum(lengths) != n:
         raise ValueError("Sum of input lengths does not equal the length of the input dataset!")
-    order = creation.randperm(n).tolist()
+    order = creation.randperm(n, generator=generator).tolist()
     subsets, start = [], 0
     for length in lengths:
         subsets.append(Subset(dataset, order[start:start + length]))
@@ -116,7 +117,7 @@ class DataLoader:
 
     def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = None,
                  num_workers: int = 0, collate_fn: Callable[[list], Any] | None = None, pin_memory: bool = False,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, generator: creation.Generator | None = None) -> None:
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
             raise ValueError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
         if num_workers < 0:
@@ -125,6 +126,7 @@ class DataLoader:
         self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, bool(shuffle), drop_last
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
+        self.generator = generator
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -134,7 +136,7 @@ class DataLoader:
 
     def __iter__(self) -> Iterator:
         n = len(self.dataset)
-        order = creation.randperm(n).tolist() if self.shuffle else list(range(n))
+        order = creation.randperm(n, generator=self.generator).tolist() if self.shuffle else list(range(n))
         if self.batch_size is None:
             for i in order:
                 yield self.dataset[i]
