@@ -1,13 +1,14 @@
 """Neural network modules, losses, initializers and functional forms."""
 from . import functional, init, utils
 from .containers import ModuleDict, ModuleList, Sequential
+from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, MaxPool2d
 from .layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, ReLU,
-                     Sigmoid, SiLU, Softmax, Softplus, Tanh)
+                     Sigmoid, SiLU, Softmax, Softplus, Tanh, Unflatten)
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss
 from .module import Module
 from .parameter import Parameter
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear", "Embedding", "LayerNorm",
-           "Dropout", "Flatten", "Identity", "ReLU", "Tanh", "Sigmoid", "SiLU", "GELU", "LeakyReLU", "Softplus",
+           "Dropout", "Flatten", "Unflatten", "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Identity", "ReLU", "Tanh", "Sigmoid", "SiLU", "GELU", "LeakyReLU", "Softplus",
            "Softmax", "LogSoftmax", "MSELoss", "L1Loss", "SmoothL1Loss", "NLLLoss", "CrossEntropyLoss", "BCELoss",
            "BCEWithLogitsLoss", "functional", "init", "utils"]

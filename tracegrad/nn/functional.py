@@ -14,6 +14,7 @@ import numpy as np
 from .. import dtypes, ops
 from ..creation import arange, empty_like
 from ..tensor import TRACE, Tensor, _legacy_kind
+from .windows import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d  # noqa: F401 (re-exported)
 
 sigmoid = ops.sigmoid
 tanh = ops.tanh
