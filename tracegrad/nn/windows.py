@@ -102,9 +102,9 @@ def _conv_padding(padding, n: int, kernel: tuple, stride: tuple, dilation: tuple
         if padding == "valid":
             return (0,) * n, (0,) * n
         if padding != "same":
-            raise ValueError(f"Invalid padding string '{padding}', should be one of {{'valid', 'same'}}")
+            raise RuntimeError(f"Invalid padding string: '{padding}' (use an int, a tuple, 'valid' or 'same')")
         if any(s != 1 for s in stride):
-            raise ValueError("padding='same' is not supported for strided convolutions")
+            raise RuntimeError("padding='same' is not supported for strided convolutions")
         # PyTorch's rule for an even total: the extra element of padding goes after (right/bottom).
         total = tuple(d * (k - 1) for d, k in zip(dilation, kernel))
         return tuple(t // 2 for t in total), tuple(t - t // 2 for t in total)
