@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import actor_critic, elementwise, mlp
+from benchmarks import actor_critic, cnn, elementwise, mlp
 from benchmarks.harness import Prepared
 
 Params = list  # a list of jax arrays, in the order of the problem's weights
@@ -153,3 +153,29 @@ def actor_critic_step(problem: actor_critic.ActorCriticProblem) -> Prepared:
     state = (actor_params, critic, adam_state(actor_params), adam_state(critic))
     data = tuple(jnp.asarray(a) for a in (problem.obs, problem.action, problem.reward, problem.next_obs))
     return jitted(update, state, data, weights=lambda state: [*state[0], *state[1]])
+
+
+# ---------------------------------------------------------------- W5
+
+
+def cnn_step(problem: cnn.CNNProblem) -> Prepared:
+    """W5: conv, ReLU, 2x2 max pool, conv, ReLU, linear; cross-entropy; SGD with momentum."""
+    def conv(x, w, b):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1))) + b[None, :, None, None]
+
+    def loss_fn(params, x, y):
+        w1, b1, w2, b2, w3, b3 = params
+        h = jax.nn.relu(conv(x, w1, b1))
+        h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+        h = jax.nn.relu(conv(h, w2, b2)).reshape(x.shape[0], -1)
+        log_probs = jax.nn.log_softmax(h @ w3.T + b3)
+        return -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=1))
+
+    def update(state, data):
+        params, buffers = state
+        loss, grads = jax.value_and_grad(loss_fn)(params, *data)
+        return sgd_momentum(params, grads, buffers, cnn.LR, mlp.SGD_MOMENTUM), loss
+
+    params = _arrays(problem.weights)
+    data = (jnp.asarray(problem.x), jnp.asarray(problem.y.astype(np.int32)))
+    return jitted(update, (params, [jnp.zeros_like(p) for p in params]), data, weights=lambda state: state[0])

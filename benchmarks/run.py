@@ -27,10 +27,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # what makes `benchmarks` and a not-installed `tracegrad` importable.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import actor_critic, alternate, columns, dynamic, elementwise, harness, mlp, startup  # noqa: E402
+from benchmarks import actor_critic, alternate, cnn, columns, dynamic, elementwise, harness, mlp, startup  # noqa: E402
 
 # Every workload, in table order. A new workload module adds its list here.
-WORKLOADS: list[harness.Workload] = [*mlp.WORKLOADS, *elementwise.WORKLOADS, *actor_critic.WORKLOADS]
+WORKLOADS: list[harness.Workload] = [*mlp.WORKLOADS, *elementwise.WORKLOADS, *actor_critic.WORKLOADS, *cnn.WORKLOADS]
 
 PARTS = ("steps", "startup", "alternate", "dynamic")
 # Implementations that --quick leaves out, and why.

@@ -14,13 +14,13 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # `benchmarks` is a folder of the repository, not an installed package
 
-from benchmarks import actor_critic, columns, elementwise, harness, mlp, run, startup  # noqa: E402
+from benchmarks import actor_critic, cnn, columns, elementwise, harness, mlp, run, startup  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the benchmark harness runs in subprocesses: not in the quick subset
 
 W1 = mlp.WORKLOADS[0]
 BUILDS = {"W1": mlp.build_pytorch_style, "W2": mlp.build_pytorch_style, "W3": elementwise.build_pytorch_style,
-          "W4": actor_critic.build_pytorch_style}
+          "W4": actor_critic.build_pytorch_style, "W5": cnn.build_pytorch_style}
 
 
 def run_command(*args: str) -> subprocess.CompletedProcess:

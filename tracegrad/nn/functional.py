@@ -16,6 +16,7 @@ from ..autograd.engine import name_node
 from ..autograd.grad_mode import no_grad
 from ..creation import arange, empty_like
 from ..tensor import TRACE, Tensor, _legacy_kind
+from .windows import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d  # noqa: F401 (re-exported)
 
 sigmoid = ops.sigmoid
 tanh = ops.tanh

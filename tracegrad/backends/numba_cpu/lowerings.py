@@ -121,8 +121,13 @@ def _index_put(plan: Plan, code: "Emitter", n: Node) -> str:
 
 
 def _cat(plan: Plan, code: "Emitter", n: Node) -> str:
-    parts = ", ".join(code.array(o) for o in n.operands)
-    code.emit(1, f"{code.name(n.out)} = np.concatenate(({parts},), axis={n.attrs['dim']})")
+    """One loop nest per operand, copying it into its place (see Emitter.copy_of: not np.concatenate)."""
+    out, dim = code.name(n.out), n.attrs["dim"]
+    code.allocate(out, n.out.type.shape, n.out.type.dtype.np)
+    start = 0
+    for operand in n.operands:
+        code.copy_into(out, operand, [""] * dim + [f" + {start}" if start else ""])
+        start += operand.type.shape[dim]
     return "C"
 
 
@@ -235,19 +240,31 @@ def _gathered_positions(code: "Emitter", n: Node, x: Value, indices: list, first
     middle = len(result_shape) - lead - trail  # the broadcast shape of the index tensors
     for m, idx in enumerate(indices):
         _check_indices(code, n, idx, first + m, x.type.shape[first + m])
+    # Each position is read as soon as the loops over the index tensors' dims are open, before the loops
+    # over the trailing dims: those then move a contiguous run (a convolution's batch), which LLVM vectorizes.
+    position = [f"i{k}" for k in range(lead)]
     for k, size in enumerate(result_shape):
+        if k == lead + middle:
+            _read_positions(code, x, indices, first, result_shape, lead + middle, k + 1, position)
         code.loop(1 + k, f"i{k}", size)
     depth = len(result_shape)
-    position = [f"i{k}" for k in range(lead)]
-    for m, idx in enumerate(indices):
-        size = x.type.shape[first + m]
-        parts = broadcast_index(idx.type.shape, result_shape, end=lead + middle)
-        code.emit(1 + depth, f"j{m} = {code.element(idx, parts)}")
-        code.emit(1 + depth, f"if j{m} < 0:")
-        code.emit(2 + depth, f"j{m} += {size}")
-        position.append(f"j{m}")
+    if len(position) == lead:  # no trailing dims
+        _read_positions(code, x, indices, first, result_shape, lead + middle, depth + 1, position)
     position += [f"i{k}" for k in range(lead + middle, len(result_shape))]
     return depth, position, [f"i{k}" for k in range(len(result_shape))]
+
+
+def _read_positions(code: "Emitter", x: Value, indices: list, first: int, result_shape: tuple, end: int,
+                    indent: int, position: list) -> None:
+    """Read each index tensor's position (negative ones count from the end) at ``indent``; append their
+    names to ``position``."""
+    for m, idx in enumerate(indices):
+        size = x.type.shape[first + m]
+        parts = broadcast_index(idx.type.shape, result_shape, end=end)
+        code.emit(indent, f"j{m} = {code.element(idx, parts)}")
+        code.emit(indent, f"if j{m} < 0:")
+        code.emit(indent + 1, f"j{m} += {size}")
+        position.append(f"j{m}")
 
 
 def _index_tensors(code: "Emitter", n: Node) -> str:
