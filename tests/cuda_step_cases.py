@@ -257,6 +257,32 @@ def the_digits_examples_training_step():
     assert step.cache_info().hits == 3, step.cache_info()
 
 
+def a_small_cnn_step():
+    """Convolution, pooling and their gradients (window-table gathers and scatters, matrix products) on CUDA."""
+    import tracegrad as tg
+    from tracegrad import nn, optim
+
+    def cnn():
+        tg.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 3, 3, padding="same"),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    rng = np.random.default_rng(2)
+    data = [(tg.tensor(rng.normal(size=(2, 1, 4, 4)).astype(np.float32)), tg.tensor(rng.integers(0, 2, 2)))
+            for _ in range(4)]
+    runs = []
+    for backend in ("eager", "cuda"):
+        model = cnn()
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        step = tg.compile(_step_of(model, opt, nn.CrossEntropyLoss()), backend=backend)
+        runs.append(([step(x, y).item() for x, y in data], [p.detach().numpy().copy() for p in model.parameters()]))
+    (eager_losses, eager_weights), (losses, weights) = runs
+    np.testing.assert_allclose(losses, eager_losses, rtol=RTOL, atol=ATOL)
+    for c, e in zip(weights, eager_weights):
+        np.testing.assert_allclose(c, e, rtol=RTOL, atol=ATOL)
+    info = step.cache_info()
+    assert (info.hits, info.fallbacks, info.backend_fallbacks) == (2, 0, 0), info
+
+
 def the_dump_command_shows_the_cuda_kernels():
     """`tracegrad dump --stage kernel --backend cuda` prints the generated kernels and their driver."""
     import os
@@ -286,5 +312,5 @@ CASES = {f.__name__: f for f in (sgd_momentum_runs_on_the_gpu, adam_keeps_parame
                                  host_reads_and_writes_between_steps_are_seen, a_held_view_of_a_parameter_sees_every_step,
                                  a_float_argument_and_returned_values, an_op_without_a_cuda_lowering_runs_on_the_cpu_backend,
                                  benchmark_steps_w1_to_w4, the_digits_examples_training_step,
-                                 the_dump_command_shows_the_cuda_kernels,
+                                 a_small_cnn_step, the_dump_command_shows_the_cuda_kernels,
                                  is_available_and_synchronize)}
