@@ -12,6 +12,7 @@ Run: python examples/mlp_digits.py [--epochs N]   (needs scikit-learn)
 import argparse
 import statistics
 import time
+from typing import Callable
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -56,15 +57,20 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct
 
 
-def train(mode: str, data: tuple, epochs: int) -> float:
+def mlp() -> nn.Module:
+    """The model this example trains: 64 pixels, 128 hidden units, 10 classes."""
+    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def train(mode: str, data: tuple, epochs: int, make_model: Callable[[], nn.Module], lr: float) -> float:
     """Train a fresh model (same seed, same batches) with the step run eagerly or compiled; return the
     median step time in seconds."""
     x_train, x_test, y_train, y_test = data
     torch.manual_seed(0)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_train, y_train),
                                          batch_size=BATCH_SIZE, shuffle=True)
-    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    model = make_model()
+    optimizer = optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     step = torch.compile(train_step) if mode == "compiled" else train_step
     step_times = []
@@ -83,14 +89,15 @@ def train(mode: str, data: tuple, epochs: int) -> float:
     return median
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(make_model: Callable[[], nn.Module] = mlp, lr: float = 1e-3, description: str = __doc__) -> None:
+    """Train ``make_model()`` on the digits eagerly, then compiled, and print what the module docstring says."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20, help="training epochs of each run (default 20)")
     epochs = parser.parse_args().epochs
     data = load_data()
     print(f"train_samples={len(data[0])} test_samples={len(data[1])}")
-    eager = train("eager", data, epochs)
-    compiled = train("compiled", data, epochs)
+    eager = train("eager", data, epochs, make_model, lr)
+    compiled = train("compiled", data, epochs, make_model, lr)
     print(f"speedup={eager / compiled:.1f} (the compiled step's median time against the eager step's)")
     from tracegrad.backends.numba_cpu import cache
     print(f"kernels cached in {cache.folders()[-1].path} (`tracegrad cache info` shows what is there)")
