@@ -219,14 +219,34 @@ def _buffer(t: Tensor, what: str) -> np.ndarray:
     """The NumPy array a collective works on (the tensor's own when contiguous), after the checks."""
     if not isinstance(t, Tensor):
         raise TypeError(f"{what} expects tracegrad tensors, got {type(t).__name__}")
-    if TRACE.tracer is not None:
-        TRACE.tracer.unsupported(f"a collective ({what}): communication between processes is not part of "
-                                 f"a compiled graph yet")
+    _leave_trace(what)
     data = t._data
     if data.dtype == np.bool_ or data.dtype == np.float16:
         raise TypeError(f"{what} does not support {data.dtype} tensors over MPI: convert to uint8 (bool) or "
                         f"float32 (float16) first")
     return data if data.flags.c_contiguous and data.flags.writeable else np.ascontiguousarray(data)
+
+
+def _leave_trace(what: str) -> None:
+    """Stop an active trace: a compiled step that communicates runs eagerly (with a CompileWarning)."""
+    if TRACE.tracer is not None:
+        TRACE.tracer.unsupported(f"a collective ({what}): communication between processes is not part of a "
+                                 f"compiled graph yet")
+
+
+def _gather(mine: np.ndarray, what: str) -> np.ndarray:
+    """Every rank's copy of a small array (one row per rank, in rank order), within the timeout."""
+    g = _group()
+    everyone = np.empty((g.size, *mine.shape), dtype=mine.dtype)
+    _wait([g.comm.Iallgather(mine, everyone)], what)
+    return everyone
+
+
+def _start_sum(buf: np.ndarray, what: str) -> Work:
+    """Start summing a contiguous array across ranks in place (a nonblocking MPI_Iallreduce)."""
+    _leave_trace(what)
+    g = _group()
+    return Work([g.comm.Iallreduce(g.mpi.IN_PLACE, buf, g.mpi.SUM)], what)
 
 
 def _written(t: Tensor, buf: np.ndarray) -> None:
@@ -250,8 +270,7 @@ def _check_same(name: str, what: str, t: Tensor, extra: int = 0) -> None:
     mine[2] = extra
     mine[3] = len(shape)
     mine[4:4 + len(shape)] = shape
-    everyone = np.empty((g.size, 18), dtype=np.int64)
-    _wait([g.comm.Iallgather(mine, everyone)], f"{what} (checking shapes across ranks)")
+    everyone = _gather(mine, f"{what} (checking shapes across ranks)")
     for r in range(g.size):
         if not np.array_equal(everyone[r], mine):
             raise ValueError(f"{what}: rank {g.rank} called {_describe(mine)} but rank {r} called "

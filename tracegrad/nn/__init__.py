@@ -1,5 +1,5 @@
 """Neural network modules, losses, initializers and functional forms."""
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, ReLU,
                      Sigmoid, SiLU, Softmax, Softplus, Tanh)
@@ -12,4 +12,4 @@ __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Par
            "Linear", "Embedding", "LayerNorm", "BatchNorm1d", "BatchNorm2d", "GroupNorm", "Dropout", "Flatten",
            "Identity", "ReLU", "Tanh", "Sigmoid", "SiLU", "GELU", "LeakyReLU", "Softplus", "Softmax", "LogSoftmax",
            "MSELoss", "L1Loss", "SmoothL1Loss", "NLLLoss", "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss",
-           "functional", "init", "utils"]
+           "functional", "init", "parallel", "utils"]

@@ -1,0 +1,71 @@
+"""tracegrad.distributed and DistributedDataParallel on 2 MPI ranks (tests/distributed_cases.py under mpiexec),
+plus the in-process parts: errors without a process group or without mpi4py, and DistributedSampler."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import tracegrad.distributed as dist
+
+CASES = Path(__file__).with_name("distributed_cases.py")
+MPIEXEC = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+needs_mpi = pytest.mark.skipif(not dist.is_available() or MPIEXEC is None,
+                               reason='needs mpi4py and mpiexec: pip install -e ".[mpi]"')
+
+
+def launch(case: str, timeout_s: float = 60, limit: float = 120) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a case on 2 ranks with the process group's timeout; returns the finished job and its wall time."""
+    start = time.monotonic()
+    job = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(CASES), case, str(timeout_s)],
+                         capture_output=True, text=True, timeout=limit, cwd=CASES.parent.parent,
+                         env={**os.environ, "PYTHONPATH": str(CASES.parent.parent)})
+    return job, time.monotonic() - start
+
+
+@needs_mpi
+@pytest.mark.parametrize("case, says", [
+    ("collectives", ""), ("no_sync", ""), ("unused_parameters", ""),
+    # a compiled step holding DDP's allreduce runs eagerly, with a CompileWarning (the values are checked)
+    ("ddp_adam", "runs eagerly: a collective (DistributedDataParallel's gradient allreduce)"),
+    ("mismatch", "shape [3, 4] on rank 0 but shape [5, 4] on rank 1")])
+def test_two_ranks(case: str, says: str) -> None:
+    job, _ = launch(case)
+    assert job.returncode == 0, job.stdout + job.stderr
+    assert f"{case} OK" in job.stdout and says in job.stdout, job.stdout
+
+
+@needs_mpi
+def test_rank_raising_mid_step_ends_the_job() -> None:
+    job, elapsed = launch("fails_mid_step", timeout_s=30)
+    assert job.returncode != 0
+    assert "rank 1 failed on purpose" in job.stderr and "aborting all ranks (MPI_Abort)" in job.stderr, job.stderr
+    assert elapsed < 20, f"the job took {elapsed:.1f} s to end"
+
+
+@needs_mpi
+def test_rank_missing_a_collective_times_out() -> None:
+    job, elapsed = launch("stalls", timeout_s=2)
+    assert job.returncode != 0
+    assert "all_reduce(SUM)" in job.stderr and "did not complete within the timeout of 2 s" in job.stderr, job.stderr
+    assert elapsed < 20, f"the job took {elapsed:.1f} s to end (timeout 2 s)"
+
+
+def test_errors_without_a_process_group() -> None:
+    assert not dist.is_initialized()
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        dist.get_rank()
+    with pytest.raises(ValueError, match="backend='mpi'"):
+        dist.init_process_group("nccl")
+
+
+def test_missing_mpi4py_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r"pip install mpi4py mpich"):
+        dist.init_process_group("mpi")
+    assert not dist.is_initialized()
