@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import tracegrad
 import tracegrad.distributed as dist
+from tracegrad.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 CASES = Path(__file__).with_name("distributed_cases.py")
 MPIEXEC = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -69,3 +71,39 @@ def test_missing_mpi4py_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(ImportError, match=r"pip install mpi4py mpich"):
         dist.init_process_group("mpi")
     assert not dist.is_initialized()
+
+
+@pytest.mark.parametrize("n, replicas, drop_last, expected", [
+    # PyTorch's assignment, by hand: pad by repeating from the start (or cut the tail), then stride by replicas
+    (10, 3, False, [[0, 3, 6, 9], [1, 4, 7, 0], [2, 5, 8, 1]]),
+    (10, 3, True, [[0, 3, 6], [1, 4, 7], [2, 5, 8]]),
+    (2, 5, False, [[0], [1], [0], [1], [0]]),
+    (8, 2, True, [[0, 2, 4, 6], [1, 3, 5, 7]]),
+    (11, 4, True, [[0, 4], [1, 5], [2, 6], [3, 7]]),
+])
+def test_distributed_sampler_assignment(n: int, replicas: int, drop_last: bool, expected: list) -> None:
+    shares = [DistributedSampler(range(n), replicas, r, shuffle=False, drop_last=drop_last) for r in range(replicas)]
+    assert [list(s) for s in shares] == expected
+    assert [len(s) for s in shares] == [len(e) for e in expected]
+
+
+def test_distributed_sampler_shuffles_per_epoch() -> None:
+    shares = [DistributedSampler(range(9), 2, r, seed=3) for r in range(2)]
+    first = [list(s) for s in shares]
+    assert sorted(first[0] + first[1][:-1]) == list(range(9)) and first[1][-1] == first[0][0]  # one index padded
+    assert [list(s) for s in shares] == first  # same epoch, same order
+    for s in shares:
+        s.set_epoch(1)
+    assert [list(s) for s in shares] != first
+    permutation = tracegrad.randperm(9, generator=tracegrad.Generator().manual_seed(4)).tolist()
+    assert list(shares[0]) == permutation[0::2]
+
+
+def test_distributed_sampler_in_a_data_loader() -> None:
+    data = TensorDataset(tracegrad.arange(10.0))
+    loader = DataLoader(data, batch_size=2, sampler=DistributedSampler(data, 3, 1, shuffle=False))
+    assert [b[0].tolist() for b in loader] == [[1.0, 4.0], [7.0, 0.0]] and len(loader) == 2
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        DataLoader(data, sampler=DistributedSampler(data, 3, 1), shuffle=True)
+    with pytest.raises(ValueError, match="Invalid rank 3"):
+        DistributedSampler(data, 3, 3)
