@@ -107,3 +107,15 @@ def test_distributed_sampler_in_a_data_loader() -> None:
         DataLoader(data, sampler=DistributedSampler(data, 3, 1), shuffle=True)
     with pytest.raises(ValueError, match="Invalid rank 3"):
         DistributedSampler(data, 3, 3)
+
+
+@needs_mpi
+def test_ddp_digits_example_on_two_ranks() -> None:
+    pytest.importorskip("sklearn")
+    job = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "examples/ddp_digits.py", "--epochs", "10"],
+                         capture_output=True, text=True, timeout=300, cwd=CASES.parent.parent)
+    assert job.returncode == 0, job.stderr
+    assert "rank=0 " in job.stdout and "rank=1 " in job.stdout and "samples_per_epoch=674" in job.stdout
+    assert "world_size=2" in job.stdout and "replicas_equal=True" in job.stdout, job.stdout
+    accuracy = float(job.stdout.split("test_accuracy=")[1].split()[0])
+    assert accuracy >= 0.95, job.stdout
