@@ -208,6 +208,11 @@ def check_compile_explain(out: ExampleOutput) -> None:
     assert "fusion group: sub -> exp -> sum" in out.stdout
 
 
+def check_ddp_digits(out: ExampleOutput) -> None:  # 1 rank here; tests/test_distributed.py runs 2
+    assert out.number("world_size") == 1 and out.flag("replicas_equal")
+    assert out.number("test_accuracy") >= 0.95
+
+
 CHECKS: dict[str, Callable[[ExampleOutput], None]] = {
     "freeze_layer": check_freeze_layer,
     "conditional_detach": check_conditional_detach,
@@ -226,9 +231,10 @@ CHECKS: dict[str, Callable[[ExampleOutput], None]] = {
     "mlp_digits": check_mlp_digits,
     "cnn_digits": check_cnn_digits,
     "compile_explain": check_compile_explain,
+    "ddp_digits": check_ddp_digits,
 }
 SLOW_EXAMPLES = {"mlp_digits", "cnn_digits"}
-REQUIRED_MODULES = {"mlp_digits": "sklearn", "cnn_digits": "sklearn"}
+REQUIRED_MODULES = {"mlp_digits": "sklearn", "cnn_digits": "sklearn", "ddp_digits": "mpi4py"}
 
 
 @pytest.mark.parametrize("name", [

@@ -67,7 +67,7 @@ def device(name: str = "cpu") -> str:
     return "cpu"
 
 
-_SUBMODULES = {"cuda", "nn", "optim", "utils", "viz"}
+_SUBMODULES = {"cuda", "distributed", "nn", "optim", "utils", "viz"}
 
 
 def __getattr__(name: str):

@@ -226,9 +226,19 @@ def node_class(name: str) -> type:
 class AccumulateGrad(Node):
     """The sink for a leaf tensor that requires grad: adds incoming gradients to ``.grad``."""
 
+    _post_hooks = None  # fn(tensor) called after the leaf's .grad was updated (register_post_accumulate_grad_hook)
+
     def __init__(self, variable) -> None:
         super().__init__(())
         self.variable = variable
+
+    def add_post_hook(self, fn: Callable) -> RemovableHandle:
+        """Register fn(leaf), called after a gradient was accumulated into the leaf's ``.grad``."""
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(fn)
+        _hooks_changed()
+        return RemovableHandle(self._post_hooks, fn)
 
     def accumulate(self, grad, create_graph: bool, shared: set) -> None:
         """Add ``grad`` to the leaf's ``.grad`` like PyTorch: first stored, later added in place.
@@ -376,6 +386,8 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                 if type(node) is AccumulateGrad:
                     if grads and (targets is None or (accumulate and node in targets)):
                         node.accumulate(grads[0], create_graph, shared)
+                        for hook in node._post_hooks or ():
+                            hook(node.variable)
                     continue
                 run = grads is not None and (targets is None or node in needed)
                 if run:

@@ -505,7 +505,8 @@ def _hooks_of(tensor) -> list:
     node = tensor._acc
     if node is None:
         return []
-    return [*(node._tensor_hooks.get(tensor._output_nr, ()) if node._tensor_hooks else ()), *(node._hooks or ())]
+    return [*(node._tensor_hooks.get(tensor._output_nr, ()) if node._tensor_hooks else ()), *(node._hooks or ()),
+            *(node._post_hooks or ())]
 
 
 def hooks_read(tensor, label: str) -> Read:

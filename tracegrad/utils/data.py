@@ -1,11 +1,12 @@
-"""Datasets, and a DataLoader that batches, shuffles (with its generator, else the global one) and drops the last batch.
+"""Datasets, samplers (DistributedSampler), and a DataLoader that batches, shuffles (with its generator, else the
+global one) or follows a sampler, and drops the last batch.
 
 Loading happens in the calling process; num_workers and pin_memory are accepted for compatibility only.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -109,6 +110,58 @@ def default_collate(batch: list):
                     f"found {type(first).__name__}")
 
 
+class Sampler:
+    """Iterates over dataset indices (a DataLoader's ``sampler=``)."""
+
+    def __iter__(self) -> Iterator[int]:
+        raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
+
+
+class DistributedSampler(Sampler):
+    """The share of a dataset's indices one rank reads: PyTorch's assignment (pad by repeating indices from the
+    start, or drop the tail with ``drop_last``, then every ``num_replicas``-th index from ``rank``); with
+    ``shuffle`` the order is a permutation seeded by ``seed + epoch`` (call ``set_epoch`` every epoch). The
+    permutation comes from tracegrad's generator, so it differs from PyTorch's for the same seed."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
+        if num_replicas is None or rank is None:
+            from .. import distributed
+            num_replicas = distributed.get_world_size() if num_replicas is None else num_replicas
+            rank = distributed.get_rank() if rank is None else rank
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]")
+        self.dataset, self.num_replicas, self.rank = dataset, num_replicas, rank
+        self.shuffle, self.seed, self.drop_last, self.epoch = shuffle, seed, drop_last, 0
+        n = len(dataset)
+        if drop_last and n % num_replicas:
+            self.num_samples = math.ceil((n - num_replicas) / num_replicas)
+        else:
+            self.num_samples = math.ceil(n / num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.dataset)
+        if self.shuffle:
+            generator = creation.Generator().manual_seed(self.seed + self.epoch)
+            indices = creation.randperm(n, generator=generator).tolist()
+        else:
+            indices = list(range(n))
+        if self.drop_last:
+            indices = indices[:self.total_size]
+        else:
+            padding = self.total_size - n
+            indices += (indices * math.ceil(padding / n))[:padding] if n else []
+        return iter(indices[self.rank:self.total_size:self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the permutation of this epoch (``seed + epoch``) at the next iteration."""
+        self.epoch = epoch
+
+
 class DataLoader:
     """Iterate over a dataset in batches, optionally reshuffled at every epoch.
 
@@ -116,27 +169,34 @@ class DataLoader:
     """
 
     def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = None,
-                 num_workers: int = 0, collate_fn: Callable[[list], Any] | None = None, pin_memory: bool = False,
+                 sampler: Sampler | Iterable[int] | None = None, num_workers: int = 0, collate_fn: Callable[[list], Any] | None = None, pin_memory: bool = False,
                  drop_last: bool = False, generator: creation.Generator | None = None) -> None:
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
             raise ValueError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
         if num_workers < 0:
             raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable "
                              "multiprocessing.")
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
         self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, bool(shuffle), drop_last
+        self.sampler = sampler
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
         self.generator = generator
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.batch_size is None:
             return n
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator:
-        n = len(self.dataset)
-        order = creation.randperm(n, generator=self.generator).tolist() if self.shuffle else list(range(n))
+        if self.sampler is not None:
+            order = list(self.sampler)
+        else:
+            n = len(self.dataset)
+            order = creation.randperm(n, generator=self.generator).tolist() if self.shuffle else list(range(n))
+        n = len(order)
         if self.batch_size is None:
             for i in order:
                 yield self.dataset[i]
