@@ -338,8 +338,14 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     sample_weight = valid.to(input.dtype) if weight is None else weight[safe_target] * valid
     loss = -_pick(input, safe_target) * sample_weight
     if reduction == "mean":
-        return loss.sum() / sample_weight.sum()
+        return _weighted_mean(loss.sum(), sample_weight.sum())
     return _reduce(loss, reduction)
+
+
+def _weighted_mean(total: Tensor, weight: Tensor) -> Tensor:
+    """total / weight; NaN with a zero gradient when every target is ignored (weight 0), as in PyTorch."""
+    empty = weight == 0
+    return ops.where(empty, math.nan, total / ops.where(empty, 1.0, weight))
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
@@ -365,7 +371,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     smooth = -per_class.sum(dim) * valid
     if reduction == "mean":
         total_weight = valid.sum() if weight is None else (weight[ops.where(valid, target, 0)] * valid).sum()
-        smooth = smooth.sum() / total_weight
+        smooth = _weighted_mean(smooth.sum(), total_weight)
     else:
         smooth = _reduce(smooth, reduction)
     return loss * (1.0 - label_smoothing) + smooth * (label_smoothing / input.shape[dim])
