@@ -251,7 +251,10 @@ def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tens
 
 def logaddexp(input, other) -> Tensor:
     """log(exp(input) + exp(other)), computed without overflow."""
-    a, b = _float_operands(input, other, "logaddexp")
+    a, b = _promote(input, other, "logaddexp")
+    if a.dtype.category != dtypes.FLOAT:
+        raise NotImplementedError(f'"logaddexp" not implemented for {_legacy(a.dtype)} tensors; convert the '
+                                  f"operands to a floating dtype first (x.float())")
     larger = apply(E.maximum, a, b)
     # Equal infinities would give inf - inf: their difference counts as 0 (the result is the infinity).
     diff = where(larger.isinf() & (a == b), 0, a - b)
