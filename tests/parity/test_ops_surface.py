@@ -21,8 +21,8 @@ def _distinct(*shape):
 @pytest.mark.parametrize("descending", [False, True])
 def test_sort_argsort_topk(descending):
     x = _distinct(3, 6)
-    check(lambda L, a: (L.sort(a, 1, descending), a.sort(dim=0, descending=descending), a.argsort(descending=descending),
-                        L.topk(a, 2, 1, largest=not descending), a.topk(3, 0)), x)
+    check(lambda L, a: (L.sort(a, 1, descending), a.sort(dim=0, descending=descending),
+                        a.argsort(descending=descending), L.topk(a, 2, 1, largest=not descending), a.topk(3, 0)), x)
     ties = np.array([[3.0, np.nan, 1.0, 1.0, -np.inf, 3.0], [2.0, 2.0, 2.0, 0.0, np.nan, np.nan]], np.float32)
     check(lambda L, a: (L.sort(a, stable=True, dim=1, descending=descending),
                         L.argsort(a, dim=0, stable=True, descending=descending)), ties)
@@ -56,16 +56,16 @@ def test_baddbmm_addmm_outer():
 
 def test_logaddexp():
     check(lambda L, a, b: (L.logaddexp(a, b), a.logaddexp(b * 30), L.logaddexp(a, b[0])), X, Y)
-    check(lambda L: L.logaddexp(L.tensor([1.0, -math.inf, math.inf, 3.0]), L.tensor([2.0, -math.inf, math.inf, 3.0])))
+    check(lambda L: L.logaddexp(L.tensor([1.0, -math.inf, math.inf, 3.0]),
+                                L.tensor([2.0, -math.inf, math.inf, 3.0])))
     check_error(lambda L: L.logaddexp(L.tensor([1, 2]), L.tensor([3, 4])))
 
 
-EQUATIONS = [("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk", [(2, 3, 4), (2, 4, 5)]), ("ii->i", [(3, 3)]), ("ii", [(3, 3)]),
-             ("ij->", [(3, 4)]), ("i,j->ij", [(3,), (4,)]), ("i,i->", [(3,), (3,)]), ("...ij,...jk->...ik",
-                                                                                  [(2, 1, 3, 4), (5, 4, 2)]),
-             ("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 6, 5)]), ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),
-             ("iij->j", [(3, 3, 2)]), ("Ab,bA->", [(3, 4), (4, 3)]), ("i...->...", [(2, 3, 4)]),
-             ("ij,ij->ij", [(3, 1), (1, 4)]), ("bn,anm,bm->ba", [(2, 3), (5, 3, 4), (2, 4)]),
+EQUATIONS = [("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk", [(2, 3, 4), (2, 4, 5)]), ("ii->i", [(3, 3)]),
+             ("ii", [(3, 3)]), ("ij->", [(3, 4)]), ("i,j->ij", [(3,), (4,)]), ("i,i->", [(3,), (3,)]),
+             ("...ij,...jk->...ik", [(2, 1, 3, 4), (5, 4, 2)]), ("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 6, 5)]),
+             ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]), ("iij->j", [(3, 3, 2)]), ("Ab,bA->", [(3, 4), (4, 3)]),
+             ("i...->...", [(2, 3, 4)]), ("ij,ij->ij", [(3, 1), (1, 4)]), ("bn,anm,bm->ba", [(2, 3), (5, 3, 4), (2, 4)]),
              ("ij , jk -> ki", [(3, 4), (4, 5)]), (",i->i", [(), (3,)])]
 
 
@@ -99,7 +99,8 @@ def test_matrix_norm(ord_):
 
 
 def test_norm_defaults_and_errors():
-    check(lambda L, a: (L.linalg.norm(a), L.linalg.norm(a, dim=1), L.norm(a), a.norm(dim=(0, 1)), L.norm(a, "fro", 1)), X)
+    check(lambda L, a: (L.linalg.norm(a), L.linalg.norm(a, dim=1), L.norm(a), a.norm(dim=(0, 1)),
+                        L.norm(a, "fro", 1)), X)
     check_error(lambda L: L.linalg.vector_norm(L.tensor([1, 2])))
     check_error(lambda L, a: L.linalg.matrix_norm(a), randn(3))
     check_error(lambda L, a: L.linalg.matrix_norm(a, 3), X)
@@ -136,7 +137,8 @@ def test_layer_norm_embedding_one_hot_normalize():
 
 def test_regression_losses():
     F = _functional
-    check(lambda L, a, b: (F("smooth_l1_loss")(L, a, b, beta=0.5), F("smooth_l1_loss")(L, a, b, beta=0.0, reduction="none"),
+    check(lambda L, a, b: (F("smooth_l1_loss")(L, a, b, beta=0.5),
+                           F("smooth_l1_loss")(L, a, b, beta=0.0, reduction="none"),
                            F("huber_loss")(L, a, b), F("huber_loss")(L, a, b, "sum", 0.3),
                            F("huber_loss")(L, a, b, "none", 2.0), L.nn.HuberLoss(delta=0.5)(a, b)), X, Y)
     check_error(lambda L, a, b: F("huber_loss")(L, a, b, delta=0.0), X, Y)

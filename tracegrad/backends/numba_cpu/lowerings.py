@@ -223,7 +223,8 @@ def _argsort(plan: Plan, code: "Emitter", n: Node) -> str:
     loop[dim] = ":"
     row = f"{code.array(x)}[{index_text(loop)}]"
     if n.attrs["descending"]:  # ascending order of the reversed row, read backwards (ties keep their order)
-        code.emit(indent, f"{out}[{index_text(loop)}] = {shape[dim] - 1} - np.argsort({row}[::-1], kind='mergesort')[::-1]")
+        code.emit(indent, f"{out}[{index_text(loop)}] = "
+                          f"{shape[dim] - 1} - np.argsort({row}[::-1], kind='mergesort')[::-1]")
     else:
         code.emit(indent, f"{out}[{index_text(loop)}] = np.argsort({row}, kind='mergesort')")
     return "C"
