@@ -293,7 +293,17 @@ def _row_stack_shim():
     assert done.returncode == 0, done.stderr
 
 
-CASES.update({"edge": _edge, "integers": _integers, "batched_matmuls": _batched_matmuls,
+def _sort_ties():
+    """argsort by ranks: ties keep their order (descending too), NaN sorts as the largest value."""
+    import tracegrad as tg
+    from test_numba_lowering import _graph_and_arrays
+    x = np.array([[1.0, np.nan, 3.0, 1.0, -np.inf, 3.0], [2.0, 2.0, 2.0, 0.0, np.nan, np.nan]], np.float32)
+    graph, arrays = _graph_and_arrays(lambda a: (a.argsort(1), a.argsort(1, descending=True), a.argsort(0),
+                                                 a.sort(0, descending=True).values), [tg.tensor(x)])
+    _compare(graph, arrays, rtol=0, atol=0)
+
+
+CASES.update({"edge": _edge, "sort_ties": _sort_ties, "integers": _integers, "batched_matmuls": _batched_matmuls,
               "special_values_float32": _special_values(np.float32), "special_values_float64": _special_values(np.float64),
               "integer_rounding": _integer_rounding,
               "sgd_momentum": _training(lambda p: tg.optim.SGD(p, lr=0.1, momentum=0.9)),

@@ -46,6 +46,7 @@ CASES = {
     "index_put": lambda a, b, v: a.index_put((tg.tensor([0, 2]),), b[0]),
     "gather": lambda a, b, v: a.gather(1, tg.tensor(IDX)),
     "scatter_add": lambda a, b, v: a.scatter_add(1, tg.tensor(IDX), b),
+    "argsort": lambda a, b, v: a.sort(1).values * a.argsort(0, descending=True).float() + b.topk(2, 0).values.sum(),
 }
 
 

@@ -27,7 +27,8 @@ from tracegrad.tensor import apply
 # Primitives whose results carry no gradient, by specification (not read from the table, so a VJP
 # that goes missing from a differentiable primitive is caught rather than reclassified).
 NON_DIFFERENTIABLE = {"eq", "ne", "lt", "le", "gt", "ge", "logical_not", "isnan", "isinf", "bitwise_and",
-                      "bitwise_or", "bitwise_xor", "floor_divide", "argmax", "argmin", "any", "all", "count"}
+                      "bitwise_or", "bitwise_xor", "floor_divide", "argmax", "argmin", "any", "all", "count",
+                      "argsort"}
 
 
 # ---- inputs ----------------------------------------------------------------------------------------
@@ -278,6 +279,27 @@ for _name, _ref in (("any", np.any), ("all", np.all)):
          label="float-nonzero")
     case(_name, lambda x, n=_name: getattr(x, n)(0), bools((0, 2)), ref=lambda a, r=_ref: r(a, axis=0),
          label="empty")
+
+SORT_TIES = np.array([[1.0, np.nan, 3.0, 1.0, -np.inf, 3.0], [2.0, 2.0, 2.0, 0.0, np.nan, np.nan]])
+
+
+def stable_argsort_ref(a: np.ndarray, axis: int, descending: bool) -> np.ndarray:
+    """Stable order along axis, NaN as the largest value: descending keeps ties in their original order too."""
+    keys = np.where(np.isnan(a), np.inf, a)  # NaN after inf (stable among themselves)
+    rank = np.isnan(a).astype(np.int64)
+    order = np.lexsort((rank, keys), axis=axis) if not descending else np.lexsort((-rank, -keys), axis=axis)
+    return order.astype(np.int64)
+
+
+for _desc in (False, True):
+    case("argsort", lambda x, d=_desc: x.argsort(-1, descending=d), SORT_TIES,
+         ref=lambda a, d=_desc: stable_argsort_ref(a, 1, d), label=f"ties-nan,descending={_desc}")
+    case("argsort", lambda x, d=_desc: tg.argsort(x, 0, descending=d), small_ints((4, 3)),
+         ref=lambda a, d=_desc: stable_argsort_ref(a, 0, d), label=f"dim=0,descending={_desc}")
+case("argsort", lambda x: x.argsort(), signed(()), ref=lambda a: np.array(0), label="0-d")
+case("argsort", lambda x: x.argsort(1), signed((2, 0)), ref=lambda a: np.zeros((2, 0), np.int64), label="empty")
+case("argsort", lambda x: x.argsort(descending=True), bools((5,)),
+     ref=lambda a: stable_argsort_ref(a.astype(np.float64), 0, True), label="bool")
 
 # ---- movement
 case("reshape", lambda x: x.reshape(2, 6), signed((3, 4)), ref=lambda a: a.reshape(2, 6))

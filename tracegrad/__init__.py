@@ -14,7 +14,8 @@ from .creation import (Generator, arange, bernoulli, default_generator, empty, e
 from .dtypes import (bool_ as bool, dtype, float16, float32, float64, get_default_dtype, int8, int16, int32, int64,
                      promote_types, set_default_dtype, uint8)
 from .dtypes import result_type as _result_type
-from .ops import (add, addcdiv, addcmul, addmm, all, allclose, amax, amin, any, argmax, argmin, bitwise_not, bmm,
+from .einsum import einsum
+from .ops import (add, addcdiv, addcmul, addmm, argsort, baddbmm, cumprod, logaddexp, roll, sort, topk, all, allclose, amax, amin, any, argmax, argmin, bitwise_not, bmm,
                   broadcast_to, cat, chunk, clamp, clamp_max, clamp_min, clip, clone, concat, cumsum, div, dot,
                   equal, flatten, flip, floor_divide, gather, index_put, index_select, isclose, isfinite, lerp, log2,
                   log10, log_softmax, logical_and, logical_not, logical_or, logsumexp, masked_fill, masked_select,
@@ -67,7 +68,7 @@ def device(name: str = "cpu") -> str:
     return "cpu"
 
 
-_SUBMODULES = {"cuda", "distributed", "nn", "optim", "utils", "viz"}
+_SUBMODULES = {"cuda", "distributed", "linalg", "nn", "optim", "utils", "viz"}
 
 
 def __getattr__(name: str):

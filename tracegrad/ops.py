@@ -249,6 +249,18 @@ def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tens
     return input + tensor1 / tensor2 if _is_one(value) else input + value * tensor1 / tensor2
 
 
+def logaddexp(input, other) -> Tensor:
+    """log(exp(input) + exp(other)), computed without overflow."""
+    a, b = _promote(input, other, "logaddexp")
+    if a.dtype.category != dtypes.FLOAT:
+        raise NotImplementedError(f'"logaddexp" not implemented for {_legacy(a.dtype)} tensors; convert the '
+                                  f"operands to a floating dtype first (x.float())")
+    larger = apply(E.maximum, a, b)
+    # Equal infinities would give inf - inf: their difference counts as 0 (the result is the infinity).
+    diff = where(larger.isinf() & (a == b), 0, a - b)
+    return name_node(larger + (-diff.abs()).exp().log1p(), "LogaddexpBackward0")
+
+
 # ---- comparison and logic -----------------------------------------------------------------------
 
 # equal, allclose and isclose compare the arrays in NumPy when no step is traced; while one is, they are
@@ -465,6 +477,48 @@ def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return apply(R.argmin, input, axes=_axes(dim, input.ndim) or (0,), keepdim=keepdim)
 
 
+_SortResult = collections.namedtuple("sort", ["values", "indices"])
+_TopkResult = collections.namedtuple("topk", ["values", "indices"])
+
+
+def _sort_indices(input: Tensor, dim: int, descending: bool) -> tuple[Tensor, Tensor, int]:
+    """(input as at least 1-D, the positions that sort it along dim, dim made non-negative)."""
+    x = input if input._data.ndim else input.reshape(1)
+    dim = _wrap_dim(dim, input._data.ndim)
+    return x, apply(I.argsort, x, dim=dim, descending=bool(descending)), dim
+
+
+def _sorted_result(input: Tensor, x: Tensor, indices: Tensor, dim: int, result_type, node: str):
+    """(values, indices) of input picked at indices along dim, shaped back to a 0-d input's shape."""
+    # indices come from argsort, so they are in range: gather's range check (a guard while tracing) is not needed
+    values = name_node(apply(I.gather, x, indices, dim=dim), node)
+    if not input._data.ndim:
+        values, indices = values.reshape(()), indices.reshape(())
+    return result_type(values, indices)
+
+
+def sort(input: Tensor, dim: int = -1, descending: bool = False, *, stable: bool = False):
+    """(values, indices) sorted along dim; ties keep their order (always stable), NaN counts as largest."""
+    x, indices, dim = _sort_indices(input, dim, descending)
+    return _sorted_result(input, x, indices, dim, _SortResult, "SortBackward0")
+
+
+def argsort(input: Tensor, dim: int = -1, descending: bool = False, *, stable: bool = False) -> Tensor:
+    """The indices that sort input along dim (stable: ties keep their order)."""
+    x, indices, dim = _sort_indices(input, dim, descending)
+    return indices if input._data.ndim else indices.reshape(())
+
+
+def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+    """(values, indices) of the k largest (or smallest) elements along dim, in sorted order."""
+    size = input._data.shape[_wrap_dim(dim, input._data.ndim)] if input._data.ndim else 1
+    if not 0 <= k <= size:
+        raise RuntimeError(f"selected index k out of range: k={k} must be in [0, {size}] for dim {dim} of size {size}")
+    x, indices, dim = _sort_indices(input, dim, largest)
+    indices = apply(I.index, indices, key=I.narrow_key(dim, 0, k))
+    return _sorted_result(input, x, indices, dim, _TopkResult, "TopkBackward0")
+
+
 def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Product over dim (all dims by default)."""
     if dtype is not None:
@@ -500,25 +554,38 @@ def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
     return name_node(var(input, dim, unbiased, keepdim, correction=correction).sqrt(), "StdBackward0")
 
 
-def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
-    """Vector p-norm over dim (2 by default; 'fro', 1, inf, -inf and other numbers)."""
+def vector_norm(x: Tensor, ord=2, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    """The ord-norm of x over dim (all dims by default): 2, 1, inf, -inf, 0 (nonzero count) or any other number."""
+    if x.dtype.category != dtypes.FLOAT:
+        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. "
+                           f"Got {_legacy(x.dtype)}")
     if dtype is not None:
-        input = _cast(input, dtypes.to_dtype(dtype))
-    if p in ("fro", 2, 2.0, None):
-        squares = sum(input * input, dim, keepdim)
-        # sqrt'(0) is infinite; routing zeros around it gives the zero gradient PyTorch defines there.
-        is_zero = squares == 0
-        return where(is_zero, 0.0, where(is_zero, 1.0, squares).sqrt())
-    magnitude = abs(input)
-    if p == float("inf"):
+        x = _cast(x, dtypes.to_dtype(dtype))
+    if isinstance(ord, str) or isinstance(ord, bool) or not isinstance(ord, (int, float)):
+        raise RuntimeError(f"linalg.vector_norm: Expected ord to be a number, got {ord!r}; use linalg.matrix_norm "
+                           f"for 'fro' and 'nuc'")
+    if ord == 0:  # the count of nonzero elements; where() and abs() give it a (zero) gradient, as PyTorch does
+        return sum(masked_fill(x, x != 0, 1).abs(), dim, keepdim)
+    magnitude = x.abs()
+    if ord == math.inf:
         return amax(magnitude, dim if dim is not None else (), keepdim)
-    if p == float("-inf"):
+    if ord == -math.inf:
         return amin(magnitude, dim if dim is not None else (), keepdim)
-    if p == 1:
+    if ord == 1:
         return sum(magnitude, dim, keepdim)
-    if p == 0:
-        return sum((input != 0).to(input.dtype), dim, keepdim)
-    return sum(magnitude ** p, dim, keepdim) ** (1.0 / p)
+    total = sum(x * x if ord == 2 else magnitude ** ord, dim, keepdim)
+    # The root's derivative is infinite at 0; routing zeros around it gives the zero gradient PyTorch defines there.
+    is_zero = total == 0
+    root = where(is_zero, 1.0, total)
+    return where(is_zero, 0.0, root.sqrt() if ord == 2 else root ** (1.0 / ord))
+
+
+def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    """The vector p-norm over dim (all dims by default); 'fro' (or None) is the 2-norm."""
+    if p == "nuc":
+        from .linalg import matrix_norm
+        return matrix_norm(input, "nuc", dim if dim is not None else (-2, -1), keepdim, dtype=dtype)
+    return vector_norm(input, 2 if p in ("fro", None) else p, dim, keepdim, dtype=dtype)
 
 
 def _max_shift(input: Tensor, dim) -> Tensor:
@@ -558,15 +625,35 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     return name_node(shifted - sum(shifted.exp(), dim, keepdim=True).log(), "LogSoftmaxBackward0")
 
 
+def _scan_operand(input: Tensor, dtype) -> Tensor:
+    """The input of cumsum/cumprod: cast to dtype when given, integers and bools to int64 (as PyTorch)."""
+    if dtype is not None:
+        return _cast(input, dtypes.to_dtype(dtype))
+    return input if input.dtype.category == dtypes.FLOAT else _cast(input, dtypes.int64)
+
+
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     """Running sum along dim, as a matmul with a triangular matrix of ones (differentiable)."""
-    if dtype is not None:
-        input = _cast(input, dtypes.to_dtype(dtype))
+    input = _scan_operand(input, dtype)
     dim = _wrap_dim(dim, input.ndim)
     n = input._data.shape[dim] if input.ndim else 1
     tri = Tensor._make(np.triu(np.ones((n, n), dtype=input._data.dtype)))
     moved = input.movedim(dim, -1) if input.ndim else input.reshape(1)
     return (moved @ tri).movedim(-1, dim) if input.ndim else (moved @ tri).reshape(())
+
+
+def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
+    """Running product along dim: a log-depth scan of products (exact gradients, zeros included)."""
+    input = _scan_operand(input, dtype)
+    dim = _wrap_dim(dim, input._data.ndim)
+    moved = input.movedim(dim, -1) if input._data.ndim else input.reshape(1)
+    n, shift = moved._data.shape[-1], 1
+    while shift < n:  # after this round, each element is the product of the 2 * shift elements ending at it
+        ones = Tensor._make(np.ones(moved._data.shape[:-1] + (shift,), dtype=moved._data.dtype))
+        moved = moved * cat([ones, narrow(moved, -1, 0, n - shift)], -1)
+        shift *= 2
+    out = moved.movedim(-1, dim) if input._data.ndim else moved.reshape(())
+    return name_node(out, "CumprodBackward0")
 
 
 # ---- matrix products ----------------------------------------------------------------------------
@@ -629,10 +716,28 @@ def outer(input: Tensor, vec2: Tensor) -> Tensor:
     return input.unsqueeze(1) * vec2.unsqueeze(0)
 
 
+def _is_zero(value) -> bool:
+    """True for the number 0 (a tensor-valued scale, e.g. a traced hyperparameter, is never skipped)."""
+    return not isinstance(value, Tensor) and _traced_number(value) is None and value == 0
+
+
+def _scaled_sum(input: Tensor, product: Tensor, beta, alpha) -> Tensor:
+    """beta * input + alpha * product; beta=0 ignores input's values (NaN and inf too), as PyTorch does."""
+    if not _is_one(alpha):
+        product = alpha * product
+    if _is_zero(beta):  # zeros in input's shape (and a zero gradient for it), whatever its values
+        return product + masked_fill(input, Tensor._make(np.array(True)), 0)
+    return product + (input if _is_one(beta) else beta * input)
+
+
 def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:
     """beta * input + alpha * (mat1 @ mat2)."""
-    prod_ = mm(mat1, mat2)
-    return (input if beta == 1 else beta * input) + (prod_ if alpha == 1 else alpha * prod_)
+    return _scaled_sum(input, mm(mat1, mat2), beta, alpha)
+
+
+def baddbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
+    """beta * input + alpha * bmm(batch1, batch2)."""
+    return name_node(_scaled_sum(input, bmm(batch1, batch2), beta, alpha), "BaddbmmBackward0")
 
 
 # ---- conversion ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from .primitives.index_key import (FULL, NEW_AXIS, REST, IndexKey, Slice, index_
                                    mask_item, slice_item)
 from .tensor import TRACE, Tensor, _data_dependent_shape, _infer_shape, _shape_arg, _wrap_dim, apply
 
-__all__ = ['reshape', 'view', 'view_as', 'reshape_as', 'permute', 'transpose', 'swapaxes', 't', 'movedim', 'unsqueeze', 'squeeze', 'expand', 'expand_as', 'broadcast_to', 'flatten', 'unflatten', 'narrow', 'split', 'chunk', 'unbind', 'cat', 'concat', 'stack', 'flip', 'repeat', 'clone', 'contiguous', 'tril', 'triu', 'parse_key', 'getitem', 'setitem', 'index_put', 'index_select', 'gather', 'scatter_add', 'masked_select']
+__all__ = ['reshape', 'view', 'view_as', 'reshape_as', 'permute', 'transpose', 'swapaxes', 't', 'movedim', 'unsqueeze', 'squeeze', 'expand', 'expand_as', 'broadcast_to', 'flatten', 'unflatten', 'narrow', 'split', 'chunk', 'unbind', 'cat', 'concat', 'stack', 'flip', 'roll', 'repeat', 'clone', 'contiguous', 'tril', 'triu', 'parse_key', 'getitem', 'setitem', 'index_put', 'index_select', 'gather', 'scatter_add', 'masked_select']
 
 
 # ---- shapes -------------------------------------------------------------------------------------
@@ -234,6 +234,24 @@ def flip(input: Tensor, *dims) -> Tensor:
     axes = set(_axes(dims[0] if len(dims) == 1 else dims, input.ndim))
     key = IndexKey(tuple(Slice(step=-1) if i in axes else FULL for i in range(input.ndim)))
     return apply(I.index, input, key=key)
+
+
+def roll(input: Tensor, shifts, dims=None) -> Tensor:
+    """Shift elements along dims by shifts, wrapping around (the flattened tensor when dims is None)."""
+    if dims is None:
+        return name_node(roll(input.flatten(), shifts, 0).reshape(input.shape), "RollBackward0")
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if len(shifts) != len(dims):
+        raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
+    out = input
+    for shift, dim in zip(shifts, dims):
+        dim = _wrap_dim(dim, input.ndim)
+        size = input.shape[dim] if input.ndim else 1
+        shift = shift % size if size else 0
+        if shift:
+            out = cat([narrow(out, dim, size - shift, shift), narrow(out, dim, 0, size - shift)], dim)
+    return name_node(out if out is not input else clone(input), "RollBackward0")
 
 
 def repeat(input: Tensor, *sizes) -> Tensor:

@@ -16,7 +16,8 @@ _SAME_NAME = """
 add sub div floor_divide remainder neg rsqrt tan round reciprocal square log2 log10 isfinite clamp clip
 clamp_min clamp_max lerp addcmul addcdiv equal allclose isclose bitwise_not logical_not logical_and
 logical_or masked_fill nonzero sum mean amax amin max min argmax argmin prod any all var std norm
-logsumexp softmax log_softmax cumsum matmul mm bmm dot mv outer addmm reshape view view_as reshape_as
+logsumexp softmax log_softmax cumsum cumprod sort argsort topk logaddexp matmul mm bmm baddbmm dot mv outer addmm
+roll reshape view view_as reshape_as
 permute transpose swapaxes t movedim unsqueeze squeeze expand expand_as broadcast_to flatten unflatten
 narrow split chunk unbind flip repeat clone contiguous tril triu index_select gather scatter_add
 masked_select index_put to type_as double half long

@@ -22,7 +22,8 @@ import numpy as np
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Library code that only reads its arguments, or whose reads are modelled here (Module.__getattr__).
 _CORE = tuple(os.path.join(_PACKAGE, p) for p in (
-    "tensor.py", "tensor_methods.py", "surface.py", "ops.py", "shapes.py", "dtypes.py", "creation.py", "primitives", "autograd" + os.sep + "engine.py",
+    "tensor.py", "tensor_methods.py", "surface.py", "ops.py", "shapes.py", "einsum.py", "linalg.py", "dtypes.py",
+    "creation.py", "primitives", "autograd" + os.sep + "engine.py",
     "autograd" + os.sep + "grad_mode.py", "autograd" + os.sep + "views.py", "compiler", "ir", "backends"))
 _STDLIB = os.path.dirname(os.__file__)
 _THIRD_PARTY = tuple(os.path.dirname(m.__file__) for m in (np,))

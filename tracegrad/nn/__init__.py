@@ -2,9 +2,10 @@
 from . import functional, init, parallel, utils
 from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, MaxPool2d
-from .layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, ReLU,
+from .layers import (ELU, GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, ReLU,
                      Sigmoid, SiLU, Softmax, Softplus, Tanh, Unflatten)
-from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss
+from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
+                   SmoothL1Loss)
 from .module import Module
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm
 from .parameter import Parameter
@@ -12,6 +13,6 @@ from .parameter import Parameter
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
            "Linear", "Embedding", "LayerNorm", "BatchNorm1d", "BatchNorm2d", "GroupNorm", "Dropout", "Flatten",
            "Unflatten", "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Identity", "ReLU", "Tanh",
-           "Sigmoid", "SiLU", "GELU", "LeakyReLU", "Softplus", "Softmax", "LogSoftmax", "MSELoss", "L1Loss",
-           "SmoothL1Loss", "NLLLoss", "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss", "functional", "init",
-           "parallel", "utils"]
+           "Sigmoid", "SiLU", "ELU", "GELU", "LeakyReLU", "Softplus", "Softmax", "LogSoftmax", "MSELoss", "L1Loss",
+           "SmoothL1Loss", "HuberLoss", "KLDivLoss", "NLLLoss", "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss",
+           "functional", "init", "parallel", "utils"]

@@ -44,6 +44,14 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
     return input.copy_(out) if inplace else out
 
 
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x where x > 0, else alpha * (exp(x) - 1)."""
+    positive = input > 0
+    # exp of the positive inputs is never needed: where() keeps it from overflowing (and its gradient from NaN).
+    out = ops.where(positive, input, ops.where(positive, 0.0, input).expm1() * alpha)
+    return input.copy_(out) if inplace else out
+
+
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x * Phi(x): exactly with erf ('none'), or with the tanh approximation ('tanh')."""
     if approximate == "none":
@@ -274,15 +282,57 @@ def l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, red
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
+def _quadratic_then_linear(diff: Tensor, cut: float, slope: float) -> Tensor:
+    """slope * (0.5 d^2 / cut) where d < cut, slope * (d - cut / 2) above: smooth L1 (slope 1) and Huber (cut)."""
+    linear = diff - 0.5 * cut
+    return ops.where(diff < cut, diff * diff * (0.5 * slope / cut), linear if slope == 1 else linear * slope)
+
+
 def smooth_l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,
                    reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """Quadratic (0.5 d^2 / beta) where |d| < beta, linear (|d| - beta/2) above."""
     reduction = _reduction(size_average, reduce, reduction)
+    if beta < 0:
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
     _warn_if_broadcasting(input, target)
     diff = (input - target).abs()
     if beta == 0.0:
         return _reduce(diff, reduction)
-    return _reduce(ops.where(diff < beta, diff * diff * (0.5 / beta), diff - 0.5 * beta), reduction)
+    return _reduce(_quadratic_then_linear(diff, beta, 1.0), reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
+               weight: Tensor | None = None) -> Tensor:
+    """Quadratic (0.5 d^2) where |d| < delta, linear (delta (|d| - delta/2)) above; optionally weighted."""
+    reduction = _reduction(None, None, reduction)
+    if delta <= 0:
+        raise RuntimeError("huber_loss does not support non-positive values for delta.")
+    _warn_if_broadcasting(input, target)
+    loss = _quadratic_then_linear((input - target).abs(), delta, delta)
+    return _reduce(loss if weight is None else loss * weight, reduction)
+
+
+def kl_div(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,
+           reduction: str = "mean", log_target: bool = False) -> Tensor:
+    """KL divergence of target from input (log-probabilities): target * (log target - input), 0 where target is 0.
+
+    'batchmean' divides the sum by the batch size (dim 0); 'mean' by the element count, with PyTorch's warning.
+    """
+    reduction = "batchmean" if reduction == "batchmean" else _reduction(size_average, reduce, reduction)
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        zero = target == 0
+        entropy = ops.where(zero, 0.0, target * ops.where(zero, 1.0, target).log())  # xlogy(target, target)
+        loss = entropy - target * input
+    if reduction == "batchmean":
+        return loss.sum() / (input.shape[0] if input.ndim else 1)
+    if reduction == "mean":
+        warnings.warn("reduction: 'mean' divides the total loss by both the batch size and the support size."
+                      "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
+                      "'mean' will be changed to behave the same as 'batchmean' in the next major release.",
+                      stacklevel=2)
+    return _reduce(loss, reduction)
 
 
 def _class_dim(input: Tensor) -> int:
@@ -339,8 +389,14 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     sample_weight = valid.to(input.dtype) if weight is None else weight[safe_target] * valid
     loss = -_pick(input, safe_target) * sample_weight
     if reduction == "mean":
-        return loss.sum() / sample_weight.sum()
+        return _weighted_mean(loss.sum(), sample_weight.sum())
     return _reduce(loss, reduction)
+
+
+def _weighted_mean(total: Tensor, weight: Tensor) -> Tensor:
+    """total / weight; NaN with a zero gradient when every target is ignored (weight 0), as in PyTorch."""
+    empty = weight == 0
+    return ops.where(empty, math.nan, total / ops.where(empty, 1.0, weight))
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
@@ -366,7 +422,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     smooth = -per_class.sum(dim) * valid
     if reduction == "mean":
         total_weight = valid.sum() if weight is None else (weight[ops.where(valid, target, 0)] * valid).sum()
-        smooth = smooth.sum() / total_weight
+        smooth = _weighted_mean(smooth.sum(), total_weight)
     else:
         smooth = _reduce(smooth, reduction)
     return loss * (1.0 - label_smoothing) + smooth * (label_smoothing / input.shape[dim])

@@ -9,6 +9,7 @@ import functools
 
 import numpy as np
 
+from .. import dtypes
 from . import lax
 from .base import Primitive, same_dtype
 from .index_key import FULL, IndexKey, index_key, slice_item
@@ -196,3 +197,20 @@ def _scatter_add_vjp(node, g):
     idx, dim = node.saved(1), node.attrs["dim"]
     need_x, _, need_src = node.needs_input_grad
     return (g if need_x else None), None, (lax.gather(g, idx, dim=dim) if need_src else None)
+
+
+# ---- sorting ----------------------------------------------------------------------------------------
+
+
+def _argsort_impl(x, dim, descending):
+    """Stable: equal elements keep their order (descending too); NaN sorts as the largest value, as in PyTorch."""
+    if not descending:
+        return np.argsort(x, axis=dim, kind="stable").astype(np.int64, copy=False)
+    # Ascending order of the reversed row, read backwards: descending, with ties in their original order.
+    reversed_order = np.argsort(np.flip(x, dim), axis=dim, kind="stable")
+    return (x.shape[dim] - 1 - np.flip(reversed_order, dim)).astype(np.int64, copy=False)
+
+
+# The positions that sort x along ``dim`` (no gradient: sort's values are a gather, whose VJP exists).
+argsort = Primitive("argsort", "index", _argsort_impl, shape_rule=lambda in_shapes, **a: in_shapes[0],
+                    dtype_rule=lambda in_dtypes, **a: dtypes.int64)

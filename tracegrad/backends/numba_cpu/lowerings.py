@@ -219,6 +219,22 @@ def _arg_extremum(plan: Plan, code: "Emitter", n: Node) -> str:
     return "C"
 
 
+def _argsort(plan: Plan, code: "Emitter", n: Node) -> str:
+    """One stable merge sort per row along the sorted dim (as the primitive's impl; NaN sorts last)."""
+    x, dim = n.operands[0], n.attrs["dim"]
+    shape, out = x.type.shape, code.name(n.out)
+    code.allocate(out, shape, np.dtype(np.int64))
+    indent, loop = _loops_over(code, tuple(1 if k == dim else s for k, s in enumerate(shape)))
+    loop[dim] = ":"
+    row = f"{code.array(x)}[{index_text(loop)}]"
+    if n.attrs["descending"]:  # ascending order of the reversed row, read backwards (ties keep their order)
+        code.emit(indent, f"{out}[{index_text(loop)}] = "
+                          f"{shape[dim] - 1} - np.argsort({row}[::-1], kind='mergesort')[::-1]")
+    else:
+        code.emit(indent, f"{out}[{index_text(loop)}] = np.argsort({row}, kind='mergesort')")
+    return "C"
+
+
 def _tensor_key(key: IndexKey) -> tuple[int, int]:
     """(first, last) positions of a key's index tensors when they are adjacent and every other item is a
     full slice (x[idx], x[:, rows, cols]); Unsupported otherwise."""
@@ -302,4 +318,5 @@ def _count(plan: Plan, code: "Emitter", n: Node) -> str:
 
 LOWERINGS = {"matmul": _matmul, "permute": _permute, "reshape": _reshape, "index": _index_read,
               "index_put": _index_put, "cat": _cat, "gather": _gather, "scatter_add": _scatter_add,
-              "argmax": _arg_extremum, "argmin": _arg_extremum, "count": _count}
+              "argmax": _arg_extremum, "argmin": _arg_extremum, "count": _count,
+              "argsort": _argsort}

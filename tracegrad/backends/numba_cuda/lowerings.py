@@ -1,4 +1,4 @@
-"""CUDA lowerings of the nodes that are not loop units: the matrix product, movement, indexing, argmax, count.
+"""CUDA lowerings of the nodes that are not loop units: the matrix product, movement, indexing, argmax, argsort, count.
 
 A lowering is ``lower(plan, code, node)``: it reads the kernel's ``plan.Plan`` and writes driver lines and
 kernels through the ``codegen.Emitter`` ``code``. Every array it makes is C-contiguous (a reshape is a view of
@@ -240,6 +240,28 @@ def _arg_extremum(plan: Plan, code: "Emitter", n: Node) -> None:
     code.map_kernel(f"%{n.out.id} {n.prim} along axis {axis}", others, body)
 
 
+def _argsort(plan: Plan, code: "Emitter", n: Node) -> None:
+    """A stable sort by ranks: the thread of each element counts the elements that sort before it in its row
+    (smaller, or equal and earlier; NaN as the largest value) and writes its position at that rank. O(n) per
+    element, fine for the rows a training step sorts (top-k of logits, a batch's losses)."""
+    x, axis = n.operands[0], n.attrs["dim"]
+    code.allocate(n.out)
+    first, second = ("v", "w") if n.attrs["descending"] else ("w", "v")  # v: this element, w: another
+
+    def body(kernel: "Kernel", index: list) -> list:
+        at = index[axis]
+        other = [("j" if k == axis else p) for k, p in enumerate(index)]
+        rank = [("rank" if k == axis else p) for k, p in enumerate(index)]
+        return [f"v = {code.element(kernel, x, index)}", "vn = v != v", "rank = 0",
+                f"for j in range({x.type.shape[axis]}):",
+                f"    w = {code.element(kernel, x, other)}",
+                "    wn = w != w",
+                f"    if not {first}n and ({second}n or {first} < {second}) or (w == v or wn and vn) and j < {at}:",
+                "        rank += 1",
+                f"{code.ref(kernel, n.out, rank)} = {at}"]
+    code.map_kernel(f"%{n.out.id} argsort along dim {axis} (by ranks)", x.type.shape, body)
+
+
 def _count(plan: Plan, code: "Emitter", n: Node) -> None:
     """The element count of a reduction, from its input's shape: every element of the result holds it."""
     shape = n.operands[0].type.shape
@@ -249,4 +271,5 @@ def _count(plan: Plan, code: "Emitter", n: Node) -> None:
 
 LOWERINGS = {"matmul": _matmul, "permute": _permute, "reshape": _reshape, "index": _index_read,
              "index_put": _index_put, "cat": _cat, "gather": _gather, "scatter_add": _scatter_add,
-             "argmax": _arg_extremum, "argmin": _arg_extremum, "count": _count}
+             "argmax": _arg_extremum, "argmin": _arg_extremum, "count": _count,
+             "argsort": _argsort}
