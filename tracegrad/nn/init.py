@@ -115,3 +115,13 @@ def kaiming_normal_(tensor: Tensor, a: float = 0, mode: str = "fan_in", nonlinea
     if _is_empty(tensor):
         return tensor
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode)))
+
+
+def _reset_weight_and_bias(weight: Tensor, bias: Tensor | None) -> None:
+    """How Linear and convolution layers start: kaiming_uniform_(a=sqrt(5)) for the weight and
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias (when there is one)."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        uniform_(bias, -bound, bound)

@@ -1,8 +1,6 @@
 """Layers: thin modules that hold parameters and settings and call nn.functional."""
 from __future__ import annotations
 
-import math
-
 from ..autograd.grad_mode import no_grad
 from ..creation import empty
 from ..tensor import Tensor
@@ -35,11 +33,7 @@ class Linear(Module):
 
     def reset_parameters(self) -> None:
         """kaiming_uniform_(a=sqrt(5)) for the weight and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        init._reset_weight_and_bias(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         """input @ weight.T + bias."""
