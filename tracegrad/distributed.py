@@ -26,6 +26,7 @@ __all__ = ["ReduceOp", "Work", "DistributedTimeoutError", "is_available", "is_in
 
 # PyTorch's default for its CPU backends; settable with init_process_group(timeout=...).
 DEFAULT_TIMEOUT = timedelta(minutes=30)
+ABORT_GRACE_S = 1.0  # seconds a rank that raised waits after printing, before MPI_Abort ends every rank
 
 _INSTALL = 'pip install "tracegrad[mpi]" (or: pip install mpi4py mpich)'
 
@@ -137,6 +138,9 @@ def _abort_on_uncaught(exc_type, exc, tb) -> None:
                      f"aborting all ranks (MPI_Abort)\n")
     sys.stderr.flush()
     sys.stdout.flush()
+    # mpiexec forwards a rank's output through its process manager, which MPI_Abort stops at once: without a
+    # pause the traceback printed just now was cut short in CI (a second to forward it is the cost of a crash)
+    time.sleep(ABORT_GRACE_S)
     g.mpi.COMM_WORLD.Abort(1)
 
 
