@@ -16,13 +16,14 @@ import json
 import os
 import platform
 import pstats
+import signal
 import subprocess
 import sys
 import sysconfig
 import time
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -247,17 +248,33 @@ def copy_bandwidth(shape: tuple[int, ...], plan: TimingPlan) -> tuple[float, Tim
 # ---------------------------------------------------------------- child processes
 
 
-def run_python_json(script: str, args: list[str], failure: str,
-                    env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_python_json(script: str, args: list[str], failure: str, env: dict[str, str] | None = None,
+                    launcher: Sequence[str] = (), timeout_s: float | None = None) -> dict[str, Any]:
     """Run the Python file `script` with `args` in a new process and return the JSON it prints on stdout.
 
-    When the child fails, stop this program with `failure` (what was being
-    done, and what to try) followed by the child's error output.
+    `launcher` goes before the interpreter (``["mpiexec", "-n", "2"]`` starts
+    one process per rank). With `timeout_s`, the child runs in a process group
+    of its own, killed whole (an MPI launcher's ranks too) past the timeout or
+    when this program is interrupted. When the child fails or times out, stop
+    this program with `failure` (what was being done, and what to try)
+    followed by the child's error output.
     """
-    completed = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env)
-    if completed.returncode != 0:
-        sys.exit(f"error: {failure} (exit status {completed.returncode}). Its output:\n{completed.stderr}")
-    return json.loads(completed.stdout)
+    with subprocess.Popen([*launcher, sys.executable, script, *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env, start_new_session=timeout_s is not None) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=timeout_s)
+        except BaseException as error:
+            if timeout_s is None:
+                child.kill()
+            else:
+                os.killpg(child.pid, signal.SIGKILL)
+            _, stderr = child.communicate()
+            if not isinstance(error, subprocess.TimeoutExpired):
+                raise
+            sys.exit(f"error: {failure} (no result within {timeout_s:g} s). Its output:\n{stderr}")
+    if child.returncode != 0:
+        sys.exit(f"error: {failure} (exit status {child.returncode}). Its output:\n{stderr}")
+    return json.loads(stdout)
 
 
 # ---------------------------------------------------------------- profiling

@@ -14,7 +14,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # `benchmarks` is a folder of the repository, not an installed package
 
-from benchmarks import actor_critic, cnn, columns, elementwise, harness, mlp, run, startup  # noqa: E402
+from benchmarks import actor_critic, cnn, columns, ddp, elementwise, harness, mlp, run, startup  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the benchmark harness runs in subprocesses: not in the quick subset
 
@@ -226,3 +226,37 @@ def test_dynamic_part_times_the_generic_kernel_against_the_literal_one(tmp_path)
     assert row["ratio"] == pytest.approx(row["generic_s"] / row["literal_s"])
     assert row["kernels_for_sizes"] <= 3  # 40 batch sizes: the first size's kernel, then the generic one
     assert "generic/literal" in completed.stdout
+
+
+@pytest.mark.skipif(not installed("mpi4py") or ddp.find_mpiexec() is None,
+                    reason='needs mpi4py and mpiexec: pip install -e ".[mpi]"')
+def test_ddp_benchmark_times_two_ranks_the_allreduces_and_checks_the_model(tmp_path):
+    result_path = tmp_path / "ddp.json"
+    completed = subprocess.run([sys.executable, "benchmarks/ddp.py", "--quick", "--json", str(result_path)],
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(result_path.read_text())
+    one = report["one_rank"]["timings"]
+    assert {"eager, batch 128", "eager, batch 64", *(ddp.share_name(128 // p) for p in ddp.MACHINES)} <= set(one)
+    two = report["two_ranks"]
+    assert two["ranks"] == 2 and two["batch_per_rank"] == 64 and len(two["per_rank"]) == 2
+    assert sum(two["bucket_bytes"]) == 4 * sum(w.size for w in mlp.WORKLOADS[1].make_problem().weights)
+    for rank in two["per_rank"]:
+        assert 0 < rank["ddp_wait"]["median_s"] < rank["ddp_step"]["median_s"]
+    for transport in ddp.TRANSPORTS:
+        rows = report["allreduce"][transport]["rows"]
+        assert {(row["bytes"], row["method"]) for row in rows} == {
+            (size, method) for size in ddp.QUICK_SIZES for method in ("MPI_Allreduce", "DDP's path")}
+    check = report["model"]["check"]
+    assert check["alone"]["predicted_s"] == pytest.approx(check["alone"]["compute_s"] + check["allreduce_s"])
+    assert [row["machines"] for row in report["model"]["predictions"]] == list(ddp.MACHINES[1:])
+    assert "model check, 2 ranks" in completed.stdout and "TCP loopback" in completed.stdout
+
+
+def test_ring_allreduce_fit_recovers_alpha_and_beta():
+    network = ddp.Network("made up", alpha_s=20e-6, beta_Bps=3e9)
+    sizes = [1024 * 4 ** k for k in range(9)]
+    fitted = ddp.fit_network("fit", sizes, [ddp.ring_allreduce_s(n, 2, network) for n in sizes])
+    assert fitted.alpha_s == pytest.approx(20e-6) and fitted.beta_Bps == pytest.approx(3e9)
+    # 8 ranks: 14 message steps, each rank sending 2 * 7/8 of the bytes
+    assert ddp.ring_allreduce_s(8e6, 8, network) == pytest.approx(14 * 20e-6 + 1.75 * 8e6 / 3e9)
