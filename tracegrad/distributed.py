@@ -26,6 +26,7 @@ __all__ = ["ReduceOp", "Work", "DistributedTimeoutError", "is_available", "is_in
 
 # PyTorch's default for its CPU backends; settable with init_process_group(timeout=...).
 DEFAULT_TIMEOUT = timedelta(minutes=30)
+SPIN_S = 2e-3  # seconds a collective's wait polls MPI without sleeping (MPI progresses inside Test())
 ABORT_GRACE_S = 1.0  # seconds a rank that raised waits after printing, before MPI_Abort ends every rank
 
 _INSTALL = 'pip install "tracegrad[mpi]" (or: pip install mpi4py mpich)'
@@ -204,13 +205,17 @@ def _wait(requests: list, what: str, timeout: timedelta | None = None) -> None:
         pending = [r for r in pending if not r.Test()]
         if not pending:
             return
-        if time.monotonic() - start > limit:
+        waited = time.monotonic() - start
+        if waited > limit:
             raise DistributedTimeoutError(
                 f"{what} on rank {g.rank} of {g.size} did not complete within the timeout of {limit:g} s: another "
                 f"rank failed, exited or is running a different collective. The process group can't be used "
                 f"after this; set the timeout with init_process_group(timeout=timedelta(seconds=...)).")
-        time.sleep(pause)  # spin briefly (shared-memory latency is microseconds), then back off to 1 ms
-        pause = min(1e-3, pause * 2 or 1e-6)
+        if waited > SPIN_S:
+            # then back off to 1 ms: a sleep lasts ~80 us at least here (docs/SCALING.md), a collective
+            # over shared memory a few, so sleeping from the start added 0.1-0.5 ms to every small allreduce
+            time.sleep(pause)
+            pause = min(1e-3, pause * 2 or 1e-5)
 
 
 # ---- collectives ---------------------------------------------------------------------------------------------
