@@ -364,16 +364,6 @@ class Tensor:
     def __hash__(self) -> int:
         return id(self)
 
-    def __getattr__(self, name: str):
-        # Reached only when the normal lookup fails. ``_data`` is missing while a compiled CUDA step holds
-        # the tensor's current values on the GPU (backends/numba_cuda/memory.py): the first host use of the
-        # tensor brings them back. Every other name is an ordinary missing attribute.
-        if name == "_data":
-            mirror = self.__dict__.get("_device")
-            if mirror is not None:
-                return mirror.to_host(self)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     def __repr__(self) -> str:
         return _format(self)
 
